@@ -1,0 +1,347 @@
+"""The LIF neuron core: synapse memory, accumulators, neuron state, one time-multiplexed datapath."""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from ..sim.golden import AXON_LIMIT, CoreShape, ResetMode
+from .lif import LIFDatapath
+from .memory_map import COUNTER_BITS, CoreMemoryMap, MemoryBusSignature, Reg, Region
+from .synapse import MEMORY_STYLES, SynapseMemory
+
+__all__ = ["AxonEvent", "NeuronSpike", "Handshake", "LIFCore"]
+
+#: What enters a core: one event for one axon. The field is wide enough for any core, so that
+#: an event for an axon the core does not have can be seen, dropped and counted.
+AxonEvent = data.StructLayout({"axon": unsigned(ceil_log2(AXON_LIMIT))})
+#: What leaves a core: the index of a neuron that spiked.
+NeuronSpike = data.StructLayout({"neuron": unsigned(8)})
+
+LANE_CHOICES = (1, 2, 4, 8, 16)
+
+#: A command without payload whose transfer (``valid & ready``) marks its completion.
+Handshake = wiring.Signature({"valid": Out(1), "ready": In(1)})
+
+
+class LIFCore(wiring.Component):
+    """A core of ``N`` LIF neurons with ``A`` axons (DESIGN.md, semantics 1 and 2).
+
+    **Events.** An accepted event for axon ``a < A`` reads the ``R = ceil(N / P)`` synapse words
+    of row ``a``, ``P`` weights per cycle, and adds them into the accumulators ``I``: ``R``
+    cycles per event when events come back to back (the next one is accepted with the last
+    row). An event for ``a >= A``, or one beyond ``events_per_tick`` in a tick, is dropped and
+    counted in one cycle and touches nothing.
+
+    **Update.** A transfer on ``update`` starts the end-of-tick update and *completes* (``ready``
+    high for one cycle) when every neuron has been updated and every spike has left through
+    ``spikes``; so the handshake is the done signal. Neurons go through :class:`LIFDatapath`
+    one per cycle; ``spikes`` carries the spiking neuron indices in increasing order and may be
+    back-pressured freely. Events and bus requests wait while an update runs; an update waits
+    for the event in progress. When several inputs are ready at once, ``update`` goes first,
+    then ``bus``, then ``events``.
+
+    **Bus.** Reads and writes of every memory and register, see
+    :mod:`spikefab.hdl.memory_map`; requests are served between events (a read takes 3 cycles).
+
+    Parameters
+    ----------
+    shape : CoreShape
+        ``A``, ``N``, ``w_bits``, ``v_bits``, ``events_per_tick``.
+    lanes : int
+        ``P``, weights read per cycle: 1, 2, 4, 8 or 16.
+    memory : str
+        Synapse memory style: ``"block"`` or ``"spram"`` (see :class:`SynapseMemory`).
+    spike_fifo_depth : int
+        Depth of the spike output queue; more than :attr:`LIFDatapath.LATENCY`.
+
+    Members
+    -------
+    events : In(stream.Signature(AxonEvent))
+    spikes : Out(stream.Signature(NeuronSpike))
+    update : In(Handshake)
+    bus : In(MemoryBusSignature)
+    idle : Out(1)
+        No event, update or bus request is in progress.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad parameter; the message names it and shows its value.
+    """
+
+    def __init__(self, shape: CoreShape, *, lanes: int = 8, memory: str = "block",
+                 spike_fifo_depth: int = 8):
+        if not isinstance(shape, CoreShape):
+            raise TypeError(f"shape must be a CoreShape, not {shape!r}")
+        if lanes not in LANE_CHOICES:
+            raise ValueError(f"lanes must be one of {LANE_CHOICES}, not {lanes!r}")
+        if lanes * shape.w_bits > 128:
+            raise ValueError(f"a synapse word of lanes * w_bits = {lanes * shape.w_bits} bits "
+                             f"is wider than 128; use fewer lanes")
+        if memory not in MEMORY_STYLES:
+            raise ValueError(f"memory must be one of {MEMORY_STYLES}, not {memory!r}")
+        if (isinstance(spike_fifo_depth, bool) or not isinstance(spike_fifo_depth, int)
+                or not LIFDatapath.LATENCY < spike_fifo_depth <= 256):
+            raise ValueError(f"spike_fifo_depth must be an integer in "
+                             f"[{LIFDatapath.LATENCY + 1}, 256], not {spike_fifo_depth!r}")
+        self.shape = shape
+        self.lanes = lanes
+        self.memory_style = memory
+        self.spike_fifo_depth = spike_fifo_depth
+        self.memory_map = CoreMemoryMap(shape, lanes)
+        super().__init__({
+            "events": In(stream.Signature(AxonEvent)),
+            "spikes": Out(stream.Signature(NeuronSpike)),
+            "update": In(Handshake),
+            "bus": In(MemoryBusSignature(self.memory_map)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        shape, lanes, mm = self.shape, self.lanes, self.memory_map
+        rows, n_neurons = mm.rows, shape.neurons
+        lane_bits = exact_log2(lanes)
+        acc_word = data.ArrayLayout(signed(shape.accumulator_bits), lanes)
+
+        # Memories. V and B are N words; I is R words of P lanes so an event touches a row/cycle.
+        m.submodules.synapses = syn = SynapseMemory(
+            depth=mm.synapse_words, lanes=lanes, w_bits=shape.w_bits, style=self.memory_style)
+        m.submodules.membrane = v_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons,
+                                               init=[])
+        m.submodules.bias = b_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons, init=[])
+        m.submodules.accumulator = i_mem = Memory(shape=acc_word, depth=rows, init=[])
+        v_wr, b_wr, i_wr = v_mem.write_port(), b_mem.write_port(), i_mem.write_port()
+        v_rd, b_rd = v_mem.read_port(), b_mem.read_port()
+        # Transparent: an event's last row may be read again (next event, update, host) in the
+        # very cycle its sum is written back.
+        i_rd = i_mem.read_port(transparent_for=(i_wr,))
+        for port in (v_rd, b_rd, i_rd):
+            m.d.comb += port.en.eq(0)
+
+        # Registers and counters.
+        threshold = Signal(shape.v_bits - 1, init=shape.v_max)
+        leak = Signal(range(shape.v_bits))
+        reset_mode = Signal(ResetMode)
+        counters = {reg: Signal(COUNTER_BITS, name=reg.name.lower())
+                    for reg in (Reg.EVENTS, Reg.SOPS, Reg.TICKS, Reg.DROP_RANGE,
+                                Reg.DROP_BUDGET)}
+        delivered = Signal(range(shape.events_per_tick + 1))  # in-range events this tick
+
+        m.submodules.lif = lif = LIFDatapath(shape)
+        m.d.comb += [lif.threshold.eq(threshold), lif.leak.eq(leak), lif.reset.eq(reset_mode)]
+
+        m.submodules.spike_fifo = spike_fifo = SyncFIFOBuffered(width=8,
+                                                                depth=self.spike_fifo_depth)
+        wiring.connect(m, wiring.flipped(self.spikes), spike_fifo.r_stream)
+
+        # ---- event accumulation: a one-stage read-add-write pipeline over the rows ----
+        ev_addr = Signal(range(max(mm.synapse_words, 2)))
+        ev_row = Signal(range(max(rows, 2)))
+        acc_valid = Signal()  # the synapse and I words of row acc_row arrive this cycle
+        acc_row = Signal.like(ev_row)
+        m.d.sync += acc_valid.eq(0)
+        with m.If(acc_valid):
+            m.d.comb += [i_wr.addr.eq(acc_row), i_wr.en.eq(1)]
+            for j in range(lanes):
+                m.d.comb += i_wr.data[j].eq(i_rd.data[j] + syn.r_data[j])
+
+        # ---- update walk ----
+        up_n = Signal(range(n_neurons + 1))
+        up_lane = Signal(range(lanes))
+        up_row = Signal(range(max(rows, 2)))
+        s1_valid = Signal()  # V, B and I of neuron s1_n arrive this cycle
+        s1_n = Signal(8)
+        s1_lane = Signal(range(lanes))
+        s1_row = Signal.like(up_row)
+        m.d.sync += s1_valid.eq(0)
+        # Credit check: an issued neuron always finds room in the spike queue, so the datapath
+        # never has to stall. Count every neuron between issue and the queue.
+        pipeline = Signal(range(LIFDatapath.LATENCY + 3))
+        issue = Signal()
+        retire = Signal()
+        m.d.comb += retire.eq(lif.o_valid)
+        with m.If(issue & ~retire):
+            m.d.sync += pipeline.eq(pipeline + 1)
+        with m.Elif(~issue & retire):
+            m.d.sync += pipeline.eq(pipeline - 1)
+        room = Signal()
+        m.d.comb += room.eq(spike_fifo.level + pipeline < self.spike_fifo_depth)
+
+        m.d.comb += [
+            lif.i_valid.eq(s1_valid),
+            lif.i_index.eq(s1_n),
+            lif.i_v.eq(v_rd.data),
+            lif.i_bias.eq(b_rd.data),
+            lif.i_acc.eq(i_rd.data[s1_lane]),
+            spike_fifo.w_stream.payload.eq(lif.o_index),
+            spike_fifo.w_stream.valid.eq(lif.o_valid & lif.o_spike),
+        ]
+        with m.If(s1_valid & (s1_lane == 0)):
+            # The row's I word is held in the read port from here on: clear it in memory.
+            m.d.comb += [i_wr.addr.eq(s1_row), i_wr.en.eq(1), i_wr.data.eq(0)]
+        with m.If(lif.o_valid):
+            m.d.comb += [v_wr.addr.eq(lif.o_index), v_wr.en.eq(1), v_wr.data.eq(lif.o_v)]
+
+        # ---- bus ----
+        req = Signal(mm.request_layout)
+        region, offset = req.addr.region, req.addr.offset
+        in_region = Signal()
+        m.d.comb += in_region.eq(
+            ((region == Region.SYNAPSE) & (offset < mm.synapse_words)) |
+            (((region == Region.MEMBRANE) | (region == Region.BIAS) |
+              (region == Region.ACCUMULATOR)) & (offset < n_neurons)) |
+            ((region == Region.REGISTER) & (offset < len(Reg))))
+        req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
+        req_row = offset[lane_bits:]
+        resp_data = Signal(mm.data_bits)
+        m.d.comb += [self.bus.resp.payload.eq(resp_data)]
+
+        registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
+                     **counters}
+
+        # ---- control ----
+        take_event = Signal()
+        event_ok = Signal()
+        m.d.comb += event_ok.eq((self.events.payload.axon < shape.axons) &
+                                (delivered < shape.events_per_tick))
+
+        def accept_event():
+            with m.If(self.events.payload.axon >= shape.axons):
+                m.d.sync += counters[Reg.DROP_RANGE].eq(counters[Reg.DROP_RANGE] + 1)
+            with m.Elif(delivered >= shape.events_per_tick):
+                m.d.sync += counters[Reg.DROP_BUDGET].eq(counters[Reg.DROP_BUDGET] + 1)
+            with m.Else():
+                m.d.sync += [
+                    ev_addr.eq(self.events.payload.axon * rows),
+                    ev_row.eq(0),
+                    delivered.eq(delivered + 1),
+                    counters[Reg.EVENTS].eq(counters[Reg.EVENTS] + 1),
+                    counters[Reg.SOPS].eq(counters[Reg.SOPS] + n_neurons),
+                ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(~acc_valid)
+                with m.If(self.update.valid):
+                    m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
+                    m.next = "UPDATE"
+                with m.Elif(self.bus.req.valid):
+                    m.d.comb += self.bus.req.ready.eq(1)
+                    m.d.sync += req.eq(self.bus.req.payload)
+                    m.next = "BUS_READ"
+                with m.Elif(self.events.valid):
+                    m.d.comb += take_event.eq(1)
+                    accept_event()
+                    with m.If(event_ok):
+                        m.next = "EVENT"
+
+            with m.State("EVENT"):
+                m.d.comb += [syn.addr.eq(ev_addr), syn.r_en.eq(1),
+                             i_rd.addr.eq(ev_row), i_rd.en.eq(1)]
+                m.d.sync += [acc_valid.eq(1), acc_row.eq(ev_row),
+                             ev_addr.eq(ev_addr + 1), ev_row.eq(ev_row + 1)]
+                with m.If(ev_row == rows - 1):
+                    with m.If(self.events.valid & ~self.update.valid & ~self.bus.req.valid):
+                        m.d.comb += take_event.eq(1)
+                        accept_event()
+                        with m.If(~event_ok):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.next = "IDLE"
+
+            with m.State("UPDATE"):
+                with m.If(up_n < n_neurons):
+                    with m.If(room):
+                        m.d.comb += [
+                            issue.eq(1),
+                            v_rd.addr.eq(up_n), v_rd.en.eq(1),
+                            b_rd.addr.eq(up_n), b_rd.en.eq(1),
+                            i_rd.addr.eq(up_row), i_rd.en.eq(up_lane == 0),
+                        ]
+                        m.d.sync += [s1_valid.eq(1), s1_n.eq(up_n), s1_lane.eq(up_lane),
+                                     s1_row.eq(up_row), up_n.eq(up_n + 1)]
+                        with m.If(up_lane == lanes - 1):
+                            m.d.sync += [up_lane.eq(0), up_row.eq(up_row + 1)]
+                        with m.Else():
+                            m.d.sync += up_lane.eq(up_lane + 1)
+                with m.Elif((pipeline == 0) & (spike_fifo.level == 0) & ~s1_valid):
+                    m.d.comb += self.update.ready.eq(1)
+                    m.d.sync += [delivered.eq(0),
+                                 counters[Reg.TICKS].eq(counters[Reg.TICKS] + 1)]
+                    m.next = "IDLE"
+
+            with m.State("BUS_READ"):
+                # Every memory is read at the request's address; the next state picks one.
+                m.d.comb += [
+                    syn.addr.eq(offset), syn.r_en.eq(region == Region.SYNAPSE),
+                    v_rd.addr.eq(offset), v_rd.en.eq(1),
+                    b_rd.addr.eq(offset), b_rd.en.eq(1),
+                    i_rd.addr.eq(req_row), i_rd.en.eq(1),
+                ]
+                m.next = "BUS_ACCESS"
+
+            with m.State("BUS_ACCESS"):
+                with m.If(req.write):
+                    with m.If(in_region):
+                        with m.Switch(region):
+                            with m.Case(Region.SYNAPSE):
+                                m.d.comb += [syn.addr.eq(offset), syn.w_en.eq(1),
+                                             syn.w_data.eq(req.data)]
+                            with m.Case(Region.MEMBRANE):
+                                m.d.comb += [v_wr.addr.eq(offset), v_wr.en.eq(1),
+                                             v_wr.data.eq(req.data)]
+                            with m.Case(Region.BIAS):
+                                m.d.comb += [b_wr.addr.eq(offset), b_wr.en.eq(1),
+                                             b_wr.data.eq(req.data)]
+                            with m.Case(Region.ACCUMULATOR):
+                                # Read-modify-write of one lane of the row's word.
+                                m.d.comb += [i_wr.addr.eq(req_row), i_wr.en.eq(1)]
+                                for j in range(lanes):
+                                    m.d.comb += i_wr.data[j].eq(
+                                        Mux(req_lane == j, req.data, i_rd.data[j]))
+                            with m.Case(Region.REGISTER):
+                                # A parameter value the golden model would reject is ignored.
+                                with m.Switch(offset):
+                                    with m.Case(Reg.THRESHOLD):
+                                        with m.If((req.data >= 1) & (req.data <= shape.v_max)):
+                                            m.d.sync += threshold.eq(req.data)
+                                    with m.Case(Reg.LEAK):
+                                        with m.If(req.data < shape.v_bits):
+                                            m.d.sync += leak.eq(req.data)
+                                    with m.Case(Reg.RESET):
+                                        with m.If(req.data <= max(ResetMode)):
+                                            m.d.sync += reset_mode.eq(req.data)
+                                    for reg, counter in counters.items():
+                                        with m.Case(reg):
+                                            m.d.sync += counter.eq(req.data)
+                    m.next = "IDLE"
+                with m.Else():
+                    word = Signal(mm.data_bits)
+                    with m.If(in_region):
+                        with m.Switch(region):
+                            with m.Case(Region.SYNAPSE):
+                                m.d.comb += word.eq(syn.r_data)
+                            with m.Case(Region.MEMBRANE):
+                                m.d.comb += word.eq(v_rd.data)
+                            with m.Case(Region.BIAS):
+                                m.d.comb += word.eq(b_rd.data)
+                            with m.Case(Region.ACCUMULATOR):
+                                m.d.comb += word.eq(i_rd.data[req_lane])
+                            with m.Case(Region.REGISTER):
+                                for reg, sig in registers.items():
+                                    with m.If(offset == reg):
+                                        m.d.comb += word.eq(sig)
+                    m.d.sync += resp_data.eq(word)
+                    m.next = "BUS_RESPOND"
+
+            with m.State("BUS_RESPOND"):
+                m.d.comb += self.bus.resp.valid.eq(1)
+                with m.If(self.bus.resp.ready):
+                    m.next = "IDLE"
+
+        m.d.comb += self.events.ready.eq(take_event)
+        return m

@@ -1,0 +1,330 @@
+"""The golden model: DESIGN.md's neuron and tick semantics, executable and bit-exact.
+
+Everything that claims to be spikefab (the RTL, the trainer, the driver) is checked against this
+module. It imports NumPy only, never a simulator, and it is vectorized over neurons *and* over a
+batch of independent runs, so one object can carry many images at once.
+
+Semantics of one core (all integers are two's complement):
+
+1. **Delivery.** An event for axon ``a`` does ``I[n] += W[a][n]`` for every neuron ``n``. At most
+   ``events_per_tick`` in-range events are delivered per tick; later ones are dropped and counted,
+   and so are events for axons ``a >= A``. The accumulator ``I`` is exactly wide enough for the
+   event budget (:attr:`CoreShape.accumulator_bits`), so it never overflows and delivery order
+   cannot change a result.
+2. **Update**, at the end of every tick, for every neuron::
+
+       L  = V if k == 0 else V - (V >> k)      # >> is arithmetic: floor division by 2**k
+       V' = sat(L + I + B)                     # saturate to v_bits signed
+       spike = V' >= theta
+       V' = V' - theta (subtract) or 0 (zero)  # on spike only
+       V = V';  I = 0
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "AXON_LIMIT", "NEURON_LIMIT", "ResetMode", "CoreShape", "NeuronConfig", "CoreCounters",
+    "CoreModel", "lif_update", "saturate", "decode",
+]
+
+#: Largest number of axons a core may have; the event's axon field is this wide.
+AXON_LIMIT = 1024
+#: Largest number of neurons a core may have.
+NEURON_LIMIT = 256
+
+
+class ResetMode(enum.IntEnum):
+    """What a neuron's membrane becomes after it spikes (value = the hardware register encoding)."""
+    SUBTRACT = 0  #: ``V' - theta``
+    ZERO = 1      #: ``0``
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's complement width that holds every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class CoreShape:
+    """The generics of one core: what the hardware is built with.
+
+    Parameters
+    ----------
+    axons : int
+        ``A``, number of input axons, 1 to :data:`AXON_LIMIT`.
+    neurons : int
+        ``N``, number of neurons, 1 to :data:`NEURON_LIMIT`.
+    w_bits : int
+        Width of a signed synaptic weight: 4 or 8.
+    v_bits : int
+        Width of the signed, saturating membrane (and of the bias): 8 to 24; 16 by default.
+    events_per_tick : int or None
+        Most in-range events delivered per tick; further ones are dropped and counted. The
+        accumulator width follows from it. ``None`` means ``A`` (every axon once per tick).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A parameter is not an integer or is out of range; the message names it and its value.
+    """
+    axons: int
+    neurons: int
+    w_bits: int = 8
+    v_bits: int = 16
+    events_per_tick: int | None = None
+
+    def __post_init__(self):
+        _check_int("axons", self.axons, 1, AXON_LIMIT)
+        _check_int("neurons", self.neurons, 1, NEURON_LIMIT)
+        if isinstance(self.w_bits, bool) or self.w_bits not in (4, 8):
+            raise ValueError(f"w_bits must be 4 or 8, not {self.w_bits!r}")
+        _check_int("v_bits", self.v_bits, 8, 24)
+        if self.events_per_tick is None:
+            object.__setattr__(self, "events_per_tick", self.axons)
+        _check_int("events_per_tick", self.events_per_tick, 1, 65535)
+
+    # Ranges that the hardware widths are derived from.
+    @property
+    def w_min(self) -> int:
+        return -(1 << (self.w_bits - 1))
+
+    @property
+    def w_max(self) -> int:
+        return (1 << (self.w_bits - 1)) - 1
+
+    @property
+    def v_min(self) -> int:
+        return -(1 << (self.v_bits - 1))
+
+    @property
+    def v_max(self) -> int:
+        return (1 << (self.v_bits - 1)) - 1
+
+    @property
+    def accumulator_bits(self) -> int:
+        """Width of ``I``: holds ``events_per_tick`` weights of either extreme, so never overflows."""
+        return _signed_bits(self.events_per_tick * self.w_min, self.events_per_tick * self.w_max)
+
+    @property
+    def counter_bits(self) -> int:
+        """Width of the per-tick event counter that enforces the budget."""
+        return self.events_per_tick.bit_length()
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """The run-time parameters of one core (registers in the hardware).
+
+    Parameters
+    ----------
+    threshold : int
+        ``theta``, 1 to the largest membrane value.
+    leak : int
+        ``k``, the leak shift, 0 (no leak) to ``v_bits - 1``.
+    reset : ResetMode
+        ``SUBTRACT`` or ``ZERO``.
+    """
+    threshold: int
+    leak: int = 0
+    reset: ResetMode = ResetMode.SUBTRACT
+
+    def validate(self, shape: CoreShape) -> "NeuronConfig":
+        _check_int("threshold", self.threshold, 1, shape.v_max)
+        _check_int("leak", self.leak, 0, shape.v_bits - 1)
+        try:
+            ResetMode(self.reset)
+        except ValueError:
+            raise ValueError(f"reset must be a ResetMode (0 = subtract, 1 = zero), "
+                             f"not {self.reset!r}") from None
+        return self
+
+
+def saturate(x: np.ndarray, bits: int) -> np.ndarray:
+    """Clamp integers to the signed ``bits``-wide range."""
+    return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def lif_update(v: np.ndarray, i: np.ndarray, b: np.ndarray, config: NeuronConfig,
+               v_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """One update of rule 2 on arrays of any (broadcastable) shape.
+
+    Returns ``(new_v, spikes)``; inputs are not modified. All arithmetic is exact in int64.
+    """
+    v = np.asarray(v, dtype=np.int64)
+    leaked = v if config.leak == 0 else v - (v >> config.leak)
+    new_v = saturate(leaked + np.asarray(i, dtype=np.int64) + np.asarray(b, dtype=np.int64),
+                     v_bits)
+    spikes = new_v >= config.threshold
+    if ResetMode(config.reset) is ResetMode.SUBTRACT:
+        new_v = np.where(spikes, new_v - config.threshold, new_v)
+    else:
+        new_v = np.where(spikes, 0, new_v)
+    return new_v, spikes
+
+
+@dataclass
+class CoreCounters:
+    """What a core counts, summed over the batch: the same counters the hardware has."""
+    events: int = 0        #: in-range events delivered
+    sops: int = 0          #: synaptic operations: events times N
+    ticks: int = 0         #: updates performed
+    drop_range: int = 0    #: events for an axon >= A
+    drop_budget: int = 0   #: in-range events beyond ``events_per_tick`` in one tick
+
+
+class CoreModel:
+    """A batch of independent copies of one core.
+
+    Parameters
+    ----------
+    shape : CoreShape
+    weights : array of int, shape ``(A, N)``
+        Synapse memory ``W[a][n]``; every value must fit ``w_bits``.
+    config : NeuronConfig
+    bias : array of int, shape ``(N,)``, optional
+        ``B[n]``; fits ``v_bits``. Zero when omitted.
+    batch : int
+        Number of independent runs carried side by side.
+
+    Members
+    -------
+    v : ndarray, shape ``(batch, N)``, int64
+        Membranes; may be set directly (e.g. to start from a given state).
+    i : ndarray, shape ``(batch, N)``, int64
+        Accumulators of the current tick.
+    counters : CoreCounters
+    """
+
+    def __init__(self, shape: CoreShape, weights, config: NeuronConfig, bias=None, *,
+                 batch: int = 1):
+        self.shape = shape
+        self.config = config.validate(shape)
+        self.weights = self._check_array("weights", weights, (shape.axons, shape.neurons),
+                                         shape.w_min, shape.w_max)
+        if bias is None:
+            bias = np.zeros(shape.neurons, dtype=np.int64)
+        self.bias = self._check_array("bias", bias, (shape.neurons,), shape.v_min, shape.v_max)
+        self.batch = _check_int("batch", batch, 1, 1 << 30)
+        self.v = np.zeros((batch, shape.neurons), dtype=np.int64)
+        self.i = np.zeros((batch, shape.neurons), dtype=np.int64)
+        self._delivered = np.zeros(batch, dtype=np.int64)  # in-range events this tick
+        self.counters = CoreCounters()
+        # Exact float matmul is much faster than int matmul; it is exact while every partial sum
+        # is an integer the float's mantissa holds (2**24 for float32, 2**53 for float64).
+        bound = shape.events_per_tick * -shape.w_min
+        self._mm_dtype = np.float32 if bound < (1 << 24) else np.float64
+        self._weights_mm = self.weights.astype(self._mm_dtype)
+
+    @staticmethod
+    def _check_array(name, value, shape, lo, hi) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, not {array.shape}")
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"{name} must hold integers, not {array.dtype}")
+        if array.size and (array.min() < lo or array.max() > hi):
+            bad = array[(array < lo) | (array > hi)].flat[0]
+            raise ValueError(f"{name} must lie in [{lo}, {hi}]; found {bad}")
+        return array.astype(np.int64)
+
+    def deliver(self, axons: Iterable[int], run: int = 0) -> None:
+        """Deliver events, in order, to run ``run`` of the batch (rule 1, budget included)."""
+        shape = self.shape
+        for axon in axons:
+            axon = int(axon)
+            if not 0 <= axon < shape.axons:
+                self.counters.drop_range += 1
+            elif self._delivered[run] >= shape.events_per_tick:
+                self.counters.drop_budget += 1
+            else:
+                self.i[run] += self.weights[axon]
+                self._delivered[run] += 1
+                self.counters.events += 1
+                self.counters.sops += shape.neurons
+
+    def deliver_spikes(self, spikes: np.ndarray) -> None:
+        """Deliver one tick of axon spikes for the whole batch at once.
+
+        ``spikes`` has shape ``(batch, A)`` and holds 0/1 (or event counts per axon). A run whose
+        events would exceed the budget raises: its result would depend on order, so use
+        :meth:`deliver` for it.
+        """
+        spikes = np.asarray(spikes)
+        if spikes.shape != (self.batch, self.shape.axons):
+            raise ValueError(f"spikes must have shape {(self.batch, self.shape.axons)}, "
+                             f"not {spikes.shape}")
+        if spikes.size and spikes.min() < 0:
+            raise ValueError("spikes must hold non-negative event counts")
+        count = spikes.sum(axis=1, dtype=np.int64)
+        over = self._delivered + count > self.shape.events_per_tick
+        if over.any():
+            raise ValueError(
+                f"run {int(np.flatnonzero(over)[0])} exceeds events_per_tick="
+                f"{self.shape.events_per_tick}; deliver its events in order with deliver()")
+        self.i += (spikes.astype(self._mm_dtype) @ self._weights_mm).astype(np.int64)
+        self._delivered += count
+        total = int(count.sum())
+        self.counters.events += total
+        self.counters.sops += total * self.shape.neurons
+
+    def update(self) -> np.ndarray:
+        """End the tick (rule 2) for every run; returns the spikes, shape ``(batch, N)``, bool."""
+        self.v, spikes = lif_update(self.v, self.i, self.bias, self.config, self.shape.v_bits)
+        self.i[:] = 0
+        self._delivered[:] = 0
+        self.counters.ticks += self.batch
+        return spikes
+
+    def run(self, inputs: np.ndarray, *, trace: bool = False):
+        """Run ``T`` ticks of axon spikes, shape ``(T, batch, A)``: deliver, then update.
+
+        Returns spikes of shape ``(T, batch, N)`` (bool), and with ``trace=True`` also the
+        membranes after each update, same shape, int64.
+        """
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 3:
+            raise ValueError(f"inputs must have shape (T, batch, A), not {inputs.shape}")
+        steps = inputs.shape[0]
+        spikes = np.zeros((steps, self.batch, self.shape.neurons), dtype=bool)
+        vs = np.zeros(spikes.shape, dtype=np.int64) if trace else None
+        for t in range(steps):
+            self.deliver_spikes(inputs[t])
+            spikes[t] = self.update()
+            if trace:
+                vs[t] = self.v
+        return (spikes, vs) if trace else spikes
+
+
+def decode(counts: np.ndarray, final_v: np.ndarray) -> np.ndarray:
+    """The predicted class of each run: the output neuron with the most spikes.
+
+    Ties go to the higher final membrane, then to the lower index. ``counts`` and ``final_v``
+    have shape ``(batch, classes)``; returns int64 of shape ``(batch,)``.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    final_v = np.asarray(final_v, dtype=np.int64)
+    if counts.shape != final_v.shape or counts.ndim != 2:
+        raise ValueError(f"counts and final_v must both be (batch, classes); "
+                         f"got {counts.shape} and {final_v.shape}")
+    classes = counts.shape[1]
+    # Lexicographic key, largest wins: (count, membrane, -index).
+    index = np.arange(classes)
+    order = np.lexsort((-index[None, :].repeat(len(counts), 0), final_v, counts), axis=1)
+    return order[:, -1].astype(np.int64)
