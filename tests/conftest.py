@@ -1,0 +1,46 @@
+"""Shared test set-up: one base seed per run (printed, overridable) and the bit-exact tally."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from spikefab.sim.runner import build_dir_root
+
+#: Every randomized test derives its seeds from this; set SPIKEFAB_TEST_SEED to explore others.
+BASE_SEED = int(os.environ.get("SPIKEFAB_TEST_SEED", "20261123"))
+STATS_DIR = build_dir_root() / "test-stats"
+
+
+def pytest_report_header(config):
+    return f"spikefab: SPIKEFAB_TEST_SEED={BASE_SEED} (set it to rerun with other seeds)"
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller, not an xdist worker
+        STATS_DIR.mkdir(parents=True, exist_ok=True)
+        for stale in STATS_DIR.glob("*.json"):
+            stale.unlink()
+
+
+def record_checked(name: str, **counts: int) -> None:
+    """Add to the run's tally of what was checked bit-exact against the golden model."""
+    STATS_DIR.mkdir(parents=True, exist_ok=True)
+    (STATS_DIR / f"{name}.json").write_text(json.dumps(counts))
+
+
+def pytest_terminal_summary(terminalreporter):
+    totals = {}
+    for path in STATS_DIR.glob("*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            totals[key] = totals.get(key, 0) + value
+    if totals:
+        terminalreporter.section("checked bit-exact against the golden model (RTL)")
+        for key, value in sorted(totals.items()):
+            terminalreporter.write_line(f"{key}: {value:,}")
+
+
+@pytest.fixture
+def base_seed():
+    return BASE_SEED

@@ -1,0 +1,112 @@
+"""The core's memory bus in Amaranth's simulator: every region, bounds, parameter checks."""
+
+import gc
+import warnings
+
+import numpy as np
+import pytest
+from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
+
+from spikefab.hdl.core import LIFCore
+from spikefab.hdl.memory_map import Reg, Region
+from spikefab.sim.golden import CoreShape
+
+
+async def bus_write(ctx, dut, addr, value):
+    mm = dut.memory_map
+    ctx.set(dut.bus.req.payload.as_value(), mm.request(addr, write=True, data=mm.to_word(value)))
+    ctx.set(dut.bus.req.valid, 1)
+    await ctx.tick().until(dut.bus.req.ready)
+    ctx.set(dut.bus.req.valid, 0)
+
+
+async def bus_read(ctx, dut, addr, signed=True):
+    mm = dut.memory_map
+    ctx.set(dut.bus.req.payload.as_value(), mm.request(addr, write=False))
+    ctx.set(dut.bus.req.valid, 1)
+    await ctx.tick().until(dut.bus.req.ready)
+    ctx.set(dut.bus.req.valid, 0)
+    ctx.set(dut.bus.resp.ready, 1)
+    word, = await ctx.tick().sample(dut.bus.resp.payload).until(dut.bus.resp.valid)
+    ctx.set(dut.bus.resp.ready, 0)
+    return mm.to_signed(word) if signed else word
+
+
+def _run(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed):
+    rng = np.random.default_rng(base_seed)
+    shape = CoreShape(axons=10, neurons=5, w_bits=8)
+    dut = LIFCore(shape, lanes=4)
+    mm = dut.memory_map
+    weights = rng.integers(-128, 128, size=(10, 5))
+    values = {region: rng.integers(-32768, 32768, size=5)
+              for region in (Region.MEMBRANE, Region.BIAS)}
+    acc = 1 << (shape.accumulator_bits - 1)
+    values[Region.ACCUMULATOR] = rng.integers(-acc, acc, size=5)
+
+    async def snapshot(ctx):
+        state = {}
+        for region in Region:
+            for offset in range(mm.region_size(region)):
+                state[region, offset] = await bus_read(ctx, dut, mm.addr(region, offset))
+        return state
+
+    async def testbench(ctx):
+        for addr, word in mm.synapse_words_of(weights):
+            await bus_write(ctx, dut, addr, word)
+        for region, array in values.items():
+            for n, value in enumerate(array):
+                await bus_write(ctx, dut, mm.addr(region, n), int(value))
+        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.THRESHOLD), 77)
+        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.SOPS), 123456)
+        before = await snapshot(ctx)
+        # Read back what was written: accumulator lanes were merged, not clobbered.
+        for region, array in values.items():
+            assert [before[region, n] for n in range(5)] == array.tolist()
+        for a in range(10):
+            for r in range(mm.rows):
+                word = before[Region.SYNAPSE, a * mm.rows + r] & ((1 << 32) - 1)
+                lanes = [mm.to_signed(word >> (8 * j), 8) for j in range(4)]
+                want = [int(weights[a, r * 4 + j]) if r * 4 + j < 5 else 0 for j in range(4)]
+                assert lanes == want
+        assert before[Region.REGISTER, Reg.THRESHOLD] == 77
+        assert before[Region.REGISTER, Reg.SOPS] == 123456
+
+        # Past the end of every region, and in regions that do not exist.
+        wild = [(Region.SYNAPSE, mm.synapse_words), (Region.SYNAPSE, (1 << mm.offset_bits) - 1),
+                (Region.MEMBRANE, 5), (Region.MEMBRANE, 13), (Region.BIAS, 8),
+                (Region.ACCUMULATOR, 5), (Region.ACCUMULATOR, 12), (Region.REGISTER, len(Reg)),
+                (5, 0), (6, 3), (7, 1)]
+        for region, offset in wild:
+            addr = int(region) << mm.offset_bits | offset
+            await bus_write(ctx, dut, addr, -1)
+            assert await bus_read(ctx, dut, addr) == 0, (region, offset)
+        # Parameter values the golden model rejects are ignored.
+        for reg, bad in [(Reg.THRESHOLD, 0), (Reg.THRESHOLD, 32768), (Reg.LEAK, 16),
+                         (Reg.RESET, 2)]:
+            await bus_write(ctx, dut, mm.addr(Region.REGISTER, reg), bad)
+        assert await snapshot(ctx) == before
+
+    _run(dut, testbench)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(shape=(4, 4)), TypeError, r"shape must be a CoreShape, not \(4, 4\)"),
+    (dict(lanes=3), ValueError, r"lanes must be one of \(1, 2, 4, 8, 16\), not 3"),
+    (dict(memory="dram"), ValueError, r"memory must be one of \('block', 'spram'\), not 'dram'"),
+    (dict(spike_fifo_depth=3), ValueError, r"spike_fifo_depth must be an integer in \[4, 256\]"),
+])
+def test_constructor_validation(kwargs, error, message):
+    kwargs = {"shape": CoreShape(8, 8, w_bits=8), **kwargs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)  # for the half-built object
+        with pytest.raises(error, match=message):
+            LIFCore(kwargs.pop("shape"), **kwargs)
+        gc.collect()

@@ -1,0 +1,174 @@
+"""The golden model: DESIGN.md's rules, checked by hand-worked examples and by properties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from spikefab.sim.golden import (CoreModel, CoreShape, NeuronConfig, ResetMode, decode,
+                                 lif_update)
+
+
+def _model(weights, threshold=10, leak=0, reset=ResetMode.SUBTRACT, bias=None, **shape):
+    weights = np.asarray(weights)
+    shape = CoreShape(axons=weights.shape[0], neurons=weights.shape[1], **shape)
+    return CoreModel(shape, weights, NeuronConfig(threshold, leak, reset), bias)
+
+
+class TestUpdateRule:
+    def test_no_leak_when_k_is_zero(self):
+        v, s = lif_update([5, -7], [0, 0], [0, 0], NeuronConfig(100, 0), 16)
+        assert v.tolist() == [5, -7] and not s.any()
+
+    def test_leak_is_a_floor_shift(self):
+        # -3 >> 1 = -2 (floor), so L = -3 - (-2) = -1; 7 >> 1 = 3, so L = 4.
+        v, _ = lif_update([-3, 7, -1], [0, 0, 0], [0, 0, 0], NeuronConfig(100, 1), 16)
+        assert v.tolist() == [-1, 4, 0]
+
+    def test_saturation_at_both_ends(self):
+        v, s = lif_update([32767, -32768], [10_000, -10_000], [5, -5],
+                          NeuronConfig(32767, 0), 16)
+        assert v.tolist() == [0, -32768] and s.tolist() == [True, False]
+
+    def test_subtract_and_zero_reset(self):
+        cfg = NeuronConfig(10, 0, ResetMode.SUBTRACT)
+        assert lif_update([0], [25], [0], cfg, 16)[0].tolist() == [15]
+        cfg = NeuronConfig(10, 0, ResetMode.ZERO)
+        assert lif_update([0], [25], [0], cfg, 16)[0].tolist() == [0]
+
+    def test_threshold_is_inclusive_and_bias_counts(self):
+        v, s = lif_update([0, 0], [9, 9], [1, 0], NeuronConfig(10, 0), 16)
+        assert s.tolist() == [True, False] and v.tolist() == [0, 9]
+
+
+class TestCore:
+    def test_delivery_and_update(self):
+        m = _model([[1, 2], [3, -4]], threshold=3, events_per_tick=3)
+        m.deliver([0, 1, 1])
+        assert m.i[0].tolist() == [7, -6]
+        assert m.update()[0].tolist() == [True, False]
+        assert m.v[0].tolist() == [4, -6] and m.i[0].tolist() == [0, 0]
+
+    def test_out_of_range_and_over_budget_events_are_dropped_and_counted(self):
+        m = _model([[1], [2], [4]], threshold=100, events_per_tick=2)
+        m.deliver([3, 1023, 0, 1, 2])
+        assert m.i[0].tolist() == [3]
+        c = m.counters
+        assert (c.events, c.sops, c.drop_range, c.drop_budget) == (2, 2, 2, 1)
+        m.update()
+        m.deliver([2])  # the budget is per tick
+        assert m.i[0].tolist() == [4] and m.counters.ticks == 1
+
+    def test_accumulator_width_covers_the_budget(self):
+        shape = CoreShape(axons=1024, neurons=1, w_bits=8)
+        assert shape.accumulator_bits == 18  # -128 * 1024 = -2**17
+        assert CoreShape(axons=1, neurons=1, w_bits=4).accumulator_bits == 4
+
+    def test_batch_runs_are_independent(self):
+        rng = np.random.default_rng(1)
+        w = rng.integers(-128, 128, size=(20, 6))
+        spikes = rng.integers(0, 2, size=(30, 4, 20))
+        batched = _model(w, threshold=50, leak=2, bias=rng.integers(-9, 9, 6))
+        batched = CoreModel(batched.shape, w, batched.config, batched.bias, batch=4)
+        together = batched.run(spikes)
+        for b in range(4):
+            alone = CoreModel(batched.shape, w, batched.config, batched.bias)
+            assert np.array_equal(alone.run(spikes[:, b:b + 1])[:, 0], together[:, b])
+
+    def test_matrix_delivery_equals_event_delivery(self):
+        rng = np.random.default_rng(2)
+        w = rng.integers(-8, 8, size=(12, 5))
+        counts = rng.integers(0, 3, size=(1, 12))
+        a, b = _model(w, w_bits=4, events_per_tick=24), _model(w, w_bits=4, events_per_tick=24)
+        a.deliver_spikes(counts)
+        b.deliver(np.repeat(np.arange(12), counts[0]))
+        assert np.array_equal(a.i, b.i) and a.counters == b.counters
+
+    def test_matrix_delivery_refuses_an_over_budget_tick(self):
+        m = _model([[1], [1]], events_per_tick=1)
+        with pytest.raises(ValueError, match="exceeds events_per_tick=1"):
+            m.deliver_spikes(np.array([[1, 1]]))
+
+    def test_trace(self):
+        m = _model([[6]], threshold=10)
+        spikes, v = m.run(np.ones((3, 1, 1), np.uint8), trace=True)
+        assert v[:, 0, 0].tolist() == [6, 2, 8] and spikes[:, 0, 0].tolist() == [0, 1, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), w_bits=st.sampled_from([4, 8]), leak=st.integers(0, 15),
+       reset=st.sampled_from(list(ResetMode)))
+def test_delivery_order_never_matters(data, w_bits, leak, reset):
+    axons = data.draw(st.integers(1, 12))
+    neurons = data.draw(st.integers(1, 6))
+    lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+    w = np.array(data.draw(st.lists(st.lists(st.integers(lo, hi), min_size=neurons,
+                                             max_size=neurons),
+                                    min_size=axons, max_size=axons)))
+    events = data.draw(st.lists(st.integers(0, axons - 1), max_size=axons))
+    order = data.draw(st.permutations(events))
+    theta = data.draw(st.integers(1, 32767))
+    a = _model(w, threshold=theta, leak=leak, reset=reset, w_bits=w_bits)
+    b = _model(w, threshold=theta, leak=leak, reset=reset, w_bits=w_bits)
+    a.v[:] = b.v[:] = data.draw(st.integers(-32768, 32767))
+    a.deliver(events)
+    b.deliver(order)
+    assert np.array_equal(a.update(), b.update())
+    assert np.array_equal(a.v, b.v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.integers(-32768, 32767), i=st.integers(-(1 << 17), (1 << 17) - 1),
+       b=st.integers(-32768, 32767), theta=st.integers(1, 32767), leak=st.integers(0, 15),
+       reset=st.sampled_from(list(ResetMode)))
+def test_saturation_bounds_hold(v, i, b, theta, leak, reset):
+    new_v, spike = lif_update(np.array([v]), np.array([i]), np.array([b]),
+                              NeuronConfig(theta, leak, reset), 16)
+    leaked = v if leak == 0 else v - (v >> leak)
+    total = min(max(leaked + i + b, -32768), 32767)
+    assert bool(spike[0]) == (total >= theta)
+    if not spike[0]:
+        assert new_v[0] == total and -32768 <= total < theta
+    elif reset is ResetMode.SUBTRACT:
+        assert 0 <= new_v[0] == total - theta <= 32767 - theta
+    else:
+        assert new_v[0] == 0
+
+
+class TestValidation:
+    @pytest.mark.parametrize("kwargs, message", [
+        (dict(axons=0, neurons=1), r"axons must be in \[1, 1024\], not 0"),
+        (dict(axons=1025, neurons=1), r"axons must be in \[1, 1024\], not 1025"),
+        (dict(axons=1, neurons=257), r"neurons must be in \[1, 256\], not 257"),
+        (dict(axons=1, neurons=1, w_bits=6), r"w_bits must be 4 or 8, not 6"),
+        (dict(axons=1, neurons=1, v_bits=32), r"v_bits must be in \[8, 24\], not 32"),
+        (dict(axons=1, neurons=1, events_per_tick=0), r"events_per_tick must be in"),
+        (dict(axons="8", neurons=1), r"axons must be an integer, not '8'"),
+    ])
+    def test_shape(self, kwargs, message):
+        with pytest.raises((ValueError, TypeError), match=message):
+            CoreShape(**kwargs)
+
+    @pytest.mark.parametrize("config, message", [
+        (NeuronConfig(0), r"threshold must be in \[1, 32767\], not 0"),
+        (NeuronConfig(40000), r"threshold must be in \[1, 32767\], not 40000"),
+        (NeuronConfig(5, 16), r"leak must be in \[0, 15\], not 16"),
+        (NeuronConfig(5, 0, 7), r"reset must be a ResetMode .* not 7"),
+    ])
+    def test_config(self, config, message):
+        with pytest.raises(ValueError, match=message):
+            CoreModel(CoreShape(2, 2), np.zeros((2, 2), int), config)
+
+    def test_weights(self):
+        shape, cfg = CoreShape(2, 3, w_bits=4), NeuronConfig(5)
+        with pytest.raises(ValueError, match=r"weights must have shape \(2, 3\), not \(3, 2\)"):
+            CoreModel(shape, np.zeros((3, 2), int), cfg)
+        with pytest.raises(ValueError, match=r"weights must lie in \[-8, 7\]; found 8"):
+            CoreModel(shape, np.full((2, 3), 8), cfg)
+        with pytest.raises(TypeError, match="weights must hold integers, not float64"):
+            CoreModel(shape, np.zeros((2, 3)), cfg)
+
+
+def test_decode_breaks_ties_by_membrane_then_index():
+    counts = np.array([[1, 3, 3, 0], [2, 2, 2, 2], [0, 0, 0, 0]])
+    final_v = np.array([[0, 5, 9, 0], [1, 1, 1, 1], [0, 4, 4, -1]])
+    assert decode(counts, final_v).tolist() == [2, 0, 1]
