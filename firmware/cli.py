@@ -1,1 +1,86 @@
-def main(): print("hi")
+"""The ``spikefab`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main", "run"]
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed without a traceback, exit status 1."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _cmd_demo(args) -> int:
+    from ..sim.demo import run_demo
+    from ..sim.golden import AXON_LIMIT, NEURON_LIMIT
+    if args.axons > AXON_LIMIT or args.neurons > NEURON_LIMIT:
+        raise CommandError(f"--axons must be <= {AXON_LIMIT} and --neurons <= {NEURON_LIMIT}")
+    print("building and simulating the core (the first build takes about 15 s) ...",
+          flush=True)
+    result = run_demo(axons=args.axons, neurons=args.neurons, ticks=args.ticks,
+                      lanes=args.lanes, seed=args.seed)
+    print(result.report())
+    return 0 if result.agree else 1
+
+
+def _cmd_bench(args) -> int:
+    from ..sim.benchmarks import run_benchmarks
+    print(run_benchmarks(quick=args.quick))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+    parser = argparse.ArgumentParser(
+        prog="spikefab", description="Spiking neural network hardware generated in Python.")
+    parser.add_argument("--version", action="version", version=f"spikefab {version('spikefab')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="simulate one core in RTL and in the golden model")
+    demo.add_argument("--axons", type=_positive, default=64)
+    demo.add_argument("--neurons", type=_positive, default=32)
+    demo.add_argument("--ticks", type=_positive, default=48)
+    demo.add_argument("--lanes", type=int, choices=(1, 2, 4, 8, 16), default=8)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(run=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="measure the figures in BENCHMARKS.md")
+    bench.add_argument("--quick", action="store_true", help="smaller runs, rougher figures")
+    bench.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..sim.runner import SimulationError
+    try:
+        return args.run(args)
+    except (CommandError, SimulationError, ValueError) as exc:
+        print(f"spikefab {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -77,10 +77,9 @@ class CoreScenario:
         """What the golden model says this scenario produces."""
         model = CoreModel(self.shape, self.weights, self.config, self.bias)
         model.v[0] = self.v0
-        spikes, delivered = [], []
+        spikes = []
         for tick_events in self.events:
             model.deliver(tick_events)
-            delivered.append(int(model._delivered[0]))
             spikes.append(np.flatnonzero(model.update()[0]))
         counters = asdict(model.counters)
         return CoreTrace(spikes=spikes, v=model.v[0].copy(), i=model.i[0].copy(),
@@ -132,6 +131,8 @@ class CoreTrace:
     i: np.ndarray
     counters: dict[str, int]
     cycles: np.ndarray | None = None  # (ticks, 2): event phase, update
+    sim_cycles: int = 0               # every clock cycle the bench ran, loading included
+    sim_seconds: float = 0.0          # wall time the bench spent on them
 
     def save(self, path: Path) -> None:
         lengths = np.array([len(s) for s in self.spikes], dtype=np.int64)
@@ -139,7 +140,8 @@ class CoreTrace:
                 else np.zeros(0, np.int64))
         np.savez(path, spike_lengths=lengths, spikes=flat, v=self.v, i=self.i,
                  counters=json.dumps(self.counters),
-                 cycles=self.cycles if self.cycles is not None else np.zeros((0, 2), np.int64))
+                 cycles=self.cycles if self.cycles is not None else np.zeros((0, 2), np.int64),
+                 sim_cycles=self.sim_cycles, sim_seconds=self.sim_seconds)
 
     @classmethod
     def load(cls, path: Path) -> "CoreTrace":
@@ -147,7 +149,8 @@ class CoreTrace:
             splits = np.cumsum(f["spike_lengths"])[:-1]
             spikes = list(np.split(f["spikes"], splits)) if len(f["spike_lengths"]) else []
             return cls(spikes=spikes, v=f["v"], i=f["i"],
-                       counters=json.loads(str(f["counters"])), cycles=f["cycles"])
+                       counters=json.loads(str(f["counters"])), cycles=f["cycles"],
+                       sim_cycles=int(f["sim_cycles"]), sim_seconds=float(f["sim_seconds"]))
 
 
 def compare_traces(expected: CoreTrace, observed: CoreTrace, *, label: str = "") -> list[str]:

@@ -13,6 +13,7 @@ are kept exactly: ``valid`` is only ever dropped after a transfer.
 """
 
 import os
+import time
 from pathlib import Path
 
 import cocotb
@@ -139,9 +140,10 @@ async def run_scenarios(dut):
     lanes = int(os.environ["SPIKEFAB_LANES"])
     paths = [Path(p) for p in os.environ["SPIKEFAB_SCENARIOS"].split(os.pathsep) if p]
     assert paths, "SPIKEFAB_SCENARIOS names no scenario"
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()  # C++ clock, on Icarus too
     for path in paths:
         scenario = CoreScenario.load(path)
+        start = time.perf_counter()
         harness = CoreHarness(dut, CoreMemoryMap(scenario.shape, lanes))
         await harness.reset()
         await harness.load(scenario)
@@ -154,5 +156,6 @@ async def run_scenarios(dut):
             cycles.append((event_cycles, update_cycles))
         v, i, counters = await harness.read_state(scenario.shape)
         CoreTrace(spikes=spikes, v=v, i=i, counters=counters,
-                  cycles=np.array(cycles, np.int64).reshape(-1, 2)).save(
+                  cycles=np.array(cycles, np.int64).reshape(-1, 2),
+                  sim_cycles=harness.cycle, sim_seconds=time.perf_counter() - start).save(
             path.with_name(path.name.removesuffix(".npz") + ".rtl.npz"))
