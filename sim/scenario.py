@@ -17,7 +17,8 @@ import numpy as np
 
 from .golden import AXON_LIMIT, CoreModel, CoreShape, NeuronConfig, ResetMode
 
-__all__ = ["Pattern", "CoreScenario", "CoreTrace", "random_scenario", "compare_traces"]
+__all__ = ["Pattern", "CoreScenario", "CoreTrace", "random_scenario", "corner_scenarios",
+           "compare_traces"]
 
 
 @dataclass(frozen=True)
@@ -244,3 +245,46 @@ def random_scenario(shape: CoreShape, seed: int, *, ticks: int = 200,
         weights=weights.astype(np.int64), bias=bias.astype(np.int64), v0=v0.astype(np.int64),
         events=events, gaps=pattern(seed * 2 + 1), backpressure=pattern(seed * 2 + 2),
         name=name or f"seed{seed}", seed=seed)
+
+
+def corner_scenarios(shape: CoreShape, seed: int, *, ticks: int = 40) -> list[CoreScenario]:
+    """Deterministic scenarios, each pinned to one corner of the semantics (named after it).
+
+    ``saturate-high``: weights and bias at +max, every axon every tick, theta = max, k = 0: the
+    membrane sits at the top of its range. ``saturate-low``: the same at -max with theta = max,
+    so V ends at the bottom. ``theta1-k<max>``: theta = 1 with the strongest leak and zero reset.
+    ``out-of-range``: every tick mixes axons >= A (when A < 1024) into a mostly empty stream.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    A, N = shape.axons, shape.neurons
+    # Saturation is reached in the first tick; a few more show that it stays put.
+    every = [rng.permutation(A)[:shape.events_per_tick] for _ in range(8)]
+
+    def make(name, weights, config, bias, events, v0=None):
+        return CoreScenario(shape=shape, config=config, weights=np.asarray(weights, np.int64),
+                            bias=np.asarray(bias, np.int64),
+                            v0=np.zeros(N, np.int64) if v0 is None else v0, events=events,
+                            gaps=Pattern("cycle", cycle=(1, 0)),
+                            backpressure=Pattern("random", p=0.5, seed=seed),
+                            name=name, seed=seed)
+
+    full = np.full((A, N), 1)
+    scenarios = [
+        make("saturate-high", full * shape.w_max, NeuronConfig(shape.v_max, 0),
+             np.full(N, shape.v_max), every),
+        make("saturate-low", full * shape.w_min, NeuronConfig(shape.v_max, 0),
+             np.full(N, shape.v_min), every),
+        make(f"theta1-k{shape.v_bits - 1}",
+             rng.integers(shape.w_min, shape.w_max + 1, size=(A, N)),
+             NeuronConfig(1, shape.v_bits - 1, ResetMode.ZERO), rng.integers(-3, 4, size=N),
+             [rng.integers(0, A, size=int(rng.integers(0, 4))) for _ in range(ticks)],
+             v0=rng.integers(shape.v_min, shape.v_max + 1, size=N)),
+        make("out-of-range", rng.integers(shape.w_min, shape.w_max + 1, size=(A, N)),
+             NeuronConfig(int(rng.integers(1, min(200, shape.v_max) + 1)), 1),
+             np.zeros(N),
+             [np.concatenate([rng.integers(min(A, AXON_LIMIT - 1), AXON_LIMIT,
+                                           size=int(rng.integers(1, 5))),
+                              rng.integers(0, A, size=int(rng.integers(0, 2)))])
+              for _ in range(ticks)]),
+    ]
+    return scenarios

@@ -15,7 +15,7 @@ import pytest
 
 from spikefab.sim.core_rtl import simulate_core
 from spikefab.sim.golden import CoreShape
-from spikefab.sim.scenario import Pattern, compare_traces, random_scenario
+from spikefab.sim.scenario import Pattern, compare_traces, corner_scenarios, random_scenario
 
 from conftest import BASE_SEED, record_checked
 
@@ -51,7 +51,17 @@ PATTERNS = [
     (Pattern("random", p=0.5, seed=BASE_SEED), Pattern("random", p=0.3, seed=BASE_SEED + 1)),
 ]
 
-CONFIGS = CORNERS + random_configs(BASE_SEED, 3)
+CONFIGS = CORNERS + random_configs(BASE_SEED, 6)
+
+
+def _check_corners_are_reached(shape, expected):
+    """The corner scenarios must really reach their corner, or comparing them proves little."""
+    high = expected["saturate-high"]
+    # Only a clamp to v_max = theta makes every neuron spike each tick and land on exactly 0.
+    assert all(len(s) == shape.neurons for s in high.spikes) and not high.v.any()
+    assert (expected["saturate-low"].v == shape.v_min).all()
+    if shape.axons < 1024:
+        assert expected["out-of-range"].counters["drop_range"] > 0
 
 
 @pytest.mark.parametrize("label, shape, lanes, memory, count", CONFIGS,
@@ -63,6 +73,9 @@ def test_core_matches_golden_model(label, shape, lanes, memory, count):
     # Every configuration sees no stalls, deterministic stalls and random stalls on both sides.
     for k, (gaps, backpressure) in enumerate(PATTERNS[:count]):
         scenarios[k] = dataclasses.replace(scenarios[k], gaps=gaps, backpressure=backpressure)
+    corners = corner_scenarios(shape, seeds[0])
+    _check_corners_are_reached(shape, {c.name: c.expected() for c in corners})
+    scenarios += corners
     traces = simulate_core(shape, scenarios, lanes=lanes, memory=memory, run_name=label)
     problems = []
     for scenario, trace in zip(scenarios, traces):
