@@ -1,10 +1,15 @@
 """Shared test set-up: one base seed per run (printed, overridable) and the bit-exact tally."""
 
+import contextlib
+import gc
 import json
 import os
-from pathlib import Path
+import re
+import traceback
+import warnings
 
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from spikefab.sim.runner import build_dir_root
 
@@ -44,3 +49,19 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture
 def base_seed():
     return BASE_SEED
+
+
+@contextlib.contextmanager
+def raises_in_constructor(error, match):
+    """``pytest.raises`` for an Amaranth component's constructor, without the warning that the
+    half-built object was never elaborated."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        try:
+            yield
+        except error as exc:
+            assert re.search(match, str(exc)), f"{str(exc)!r} does not match {match!r}"
+            traceback.clear_frames(exc.__traceback__)  # they hold the half-built object
+        else:
+            pytest.fail(f"DID NOT RAISE {error.__name__}")
+        gc.collect()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from spikefab.sim.scenario import Pattern
 from spikefab.sim.golden import (CoreModel, CoreShape, NeuronConfig, ResetMode, decode,
                                  lif_update)
 
@@ -172,3 +173,20 @@ def test_decode_breaks_ties_by_membrane_then_index():
     counts = np.array([[1, 3, 3, 0], [2, 2, 2, 2], [0, 0, 0, 0]])
     final_v = np.array([[0, 5, 9, 0], [1, 1, 1, 1], [0, 4, 4, -1]])
     assert decode(counts, final_v).tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="sometimes"), "pattern kind must be always, cycle or random, not 'sometimes'"),
+    (dict(kind="cycle", cycle=(0, 0)), r"a cycle pattern needs at least one 1, got \(0, 0\)"),
+    (dict(kind="random", p=0.0), "a random pattern needs 0 < p <= 1, got 0.0"),
+])
+def test_bench_pattern_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Pattern(**kwargs)
+
+
+def test_patterns_are_what_they_say():
+    take = lambda p, n: [next(b) for b in [p.bits()] for _ in range(n)]
+    assert take(Pattern("cycle", cycle=(1, 0, 0)), 6) == [1, 0, 0, 1, 0, 0]
+    bits = take(Pattern("random", p=0.25, seed=3), 4000)
+    assert bits == take(Pattern("random", p=0.25, seed=3), 4000) and 850 < sum(bits) < 1150

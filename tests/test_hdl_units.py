@@ -8,6 +8,8 @@ from spikefab.hdl.lif import LIFDatapath
 from spikefab.hdl.synapse import SynapseMemory
 from spikefab.sim.golden import CoreShape, NeuronConfig, ResetMode, lif_update
 
+from conftest import raises_in_constructor
+
 
 def _simulate(dut, testbench):
     sim = Simulator(dut)
@@ -95,3 +97,9 @@ def test_synapse_memory_single_port(base_seed):
         assert [ctx.get(dut.r_data[j]) for j in range(4)] == [1, 2, 3, 4]
 
     _simulate(dut, testbench)
+
+
+def test_synapse_memory_rejects_an_unknown_style():
+    with raises_in_constructor(ValueError, r"memory style must be one of \('block', 'spram'\), "
+                                           r"not 'sram'"):
+        SynapseMemory(depth=4, lanes=2, w_bits=8, style="sram")
