@@ -1,0 +1,184 @@
+"""A mesh router node: XY routing of AER packets, input queues, round-robin output arbitration."""
+
+import enum
+
+from amaranth.hdl import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .aer import AERPacket, MESH_LIMIT, PacketKind
+
+__all__ = ["Port", "PortSignature", "RouterNode", "xy_port"]
+
+
+class Port(enum.IntEnum):
+    NORTH = 0
+    EAST = 1
+    SOUTH = 2
+    WEST = 3
+    LOCAL = 4
+    HOST = 5
+
+
+#: One side of a router: packets in (``rx``) and out (``tx``), from the router's point of view.
+def PortSignature(layout=AERPacket):
+    return wiring.Signature({
+        "rx": In(stream.Signature(layout)),
+        "tx": Out(stream.Signature(layout)),
+    })
+
+
+def xy_port(here: tuple[int, int], there: tuple[int, int], arrived: Port) -> Port:
+    """Dimension-order routing: first along x, then along y; ``arrived`` when ``here == there``."""
+    (x, y), (tx, ty) = here, there
+    if tx > x:
+        return Port.EAST
+    if tx < x:
+        return Port.WEST
+    if ty > y:
+        return Port.SOUTH
+    if ty < y:
+        return Port.NORTH
+    return arrived
+
+
+class RouterNode(wiring.Component):
+    """The router of tile ``(x, y)`` of a ``cols`` x ``rows`` mesh.
+
+    Every input port has a queue of ``fifo_depth`` packets; every output port a register, so
+    each port moves one packet per cycle at full rate. The head packet of each queue goes to the
+    port XY routing dictates (EVENT packets to their core's LOCAL port, OUTPUT packets to the
+    HOST port of the tile named by ``host``); each output grants the requesting inputs round
+    robin, so no input waits more than five grants of that output. XY routing on a mesh has no
+    cyclic channel dependency, hence no deadlock.
+
+    A packet for a tile outside the mesh, for an axon its core does not have, or an OUTPUT packet
+    in a mesh without a host, is dropped at the head of its queue, counted on ``dropped``, and
+    never leaves.
+
+    Parameters
+    ----------
+    x, y : int
+        This tile.
+    cols, rows : int
+        The mesh, up to 8 x 8.
+    axons : sequence of sequence of int
+        ``axons[y][x]``: how many axons the core of each tile has.
+    host : (int, int) or None
+        The tile whose router has the HOST port.
+    fifo_depth : int
+        Input queue depth, at least 1.
+    layout : StructLayout
+        The packet format; :data:`AERPacket` unless a narrower one with the same fields
+        (``kind``, ``x``, ``y``, ``body.event.axon``) is wanted, e.g. to keep a proof small.
+
+    Members
+    -------
+    north, east, south, west, local : Out(PortSignature(layout))
+    host : Out(PortSignature(layout))
+        Only on the host's tile.
+    dropped : Out(range(7))
+        Packets dropped this cycle.
+    """
+
+    def __init__(self, *, x: int, y: int, cols: int, rows: int, axons, host=None,
+                 fifo_depth: int = 2, layout=AERPacket):
+        for name, value, limit in (("cols", cols, MESH_LIMIT), ("rows", rows, MESH_LIMIT)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(f"{name} must be an integer in [1, {limit}], not {value!r}")
+        if not (isinstance(x, int) and 0 <= x < cols and isinstance(y, int) and 0 <= y < rows):
+            raise ValueError(f"tile ({x!r}, {y!r}) is outside the {cols} x {rows} mesh")
+        if len(axons) != rows or any(len(row) != cols for row in axons):
+            raise ValueError(f"axons must be {rows} rows of {cols} axon counts, not {axons!r}")
+        if host is not None and not (0 <= host[0] < cols and 0 <= host[1] < rows):
+            raise ValueError(f"host tile {host!r} is outside the {cols} x {rows} mesh")
+        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 1:
+            raise ValueError(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
+        self.position = (x, y)
+        self.mesh = (cols, rows)
+        self.axons = [list(row) for row in axons]
+        self.host_tile = host
+        self.fifo_depth = fifo_depth
+        self.layout = layout
+        self.ports = [Port.NORTH, Port.EAST, Port.SOUTH, Port.WEST, Port.LOCAL]
+        if host == (x, y):
+            self.ports.append(Port.HOST)
+        members = {port.name.lower(): Out(PortSignature(layout)) for port in self.ports}
+        members["dropped"] = Out(range(len(Port) + 1))
+        super().__init__(members)
+
+    def port(self, port: Port):
+        return getattr(self, port.name.lower())
+
+    def _route(self, m, packet):
+        """Combinational decision for one head packet: (one-hot over self.ports, drop)."""
+        cols, rows = self.mesh
+        x, y = self.position
+        valid_event = Signal()
+        for ty in range(rows):
+            for tx in range(cols):
+                with m.If((packet.x == tx) & (packet.y == ty)):
+                    m.d.comb += valid_event.eq(packet.body.event.axon < self.axons[ty][tx])
+        is_output = packet.kind == PacketKind.OUTPUT
+        drop = Signal()
+        m.d.comb += drop.eq(Mux(is_output, self.host_tile is None, ~valid_event))
+        tx = Mux(is_output, self.host_tile[0] if self.host_tile else 0, packet.x)
+        ty = Mux(is_output, self.host_tile[1] if self.host_tile else 0, packet.y)
+        want = {
+            Port.EAST: tx > x,
+            Port.WEST: tx < x,
+            Port.SOUTH: (tx == x) & (ty > y),
+            Port.NORTH: (tx == x) & (ty < y),
+            Port.LOCAL: (tx == x) & (ty == y) & ~is_output,
+            Port.HOST: (tx == x) & (ty == y) & is_output,
+        }
+        return Cat(want[p] for p in self.ports), drop
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(self.ports)
+        heads = []
+        for k, port in enumerate(self.ports):
+            fifo = SyncFIFOBuffered(width=self.layout.size, depth=self.fifo_depth)
+            m.submodules[f"fifo_{port.name.lower()}"] = fifo
+            wiring.connect(m, wiring.flipped(self.port(port).rx), fifo.w_stream)
+            head = Signal(self.layout, name=f"head_{port.name.lower()}")
+            m.d.comb += head.eq(fifo.r_data)
+            want, drop = self._route(m, head)
+            want_s = Signal(n, name=f"want_{port.name.lower()}")
+            drop_s = Signal(name=f"drop_{port.name.lower()}")
+            m.d.comb += [want_s.eq(Mux(fifo.r_rdy & ~drop, want, 0)),
+                         drop_s.eq(fifo.r_rdy & drop)]
+            heads.append((fifo, head, want_s, drop_s))
+
+        dropped = [drop_s for _, _, _, drop_s in heads]
+        m.d.comb += self.dropped.eq(sum(dropped))
+        pops = [Signal(name=f"pop_{port.name.lower()}") for port in self.ports]
+        for k, (fifo, _, _, drop_s) in enumerate(heads):
+            m.d.comb += fifo.r_en.eq(pops[k] | drop_s)
+
+        for o, out_port in enumerate(self.ports):
+            tx = self.port(out_port).tx
+            priority = Signal(range(n), name=f"rr_{out_port.name.lower()}")
+            can_load = ~tx.valid | tx.ready
+            with m.If(tx.ready):
+                m.d.sync += tx.valid.eq(0)
+            # Round robin: the first requester at or after `priority`, cyclically.
+            with m.If(can_load):
+                with m.Switch(priority):
+                    for p in range(n):
+                        with m.Case(p):
+                            for off in range(n):
+                                i = (p + off) % n
+                                fifo, head, want_s, _ = heads[i]
+                                cond = want_s[o]
+                                if off == 0:
+                                    ctx = m.If(cond)
+                                else:
+                                    ctx = m.Elif(cond)
+                                with ctx:
+                                    m.d.comb += pops[i].eq(1)
+                                    m.d.sync += [tx.valid.eq(1), tx.payload.eq(head),
+                                                 priority.eq((i + 1) % n)]
+        return m
