@@ -119,12 +119,24 @@ class ChipModel:
         self._pending = {tile: np.zeros((batch, p.shape.axons), np.int64)
                          for tile, p in program.cores.items()}
 
+    def deliver_pending(self) -> None:
+        """Deliver the events the last update's spikes were routed to, without updating.
+
+        This is where a chip stands after its last tick: those events have reached their cores'
+        accumulators (and counters), waiting for an update that has not been asked for.
+        """
+        for tile, core in self.cores.items():
+            core.deliver_spikes(self._pending[tile])
+            self._pending[tile][:] = 0
+
     def step(self, host_events=None) -> list[list[OutputEvent]]:
         """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it.
 
         Returns, per run, the output events of this tick's update.
         """
         counts = {tile: pending.copy() for tile, pending in self._pending.items()}
+        for tile in self._pending:
+            self._pending[tile][:] = 0
         if host_events is not None:
             if len(host_events) != self.batch:
                 raise ValueError(f"host_events must have one list per run ({self.batch}), "
@@ -144,8 +156,6 @@ class ChipModel:
             for b, n in zip(*np.nonzero(fired & to_host)):
                 outputs[b].append((x, y, int(n), self.tick))
             self.mesh_drops += int((fired.astype(np.int64) @ self._bad_routes[x, y]).sum())
-        for tile in self._pending:
-            self._pending[tile][:] = 0
         for (src, dst), matrix in self._routes.items():
             self._pending[dst] += spikes[src].astype(np.int64) @ matrix
         self.tick += 1

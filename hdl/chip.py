@@ -1,0 +1,338 @@
+"""The chip: an R x C mesh of router nodes and cores, a host port, and the tick barrier.
+
+Clock domains (GALS): routers, route expanders and the tick controller run in the mesh domain
+(``sync``); with ``gals=True`` the core of tile ``(x, y)`` runs in its own domain
+``core_x_y``, and every crossing is an ``AsyncFIFO``.
+
+**The tick barrier** (why it holds across any clock ratio; see docs/chip.md): the controller
+counts, in the mesh domain, every packet that enters the mesh (host injections, spike
+expansions) and every packet that leaves it (into a tile's ingress queue, to the host output, or
+dropped by a router). The update of tick ``t`` starts when the host has finished injecting tick
+``t`` (``tick.valid``), every core has reported DONE for tick ``t - 1`` (which its expander
+only forwards after sending every packet of that update), and the count of packets in flight is
+zero. It then sends a TICK marker into every tile's ingress queue; a tile's interface gives the
+marker priority over router events, so the marker stands behind exactly the events of tick
+``t`` in that queue, and the core's sequencer, reading the queue in order, updates after the
+last of them, whatever its clock.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..sim.golden import CoreShape
+from .aer import AERPacket, MESH_LIMIT, PacketKind
+from .core import Handshake, LIFCore
+from .memory_map import CoreMemoryMap
+from .router import Port, RouterNode
+from .tile import (CoreSequencer, Egress, Ingress, IngressKind, RouteDest, RouteEntry,
+                   RouteExpander)
+
+__all__ = ["TileConfig", "Space", "chip_request_layout", "Chip"]
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """The core of one tile: its shape, lanes, synapse memory style, route-table capacity."""
+    shape: CoreShape
+    lanes: int = 8
+    memory: str = "block"
+    destinations: int = 64
+
+
+class Space:
+    """What a chip-bus request addresses on its tile."""
+    CORE = 0         #: the core's own bus (see memory_map)
+    ROUTE_INDEX = 1  #: RouteEntry of neuron ``addr`` (write only)
+    ROUTE_DEST = 2   #: RouteDest number ``addr`` (write only)
+
+
+def chip_request_layout(tiles: dict) -> data.StructLayout:
+    """The chip bus's request: ``tile`` (index ``y * cols + x``), :class:`Space`, ``addr``
+    (the core's bus address, or the route-table entry), ``write``, ``data``."""
+    maps = [CoreMemoryMap(c.shape, c.lanes) for c in tiles.values()]
+    addr_bits = max(max(mm.addr_bits for mm in maps),
+                    ceil_log2(max(max(c.destinations for c in tiles.values()), 256)))
+    data_bits = max(max(mm.data_bits for mm in maps), RouteEntry.size, RouteDest.size)
+    return data.StructLayout({
+        "tile": unsigned(6), "space": unsigned(2), "addr": unsigned(addr_bits),
+        "write": unsigned(1), "data": unsigned(data_bits)})
+
+
+class Chip(wiring.Component):
+    """A mesh of LIF cores.
+
+    Parameters
+    ----------
+    cols, rows : int
+    tiles : dict of (x, y) -> TileConfig
+        A core on every tile.
+    host : (int, int)
+        The tile whose router has the host port.
+    gals : bool
+        Put every core in its own clock domain ``core_x_y``.
+
+    Members
+    -------
+    host_in : In(stream.Signature(AERPacket))
+        EVENT packets from the host, for the current tick.
+    host_out : Out(stream.Signature(AERPacket))
+        OUTPUT packets: ``(x, y)`` of the core, neuron, tick.
+    tick : In(Handshake)
+        End of the host's injections for the current tick: the transfer completes when the
+        tick's update has been started on every core.
+    quiet : Out(1)
+        No update running and no packet in flight: every output of the last update is out.
+    bus : In(...)
+        Chip-bus requests (tile, space, addr, write, data) and read responses.
+    mesh_drops, ticks : Out(32)
+    """
+
+    def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), gals: bool = True,
+                 fifo_depth: int = 2):
+        if not (1 <= cols <= MESH_LIMIT and 1 <= rows <= MESH_LIMIT):
+            raise ValueError(f"the mesh must be between 1 x 1 and 8 x 8, not {cols} x {rows}")
+        want = {(x, y) for y in range(rows) for x in range(cols)}
+        if set(tiles) != want:
+            raise ValueError(f"tiles must configure exactly the tiles {sorted(want)}")
+        if tuple(host) not in want:
+            raise ValueError(f"host tile {host!r} is outside the mesh")
+        self.cols, self.rows = cols, rows
+        self.tiles = dict(tiles)
+        self.host = tuple(host)
+        self.gals = gals
+        self.fifo_depth = fifo_depth
+        self.order = [(x, y) for y in range(rows) for x in range(cols)]
+        self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory)
+                      for t, c in self.tiles.items()}
+        self.request_layout = chip_request_layout(self.tiles)
+        data_bits = self.request_layout["data"].shape.width
+        super().__init__({
+            "host_in": In(stream.Signature(AERPacket)),
+            "host_out": Out(stream.Signature(AERPacket)),
+            "tick": In(Handshake),
+            "quiet": Out(1),
+            "bus": In(wiring.Signature({
+                "req": Out(stream.Signature(self.request_layout)),
+                "resp": In(stream.Signature(data_bits)),
+            })),
+            "mesh_drops": Out(32),
+            "ticks": Out(32),
+        })
+
+    def domain(self, tile) -> str:
+        return f"core_{tile[0]}_{tile[1]}" if self.gals else "sync"
+
+    def elaborate(self, platform):
+        m = Module()
+        axons = [[self.tiles[x, y].shape.axons for x in range(self.cols)]
+                 for y in range(self.rows)]
+        routers = {}
+        for (x, y) in self.order:
+            routers[x, y] = r = RouterNode(x=x, y=y, cols=self.cols, rows=self.rows,
+                                           axons=axons, host=self.host,
+                                           fifo_depth=self.fifo_depth)
+            m.submodules[f"router_{x}_{y}"] = r
+        # Mesh links; ports on the mesh's edge carry nothing (XY routing never sends there).
+        for (x, y), r in routers.items():
+            for port, (dx, dy), back in ((Port.EAST, (1, 0), Port.WEST),
+                                         (Port.SOUTH, (0, 1), Port.NORTH)):
+                if (x + dx, y + dy) in routers:
+                    other = routers[x + dx, y + dy]
+                    wiring.connect(m, r.port(port).tx, other.port(back).rx)
+                    wiring.connect(m, other.port(back).tx, r.port(port).rx)
+            for port, (dx, dy) in ((Port.NORTH, (0, -1)), (Port.EAST, (1, 0)),
+                                   (Port.SOUTH, (0, 1)), (Port.WEST, (-1, 0))):
+                if (x + dx, y + dy) not in routers:
+                    m.d.comb += [r.port(port).rx.valid.eq(0), r.port(port).tx.ready.eq(0)]
+
+        host_router = routers[self.host]
+        wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
+        m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(width=AERPacket.size, depth=16)
+        wiring.connect(m, host_router.host.tx, out_fifo.w_stream)
+        m.d.comb += [self.host_out.payload.eq(out_fifo.r_data),
+                     self.host_out.valid.eq(out_fifo.r_rdy),
+                     out_fifo.r_en.eq(self.host_out.ready)]
+
+        produced, consumed = [], []
+        produced.append(self.host_in.valid & self.host_in.ready)
+        consumed.append(host_router.host.tx.valid & host_router.host.tx.ready)
+        drops_now = Signal(range(7 * len(routers) + 1))
+        m.d.comb += drops_now.eq(sum(r.dropped for r in routers.values()))
+        consumed.append(drops_now)
+
+        send_tick = Signal()          # one cycle: markers into every ingress queue
+        pending = Signal(len(self.order))  # cores whose update has not reported DONE
+        marker_owed = Signal(len(self.order))  # markers not yet written
+        dones = []
+
+        # Bus plumbing state.
+        bus_ports = {}
+        core_addr_ok = Signal(len(self.order))  # the address fits the tile's core bus
+        req = Signal(self.request_layout)
+        core_req_ready = Signal(len(self.order))
+        core_resp_valid = Signal(len(self.order))
+        core_resp_data = []
+
+        for k, tile in enumerate(self.order):
+            x, y = tile
+            config, core = self.tiles[tile], self.cores[tile]
+            domain = self.domain(tile)
+            router = routers[tile]
+            # The core domains are left to the platform (or the simulator) to create, like sync:
+            # each becomes a clock and a reset port of the top level.
+            m.submodules[f"core_{x}_{y}"] = DomainRenamer(domain)(core)
+            m.submodules[f"sequencer_{x}_{y}"] = seq = DomainRenamer(domain)(CoreSequencer())
+            wiring.connect(m, seq.core_events, core.events)
+            wiring.connect(m, seq.core_update, core.update)
+            wiring.connect(m, core.spikes, seq.core_spikes)
+
+            ingress = AsyncFIFO(width=Ingress.size, depth=8, w_domain="sync", r_domain=domain)
+            # Room for every spike of an update and its DONE token: an update can always finish,
+            # whatever the mesh is doing, so that the core returns to taking events. Without it
+            # core -> egress -> mesh -> ingress -> core is a cycle that can deadlock.
+            egress = AsyncFIFO(width=Egress.size, depth=config.shape.neurons + 2,
+                               w_domain=domain, r_domain="sync")
+            m.submodules[f"ingress_{x}_{y}"] = ingress
+            m.submodules[f"egress_{x}_{y}"] = egress
+            m.d.comb += [seq.ingress.payload.eq(ingress.r_data),
+                         seq.ingress.valid.eq(ingress.r_rdy),
+                         ingress.r_en.eq(seq.ingress.ready),
+                         egress.w_data.eq(seq.egress.payload),
+                         egress.w_en.eq(seq.egress.valid),
+                         seq.egress.ready.eq(egress.w_rdy)]
+
+            # Ingress writer: the marker first, else the router's events for this core.
+            local_tx = router.local.tx
+            marker = Signal(Ingress)
+            event = Signal(Ingress)
+            m.d.comb += [marker.kind.eq(IngressKind.TICK),
+                         event.kind.eq(IngressKind.EVENT),
+                         event.axon.eq(local_tx.payload.body.event.axon)]
+            with m.If(marker_owed[k]):
+                m.d.comb += [ingress.w_data.eq(marker), ingress.w_en.eq(1)]
+                with m.If(ingress.w_rdy):
+                    m.d.sync += marker_owed[k].eq(0)
+            with m.Else():
+                m.d.comb += [ingress.w_data.eq(event), ingress.w_en.eq(local_tx.valid),
+                             local_tx.ready.eq(ingress.w_rdy)]
+            consumed.append(local_tx.valid & local_tx.ready & ~marker_owed[k])
+
+            m.submodules[f"expander_{x}_{y}"] = expander = RouteExpander(
+                x=x, y=y, neurons=config.shape.neurons, destinations=config.destinations)
+            m.d.comb += [expander.spikes.payload.eq(egress.r_data),
+                         expander.spikes.valid.eq(egress.r_rdy),
+                         egress.r_en.eq(expander.spikes.ready)]
+            wiring.connect(m, expander.packets, router.local.rx)
+            produced.append(expander.packets.valid & expander.packets.ready)
+            dones.append(expander.done)
+
+            # The core's bus, across its clock domain.
+            req_fifo = AsyncFIFO(width=core.memory_map.request_layout.size, depth=4,
+                                 w_domain="sync", r_domain=domain)
+            resp_fifo = AsyncFIFO(width=core.memory_map.data_bits, depth=4,
+                                  w_domain=domain, r_domain="sync")
+            m.submodules[f"bus_req_{x}_{y}"] = req_fifo
+            m.submodules[f"bus_resp_{x}_{y}"] = resp_fifo
+            core_req = Signal(core.memory_map.request_layout)
+            m.d.comb += [core_req.addr.as_value().eq(req.addr), core_req.write.eq(req.write),
+                         core_req.data.eq(req.data),
+                         req_fifo.w_data.eq(core_req),
+                         core.bus.req.payload.eq(req_fifo.r_data),
+                         core.bus.req.valid.eq(req_fifo.r_rdy),
+                         req_fifo.r_en.eq(core.bus.req.ready),
+                         resp_fifo.w_data.eq(core.bus.resp.payload),
+                         resp_fifo.w_en.eq(core.bus.resp.valid),
+                         core.bus.resp.ready.eq(resp_fifo.w_rdy),
+                         core_req_ready[k].eq(req_fifo.w_rdy),
+                         core_resp_valid[k].eq(resp_fifo.r_rdy)]
+            core_resp_data.append(resp_fifo.r_data)
+            m.d.comb += core_addr_ok[k].eq((req.addr >> core.memory_map.addr_bits) == 0)
+            bus_ports[tile] = (req_fifo, resp_fifo, expander)
+
+        # ---- the tick controller ----
+        in_flight = Signal(16)
+        m.d.sync += in_flight.eq(in_flight + sum(produced) - sum(consumed))
+        ticks = Signal(32)
+        mesh_drops = Signal(32)
+        m.d.sync += mesh_drops.eq(mesh_drops + drops_now)
+        m.d.comb += [self.ticks.eq(ticks), self.mesh_drops.eq(mesh_drops)]
+        done_now = Cat(dones)
+        m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0))
+        with m.If(self.tick.valid & self.quiet):
+            m.d.comb += self.tick.ready.eq(1)
+            m.d.sync += [pending.eq(~0), marker_owed.eq(~0), ticks.eq(ticks + 1)]
+        with m.Else():
+            m.d.sync += pending.eq(pending & ~done_now)
+
+        # ---- the chip bus ----
+        tile_index = Signal(range(len(self.order) + 1))
+        m.d.comb += tile_index.eq(req.tile)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.bus.req.ready.eq(1)
+                with m.If(self.bus.req.valid):
+                    m.d.sync += req.eq(self.bus.req.payload)
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(req.tile >= len(self.order)):
+                    m.next = "IGNORE"
+                with m.Else():
+                    with m.Switch(req.space):
+                        with m.Case(Space.CORE):
+                            # An address the tile's core does not decode is ignored, never
+                            # wrapped onto one it does.
+                            m.next = "CORE_CHECK"
+                        with m.Case(Space.ROUTE_INDEX, Space.ROUTE_DEST):
+                            for k, tile in enumerate(self.order):
+                                expander = bus_ports[tile][2]
+                                with m.If((tile_index == k) & req.write):
+                                    with m.If(req.space == Space.ROUTE_INDEX):
+                                        m.d.comb += [
+                                            expander.index_write.addr.eq(req.addr),
+                                            expander.index_write.data.eq(req.data),
+                                            expander.index_write.en.eq(1)]
+                                    with m.Else():
+                                        m.d.comb += [
+                                            expander.dest_write.addr.eq(req.addr),
+                                            expander.dest_write.data.eq(req.data),
+                                            expander.dest_write.en.eq(1)]
+                            m.next = "IGNORE"
+                        with m.Default():
+                            m.next = "IGNORE"
+            with m.State("IGNORE"):  # route writes are done; reads of non-core spaces give 0
+                with m.If(req.write):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [self.bus.resp.valid.eq(1), self.bus.resp.payload.eq(0)]
+                    with m.If(self.bus.resp.ready):
+                        m.next = "IDLE"
+            with m.State("CORE_CHECK"):
+                with m.If(core_addr_ok.bit_select(tile_index, 1)):
+                    m.next = "CORE_SEND"
+                with m.Else():
+                    m.next = "IGNORE"
+            with m.State("CORE_SEND"):
+                for k, tile in enumerate(self.order):
+                    req_fifo = bus_ports[tile][0]
+                    with m.If(tile_index == k):
+                        m.d.comb += req_fifo.w_en.eq(1)
+                        with m.If(core_req_ready[k]):
+                            m.next = "CORE_WAIT"
+            with m.State("CORE_WAIT"):
+                with m.If(req.write):
+                    m.next = "IDLE"
+                with m.Else():
+                    for k, tile in enumerate(self.order):
+                        resp_fifo = bus_ports[tile][1]
+                        with m.If(tile_index == k):
+                            m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
+                                         self.bus.resp.payload.eq(core_resp_data[k]),
+                                         resp_fifo.r_en.eq(self.bus.resp.ready)]
+                            with m.If(core_resp_valid[k] & self.bus.resp.ready):
+                                m.next = "IDLE"
+        return m

@@ -1,0 +1,192 @@
+"""A mesh tile around a core: the clock-domain crossing, the tick marker, spike expansion.
+
+The core runs in its own clock domain; everything else of the tile runs in the mesh domain.
+
+* **Ingress** (mesh -> core, an ``AsyncFIFO``): the events the router delivers to this core and,
+  in the same queue, the TICK marker the tick controller sends. The :class:`CoreSequencer` in
+  the core's domain plays them in order: events into the core, a marker into an update. Since
+  the marker travels behind every event of its tick, no event can be counted in the wrong tick,
+  whatever the clock ratio.
+* **Egress** (core -> mesh, an ``AsyncFIFO``): the spikes of an update, then a DONE token.
+  The :class:`RouteExpander` turns every spike into its routed packets and, on DONE, tells the
+  controller that this core's update has finished and all its packets have been sent.
+"""
+
+import enum
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .aer import AERPacket, COORD_BITS, PacketKind, TICK_BITS
+from .core import AxonEvent, Handshake, NeuronSpike
+
+__all__ = ["IngressKind", "EgressKind", "Ingress", "Egress", "RouteEntry", "RouteDest",
+           "CoreSequencer", "RouteExpander"]
+
+
+class IngressKind(enum.IntEnum):
+    EVENT = 0
+    TICK = 1
+
+
+class EgressKind(enum.IntEnum):
+    SPIKE = 0
+    DONE = 1
+
+
+Ingress = data.StructLayout({"kind": unsigned(1), "axon": unsigned(10)})
+Egress = data.StructLayout({"kind": unsigned(1), "neuron": unsigned(8)})
+
+#: Route table, per neuron: its destinations are ``dest[start : start + count]``.
+ROUTE_INDEX_BITS = 10
+RouteEntry = data.StructLayout({
+    "start": unsigned(ROUTE_INDEX_BITS), "count": unsigned(ROUTE_INDEX_BITS + 1),
+    "to_host": unsigned(1)})
+RouteDest = data.StructLayout({"x": unsigned(COORD_BITS), "y": unsigned(COORD_BITS),
+                               "axon": unsigned(10)})
+
+
+class CoreSequencer(wiring.Component):
+    """In the core's domain: ingress into events and updates, spikes and DONE into egress."""
+
+    ingress: In(stream.Signature(Ingress))
+    egress: Out(stream.Signature(Egress))
+    core_events: Out(stream.Signature(AxonEvent))
+    core_update: Out(Handshake)
+    core_spikes: In(stream.Signature(NeuronSpike))
+
+    def elaborate(self, platform):
+        m = Module()
+        is_event = self.ingress.payload.kind == IngressKind.EVENT
+        with m.FSM():
+            with m.State("PLAY"):
+                m.d.comb += [
+                    self.core_events.payload.axon.eq(self.ingress.payload.axon),
+                    self.core_events.valid.eq(self.ingress.valid & is_event),
+                    self.ingress.ready.eq(Mux(is_event, self.core_events.ready, 1)),
+                ]
+                with m.If(self.ingress.valid & ~is_event):
+                    m.next = "UPDATE"
+            with m.State("UPDATE"):
+                m.d.comb += [
+                    self.core_update.valid.eq(1),
+                    self.egress.payload.kind.eq(EgressKind.SPIKE),
+                    self.egress.payload.neuron.eq(self.core_spikes.payload.neuron),
+                    self.egress.valid.eq(self.core_spikes.valid),
+                    self.core_spikes.ready.eq(self.egress.ready),
+                ]
+                with m.If(self.core_update.ready):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.egress.payload.kind.eq(EgressKind.DONE),
+                             self.egress.valid.eq(1)]
+                with m.If(self.egress.ready):
+                    m.next = "PLAY"
+        return m
+
+
+class RouteExpander(wiring.Component):
+    """In the mesh domain: every spike into its routed packets; DONE into ``done``.
+
+    A spike of neuron ``n`` sends one EVENT packet per destination of ``n`` and, if
+    ``to_host``, an OUTPUT packet stamped with this tile's position and the update's tick.
+    One packet every two cycles (a table read, then the send).
+
+    Members
+    -------
+    spikes : In(stream.Signature(Egress))
+    packets : Out(stream.Signature(AERPacket))
+    done : Out(1)
+        One cycle per DONE token: the update is finished and every packet has been sent.
+    index_write, dest_write : In(...)
+        Route-table write ports (``addr``, ``data``, ``en``).
+    """
+
+    def __init__(self, *, x: int, y: int, neurons: int, destinations: int):
+        self.position = (x, y)
+        self.neurons = neurons
+        self.destinations = destinations
+        super().__init__({
+            "spikes": In(stream.Signature(Egress)),
+            "packets": Out(stream.Signature(AERPacket)),
+            "done": Out(1),
+            "index_write": In(wiring.Signature({
+                "addr": Out(ceil_log2(max(neurons, 2))), "data": Out(RouteEntry),
+                "en": Out(1)})),
+            "dest_write": In(wiring.Signature({
+                "addr": Out(ceil_log2(max(destinations, 2))), "data": Out(RouteDest),
+                "en": Out(1)})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        # Unloaded entries must read as "no route": SRAM here is block RAM with a zero init.
+        m.submodules.index = index = Memory(shape=RouteEntry, depth=max(self.neurons, 2),
+                                            init=[])
+        m.submodules.dests = dests = Memory(shape=RouteDest, depth=max(self.destinations, 2),
+                                            init=[])
+        iw, dw = index.write_port(), dests.write_port()
+        m.d.comb += [iw.addr.eq(self.index_write.addr), iw.data.eq(self.index_write.data),
+                     iw.en.eq(self.index_write.en),
+                     dw.addr.eq(self.dest_write.addr), dw.data.eq(self.dest_write.data),
+                     dw.en.eq(self.dest_write.en)]
+        ir, dr = index.read_port(), dests.read_port()
+        m.d.comb += [ir.en.eq(0), dr.en.eq(0)]
+
+        tick = Signal(TICK_BITS)
+        neuron = Signal(8)
+        entry = Signal(RouteEntry)
+        pointer = Signal(ROUTE_INDEX_BITS)
+        remaining = Signal(ROUTE_INDEX_BITS + 1)
+        out = self.packets
+        x, y = self.position
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.spikes.ready.eq(1)
+                with m.If(self.spikes.valid):
+                    with m.If(self.spikes.payload.kind == EgressKind.DONE):
+                        m.d.comb += self.done.eq(1)
+                        m.d.sync += tick.eq(tick + 1)
+                    with m.Else():
+                        m.d.comb += [ir.addr.eq(self.spikes.payload.neuron), ir.en.eq(1)]
+                        m.d.sync += neuron.eq(self.spikes.payload.neuron)
+                        m.next = "ENTRY"
+            with m.State("ENTRY"):
+                m.d.sync += [entry.eq(ir.data), pointer.eq(ir.data.start),
+                             remaining.eq(ir.data.count)]
+                m.next = "READ"
+            with m.State("READ"):
+                with m.If(remaining != 0):
+                    m.d.comb += [dr.addr.eq(pointer), dr.en.eq(1)]
+                    m.d.sync += [pointer.eq(pointer + 1), remaining.eq(remaining - 1)]
+                    m.next = "SEND_EVENT"
+                with m.Elif(entry.to_host):
+                    m.next = "SEND_OUTPUT"
+                with m.Else():
+                    m.next = "IDLE"
+            with m.State("SEND_EVENT"):
+                m.d.comb += [
+                    out.valid.eq(1),
+                    out.payload.kind.eq(PacketKind.EVENT),
+                    out.payload.x.eq(dr.data.x),
+                    out.payload.y.eq(dr.data.y),
+                    out.payload.body.event.axon.eq(dr.data.axon),
+                ]
+                with m.If(out.ready):
+                    m.next = "READ"
+            with m.State("SEND_OUTPUT"):
+                m.d.comb += [
+                    out.valid.eq(1),
+                    out.payload.kind.eq(PacketKind.OUTPUT),
+                    out.payload.x.eq(x),
+                    out.payload.y.eq(y),
+                    out.payload.body.output.neuron.eq(neuron),
+                    out.payload.body.output.tick.eq(tick),
+                ]
+                with m.If(out.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,195 @@
+"""cocotb bench for :class:`~spikefab.hdl.chip.Chip`: runs chip scenarios, records results.
+
+Every clock domain gets its own clock (``SPIKEFAB_SCENARIOS`` names pickled
+:class:`ChipScenario` files; their periods are used). The bench loads every core and route
+table over the chip bus, then per tick injects the host events under the idle pattern and raises
+``tick``; a background task takes output packets under the backpressure pattern. At the end it
+waits for ``quiet``, reads back membranes and counters, and writes ``<scenario>.result``.
+"""
+
+import os
+import pickle
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
+
+from spikefab.hdl.aer import pack_event, unpack
+from spikefab.hdl.chip import Space, TileConfig, chip_request_layout
+from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
+from spikefab.hdl.tile import RouteDest, RouteEntry
+from spikefab.sim.chip_rtl import ChipResult
+
+COUNTERS = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
+            Reg.DROP_RANGE: "drop_range", Reg.DROP_BUDGET: "drop_budget"}
+
+
+def _fields(layout, **values):
+    word = 0
+    for name, value in values.items():
+        field = layout[name]
+        word |= (int(value) & ((1 << field.shape.width) - 1)) << field.offset
+    return word
+
+
+class ChipHarness:
+    def __init__(self, dut, scenario):
+        self.dut = dut
+        self.scenario = scenario
+        program = scenario.program
+        self.order = program.tiles()
+        self.maps = {t: CoreMemoryMap(p.shape, scenario.lanes[t]) for t, p in program.cores.items()}
+        tiles = {t: TileConfig(p.shape, lanes=scenario.lanes[t],
+                               destinations=max(2, sum(len(d) for d in p.routes)))
+                 for t, p in program.cores.items()}
+        self.layout = chip_request_layout(tiles)
+        self.cycle = 0
+
+    async def tick(self):
+        await RisingEdge(self.dut.clk)
+        self.cycle += 1
+
+    async def offer(self, valid, payload, ready, word):
+        payload.value = word
+        valid.value = 1
+        while True:
+            await ReadOnly()
+            fire = int(ready.value)
+            await self.tick()
+            if fire:
+                break
+        valid.value = 0
+
+    async def bus(self, tile, space, addr, *, write, data=0):
+        dut = self.dut
+        word = _fields(self.layout, tile=self.order.index(tile), space=space, addr=addr,
+                       write=int(write), data=data)
+        await self.offer(dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready, word)
+        if write:
+            return None
+        dut.bus__resp__ready.value = 1
+        while True:
+            await ReadOnly()
+            fire = int(dut.bus__resp__valid.value)
+            value = dut.bus__resp__payload.value.to_unsigned() if fire else 0
+            await self.tick()
+            if fire:
+                break
+        dut.bus__resp__ready.value = 0
+        return value
+
+    async def load(self):
+        program = self.scenario.program
+        for tile, core in program.cores.items():
+            mm = self.maps[tile]
+
+            async def core_write(addr, value):
+                await self.bus(tile, Space.CORE, addr, write=True, data=mm.to_word(value))
+
+            for addr, word in mm.synapse_words_of(core.weights):
+                await core_write(addr, word)
+            for n in range(core.shape.neurons):
+                await core_write(mm.addr(Region.BIAS, n), int(core.bias[n]) if
+                                 core.bias is not None else 0)
+            await core_write(mm.addr(Region.REGISTER, Reg.THRESHOLD), core.config.threshold)
+            await core_write(mm.addr(Region.REGISTER, Reg.LEAK), core.config.leak)
+            await core_write(mm.addr(Region.REGISTER, Reg.RESET), int(core.config.reset))
+            start = 0
+            for n, dests in enumerate(core.routes):
+                entry = _fields(RouteEntry, start=start, count=len(dests),
+                                to_host=int(core.to_host[n]))
+                await self.bus(tile, Space.ROUTE_INDEX, n, write=True, data=entry)
+                for x, y, axon in dests:
+                    await self.bus(tile, Space.ROUTE_DEST, start, write=True,
+                                   data=_fields(RouteDest, x=x, y=y, axon=axon))
+                    start += 1
+
+    async def collect(self, outputs, backpressure):
+        dut = self.dut
+        while True:
+            ready = next(backpressure)
+            dut.host_out__ready.value = ready
+            await ReadOnly()
+            if ready and int(dut.host_out__valid.value):
+                _, x, y, neuron, tick = unpack(dut.host_out__payload.value.to_unsigned())
+                outputs.append((x, y, neuron, tick))
+            await RisingEdge(dut.clk)
+
+    async def run(self):
+        dut, scenario = self.dut, self.scenario
+        gaps = scenario.gaps.bits()
+        outputs = []
+        cocotb.start_soon(self.collect(outputs, scenario.backpressure.bits()))
+        start = self.cycle
+        for events in scenario.host_events:
+            for x, y, axon in events:
+                while not next(gaps):
+                    await self.tick()
+                await self.offer(dut.host_in__valid, dut.host_in__payload, dut.host_in__ready,
+                                 pack_event(x, y, axon))
+            dut.tick__valid.value = 1
+            waited = 0
+            while True:
+                await ReadOnly()
+                fire = int(dut.tick__ready.value)
+                waited += 1
+                if waited % 2000 == 0:
+                    dut._log.info("tick wait %d: in_flight=%s pending=%s owed=%s", waited,
+                                  dut.in_flight.value, dut.pending.value, dut.marker_owed.value)
+                await self.tick()
+                if fire:
+                    break
+            dut.tick__valid.value = 0
+        # Wait until the last update is done and nothing is in flight or queued for the host.
+        idle = 0
+        while idle < 64:
+            await ReadOnly()
+            idle = idle + 1 if int(dut.quiet.value) and not int(dut.host_out__valid.value) else 0
+            await self.tick()
+        cycles = self.cycle - start
+        v, counters = {}, {}
+        for tile, core in scenario.program.cores.items():
+            mm = self.maps[tile]
+            v[tile] = np.array([mm.to_signed(await self.bus(tile, Space.CORE,
+                                                            mm.addr(Region.MEMBRANE, n),
+                                                            write=False))
+                                for n in range(core.shape.neurons)], np.int64)
+            counters[tile] = {name: await self.bus(tile, Space.CORE,
+                                                   mm.addr(Region.REGISTER, reg), write=False)
+                              for reg, name in COUNTERS.items()}
+        return ChipResult(outputs=outputs, v=v, counters=counters,
+                          mesh_drops=dut.mesh_drops.value.to_unsigned(), cycles=cycles)
+
+
+@cocotb.test()
+async def run_scenarios(dut):
+    paths = [Path(p) for p in os.environ["SPIKEFAB_SCENARIOS"].split(os.pathsep) if p]
+    assert paths, "SPIKEFAB_SCENARIOS names no scenario"
+    first = pickle.loads(paths[0].read_bytes())
+    tiles = first.program.tiles()
+    Clock(dut.clk, first.mesh_period_ps, unit="ps", impl="gpi").start()
+    for x, y in tiles:
+        period = first.core_periods_ps.get((x, y), first.mesh_period_ps)
+        Clock(getattr(dut, f"core_{x}_{y}_clk"), period, unit="ps", impl="gpi").start()
+    for path in paths:
+        scenario = pickle.loads(path.read_bytes())
+        harness = ChipHarness(dut, scenario)
+        for name in ("host_in__valid", "host_out__ready", "tick__valid", "bus__req__valid",
+                     "bus__resp__ready"):
+            getattr(dut, name).value = 0
+        resets = [dut.rst] + [getattr(dut, f"core_{x}_{y}_rst") for x, y in tiles]
+        for r in resets:
+            r.value = 1
+        await Timer(20 * max([scenario.mesh_period_ps, *scenario.core_periods_ps.values()]),
+                    unit="ps")
+        for r in resets:
+            r.value = 0
+        for _ in range(4):
+            await harness.tick()
+        dut._log.info("loading %s", scenario.name)
+        await harness.load()
+        dut._log.info("running %d ticks", scenario.ticks)
+        result = await harness.run()
+        path.with_suffix(".result").write_bytes(pickle.dumps(result))
