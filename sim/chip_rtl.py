@@ -20,15 +20,16 @@ from .golden import CoreShape, NeuronConfig, ResetMode
 from .runner import RTLBuild
 from .scenario import Pattern
 
-__all__ = ["ChipScenario", "ChipResult", "random_chip_program", "random_host_events",
+__all__ = ["ChipLayout", "ChipScenario", "ChipResult", "random_chip_layout",
+           "random_chip_program", "random_host_events", "tile_configs",
            "chip_build", "simulate_chip",
            "expected_chip", "compare_chip"]
 
 
 @dataclass
 class ChipScenario:
+    layout: "ChipLayout"
     program: ChipProgram
-    lanes: dict                       # (x, y) -> P
     host_events: list[list[tuple[int, int, int]]]  # per tick
     mesh_period_ps: int = 10_000
     core_periods_ps: dict = field(default_factory=dict)  # (x, y) -> period; default: mesh's
@@ -51,24 +52,53 @@ class ChipResult:
     cycles: int = 0                            # mesh-clock cycles of the run phase
 
 
-def random_chip_program(cols: int, rows: int, seed: int, *, topology: str = "recurrent",
-                        hot_spot: bool = False, max_host_events: int = 8) -> ChipProgram:
-    """A random network on a mesh: ``feed-forward`` (routes only to later tiles) or
-    ``recurrent`` (anywhere, self-loops included); multicast fan-out of up to four
-    destinations per neuron, some to other cores' missing axons (dropped in the mesh);
-    ``hot_spot`` sends every route to one core."""
+@dataclass(frozen=True)
+class ChipLayout:
+    """What a chip is built with (the RTL's generics): mesh, core sizes, lanes, host tile.
+    Everything else (weights, parameters, routes) is loaded at run time."""
+    cols: int
+    rows: int
+    sizes: dict            # (x, y) -> (axons, neurons)
+    lanes: dict            # (x, y) -> P
+    host: tuple
+    events_per_tick: int = 1024
+    destinations: int = 128
+
+    def shape(self, tile) -> CoreShape:
+        axons, neurons = self.sizes[tile]
+        return CoreShape(axons, neurons, w_bits=8, events_per_tick=self.events_per_tick)
+
+
+def random_chip_layout(cols: int, rows: int, seed: int) -> ChipLayout:
     rng = np.random.default_rng(seed)
     tiles = [(x, y) for y in range(rows) for x in range(cols)]
-    sizes = {t: (int(rng.integers(4, 33)), int(rng.integers(2, 17))) for t in tiles}
+    return ChipLayout(cols, rows,
+                      sizes={t: (int(rng.integers(4, 33)), int(rng.integers(2, 17)))
+                             for t in tiles},
+                      lanes={t: int(rng.choice([1, 2, 4, 8])) for t in tiles},
+                      host=tiles[int(rng.integers(0, len(tiles)))])
+
+
+def random_chip_program(layout: ChipLayout, seed: int, *,
+                        topology: str = "recurrent") -> ChipProgram:
+    """A random network on a layout: ``feed-forward`` (routes only to later tiles),
+    ``recurrent`` (anywhere, self-loops included) or ``hot-spot`` (every route into one core);
+    multicast fan-out of up to four destinations per neuron, a few of them to axons the target
+    core lacks (dropped in the mesh)."""
+    if topology not in ("feed-forward", "recurrent", "hot-spot"):
+        raise ValueError(f"topology must be feed-forward, recurrent or hot-spot, "
+                         f"not {topology!r}")
+    rng = np.random.default_rng(seed)
+    tiles = [(x, y) for y in range(layout.rows) for x in range(layout.cols)]
     hot = tiles[int(rng.integers(0, len(tiles)))]
-    routes = {}
+    cores = {}
     for k, tile in enumerate(tiles):
-        neurons = sizes[tile][1]
-        per_neuron = []
-        for n in range(neurons):
+        shape = layout.shape(tile)
+        routes = []
+        for n in range(shape.neurons):
             dests = []
             for _ in range(int(rng.integers(0, 5))):
-                if hot_spot:
+                if topology == "hot-spot":
                     target = hot
                 elif topology == "feed-forward":
                     if k == len(tiles) - 1:
@@ -76,32 +106,22 @@ def random_chip_program(cols: int, rows: int, seed: int, *, topology: str = "rec
                     target = tiles[int(rng.integers(k + 1, len(tiles)))]
                 else:
                     target = tiles[int(rng.integers(0, len(tiles)))]
-                axons = sizes[target][0]
-                bad = rng.random() < 0.05  # a route to an axon that core lacks
+                axons = layout.sizes[target][0]
+                bad = rng.random() < 0.05
                 dests.append((target[0], target[1],
                               int(rng.integers(axons, 1024) if bad else rng.integers(0, axons))))
-            per_neuron.append(dests)
-        routes[tile] = per_neuron
-    # The budget must cover the worst tick: every host event and every route into the core.
-    incoming = collections.Counter()
-    for tile in tiles:
-        for dests in routes[tile]:
-            for x, y, axon in dests:
-                if axon < sizes[x, y][0]:
-                    incoming[x, y] += 1
-    cores = {}
-    for tile in tiles:
-        axons, neurons = sizes[tile]
-        budget = max(axons, incoming[tile] + max_host_events)
-        shape = CoreShape(axons, neurons, w_bits=8, events_per_tick=budget)
+            routes.append(dests)
         cores[tile] = CoreProgram(
             shape=shape,
             config=NeuronConfig(int(rng.integers(20, 200)), int(rng.integers(0, 5)),
                                 ResetMode(int(rng.integers(0, 2)))),
-            weights=rng.integers(-40, 90, size=(axons, neurons)),
-            bias=rng.integers(-3, 6, size=neurons),
-            routes=routes[tile], to_host=rng.random(neurons) < 0.4)
-    return ChipProgram(cols, rows, cores, host=tiles[int(rng.integers(0, len(tiles)))])
+            weights=rng.integers(-40, 90, size=(shape.axons, shape.neurons)),
+            bias=rng.integers(-3, 6, size=shape.neurons),
+            routes=routes, to_host=rng.random(shape.neurons) < 0.4)
+    program = ChipProgram(layout.cols, layout.rows, cores, host=layout.host)
+    if any(sum(len(d) for d in p.routes) > layout.destinations for p in cores.values()):
+        raise ValueError("the routes do not fit the layout's route tables")
+    return program
 
 
 def random_host_events(program: ChipProgram, ticks: int, seed: int, *,
@@ -125,18 +145,25 @@ def random_host_events(program: ChipProgram, ticks: int, seed: int, *,
     return out
 
 
-def chip_build(program: ChipProgram, lanes: dict) -> RTLBuild:
-    from ..hdl.chip import Chip, TileConfig
-    tiles = {t: TileConfig(p.shape, lanes=lanes[t],
-                           destinations=max(2, sum(len(d) for d in p.routes)))
-             for t, p in program.cores.items()}
-    chip = Chip(cols=program.cols, rows=program.rows, tiles=tiles, host=program.host)
-    return RTLBuild(chip, f"chip-{program.cols}x{program.rows}")
+def tile_configs(layout: "ChipLayout") -> dict:
+    from ..hdl.chip import TileConfig
+    return {t: TileConfig(layout.shape(t), lanes=layout.lanes[t],
+                          destinations=layout.destinations) for t in layout.sizes}
+
+
+def chip_build(layout: "ChipLayout") -> RTLBuild:
+    from ..hdl.chip import Chip
+    chip = Chip(cols=layout.cols, rows=layout.rows, tiles=tile_configs(layout),
+                host=layout.host)
+    return RTLBuild(chip, f"chip-{layout.cols}x{layout.rows}")
 
 
 def simulate_chip(scenarios: list[ChipScenario], *, run_name: str) -> list[ChipResult]:
     """Run scenarios that share one program shape (one build) on the RTL."""
-    build = chip_build(scenarios[0].program, scenarios[0].lanes).build()
+    layout = scenarios[0].layout
+    if any(s.layout != layout for s in scenarios):
+        raise ValueError("scenarios of one run must share their layout (one build)")
+    build = chip_build(layout).build()
     directory = build.directory / "runs" / run_name
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -17,10 +17,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
 from spikefab.hdl.aer import pack_event, unpack
-from spikefab.hdl.chip import Space, TileConfig, chip_request_layout
+from spikefab.hdl.chip import Space, chip_request_layout
 from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
 from spikefab.hdl.tile import RouteDest, RouteEntry
-from spikefab.sim.chip_rtl import ChipResult
+from spikefab.sim.chip_rtl import ChipResult, tile_configs
+
+#: Mesh cycles a tick may take before the bench calls it a deadlock.
+TICK_TIMEOUT = 200_000
 
 COUNTERS = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
             Reg.DROP_RANGE: "drop_range", Reg.DROP_BUDGET: "drop_budget"}
@@ -40,11 +43,9 @@ class ChipHarness:
         self.scenario = scenario
         program = scenario.program
         self.order = program.tiles()
-        self.maps = {t: CoreMemoryMap(p.shape, scenario.lanes[t]) for t, p in program.cores.items()}
-        tiles = {t: TileConfig(p.shape, lanes=scenario.lanes[t],
-                               destinations=max(2, sum(len(d) for d in p.routes)))
-                 for t, p in program.cores.items()}
-        self.layout = chip_request_layout(tiles)
+        self.maps = {t: CoreMemoryMap(p.shape, scenario.layout.lanes[t])
+                     for t, p in program.cores.items()}
+        self.layout = chip_request_layout(tile_configs(scenario.layout))
         self.cycle = 0
 
     async def tick(self):
@@ -93,6 +94,9 @@ class ChipHarness:
             for n in range(core.shape.neurons):
                 await core_write(mm.addr(Region.BIAS, n), int(core.bias[n]) if
                                  core.bias is not None else 0)
+                # Memories keep their contents across a reset: start from a clean state.
+                await core_write(mm.addr(Region.MEMBRANE, n), 0)
+                await core_write(mm.addr(Region.ACCUMULATOR, n), 0)
             await core_write(mm.addr(Region.REGISTER, Reg.THRESHOLD), core.config.threshold)
             await core_write(mm.addr(Region.REGISTER, Reg.LEAK), core.config.leak)
             await core_write(mm.addr(Region.REGISTER, Reg.RESET), int(core.config.reset))
@@ -135,16 +139,18 @@ class ChipHarness:
                 await ReadOnly()
                 fire = int(dut.tick__ready.value)
                 waited += 1
-                if waited % 2000 == 0:
-                    dut._log.info("tick wait %d: in_flight=%s pending=%s owed=%s", waited,
-                                  dut.in_flight.value, dut.pending.value, dut.marker_owed.value)
+                assert waited < TICK_TIMEOUT, (
+                    f"{scenario.name}: tick {int(dut.ticks.value)} not started after "
+                    f"{TICK_TIMEOUT} cycles (quiet={dut.quiet.value}): deadlock")
                 await self.tick()
                 if fire:
                     break
             dut.tick__valid.value = 0
         # Wait until the last update is done and nothing is in flight or queued for the host.
-        idle = 0
+        idle, waited = 0, 0
         while idle < 64:
+            waited += 1
+            assert waited < TICK_TIMEOUT, f"{scenario.name}: never quiet after the last tick"
             await ReadOnly()
             idle = idle + 1 if int(dut.quiet.value) and not int(dut.host_out__valid.value) else 0
             await self.tick()
