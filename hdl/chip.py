@@ -75,6 +75,8 @@ class Chip(wiring.Component):
         The tile whose router has the host port.
     gals : bool
         Put every core in its own clock domain ``core_x_y``.
+    test_hooks : bool
+        Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will.
 
     Members
     -------
@@ -93,7 +95,7 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), gals: bool = True,
-                 fifo_depth: int = 2):
+                 fifo_depth: int = 2, test_hooks: bool = False):
         if not (1 <= cols <= MESH_LIMIT and 1 <= rows <= MESH_LIMIT):
             raise ValueError(f"the mesh must be between 1 x 1 and 8 x 8, not {cols} x {rows}")
         want = {(x, y) for y in range(rows) for x in range(cols)}
@@ -106,12 +108,15 @@ class Chip(wiring.Component):
         self.host = tuple(host)
         self.gals = gals
         self.fifo_depth = fifo_depth
+        self.test_hooks = test_hooks
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         data_bits = self.request_layout["data"].shape.width
+        hooks = {"mesh_stall": In(cols * rows)} if test_hooks else {}
         super().__init__({
+            **hooks,
             "host_in": In(stream.Signature(AERPacket)),
             "host_out": Out(stream.Signature(AERPacket)),
             "tick": In(Handshake),
@@ -135,8 +140,11 @@ class Chip(wiring.Component):
         for (x, y) in self.order:
             routers[x, y] = r = RouterNode(x=x, y=y, cols=self.cols, rows=self.rows,
                                            axons=axons, host=self.host,
-                                           fifo_depth=self.fifo_depth)
+                                           fifo_depth=self.fifo_depth,
+                                           stall_hook=self.test_hooks)
             m.submodules[f"router_{x}_{y}"] = r
+            if self.test_hooks:
+                m.d.comb += r.stall.eq(self.mesh_stall[self.order.index((x, y))])
         # Mesh links; ports on the mesh's edge carry nothing (XY routing never sends there).
         for (x, y), r in routers.items():
             for port, (dx, dy), back in ((Port.EAST, (1, 0), Port.WEST),

@@ -69,6 +69,9 @@ class RouterNode(wiring.Component):
         The tile whose router has the HOST port.
     fifo_depth : int
         Input queue depth, at least 1.
+    stall_hook : bool
+        Add a ``stall`` input that freezes the node (no packet moves in or out while it is
+        high): a test hook for random stalls inside a mesh.
     layout : StructLayout
         The packet format; :data:`AERPacket` unless a narrower one with the same fields
         (``kind``, ``x``, ``y``, ``body.event.axon``) is wanted, e.g. to keep a proof small.
@@ -83,7 +86,7 @@ class RouterNode(wiring.Component):
     """
 
     def __init__(self, *, x: int, y: int, cols: int, rows: int, axons, host=None,
-                 fifo_depth: int = 2, layout=AERPacket):
+                 fifo_depth: int = 2, stall_hook: bool = False, layout=AERPacket):
         for name, value, limit in (("cols", cols, MESH_LIMIT), ("rows", rows, MESH_LIMIT)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise ValueError(f"{name} must be an integer in [1, {limit}], not {value!r}")
@@ -106,6 +109,9 @@ class RouterNode(wiring.Component):
             self.ports.append(Port.HOST)
         members = {port.name.lower(): Out(PortSignature(layout)) for port in self.ports}
         members["dropped"] = Out(range(len(Port) + 1))
+        if stall_hook:
+            members["stall"] = In(1)
+        self.stall_hook = stall_hook
         super().__init__(members)
 
     def port(self, port: Port):
@@ -138,6 +144,7 @@ class RouterNode(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = len(self.ports)
+        frozen = self.stall if self.stall_hook else C(0)
         heads = []
         for k, port in enumerate(self.ports):
             fifo = SyncFIFOBuffered(width=self.layout.size, depth=self.fifo_depth)
@@ -149,7 +156,7 @@ class RouterNode(wiring.Component):
             want_s = Signal(n, name=f"want_{port.name.lower()}")
             drop_s = Signal(name=f"drop_{port.name.lower()}")
             m.d.comb += [want_s.eq(Mux(fifo.r_rdy & ~drop, want, 0)),
-                         drop_s.eq(fifo.r_rdy & drop)]
+                         drop_s.eq(fifo.r_rdy & drop & ~frozen)]
             heads.append((fifo, head, want_s, drop_s))
 
         dropped = [drop_s for _, _, _, drop_s in heads]
@@ -161,7 +168,7 @@ class RouterNode(wiring.Component):
         for o, out_port in enumerate(self.ports):
             tx = self.port(out_port).tx
             priority = Signal(range(n), name=f"rr_{out_port.name.lower()}")
-            can_load = ~tx.valid | tx.ready
+            can_load = (~tx.valid | tx.ready) & ~frozen
             with m.If(tx.ready):
                 m.d.sync += tx.valid.eq(0)
             # Round robin: the first requester at or after `priority`, cyclically.

@@ -35,6 +35,7 @@ class ChipScenario:
     core_periods_ps: dict = field(default_factory=dict)  # (x, y) -> period; default: mesh's
     gaps: Pattern = field(default_factory=Pattern)
     backpressure: Pattern = field(default_factory=Pattern)
+    mesh_stalls: float = 0.0          # probability per cycle that a router is frozen
     name: str = "chip"
     seed: int = 0
 
@@ -50,6 +51,7 @@ class ChipResult:
     counters: dict                             # (x, y) -> {events, sops, ticks, drops...}
     mesh_drops: int
     cycles: int = 0                            # mesh-clock cycles of the run phase
+    seconds: float = 0.0                       # wall time of the run phase
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,10 @@ def tile_configs(layout: "ChipLayout") -> dict:
 
 
 def chip_build(layout: "ChipLayout") -> RTLBuild:
+    """The layout's chip, with the mesh-stall test hook."""
     from ..hdl.chip import Chip
     chip = Chip(cols=layout.cols, rows=layout.rows, tiles=tile_configs(layout),
-                host=layout.host)
+                host=layout.host, test_hooks=True)
     return RTLBuild(chip, f"chip-{layout.cols}x{layout.rows}")
 
 

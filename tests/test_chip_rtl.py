@@ -4,8 +4,8 @@ Each mesh layout is built once; every run plays three random networks on it (fee
 recurrent with self-loops and multicast, and hot-spot: every route into one core) for 100
 ticks of random host events, some addressed to tiles or axons that do not exist. Each run
 fixes the clock periods of the mesh and of every core (GALS); the three scenarios of a run see
-no, deterministic and random backpressure at the host output and random idle gaps at the host
-input. Per tick, the output events must equal the golden model's as multisets; at the end,
+no, deterministic and random backpressure at the host output, random idle gaps at the host
+input, and (recurrent, hot-spot) routers frozen at random cycles through the chip's test hook. Per tick, the output events must equal the golden model's as multisets; at the end,
 every membrane, every core counter and the mesh's drop count. A tick that does not start within
 200,000 mesh cycles fails the run (deadlock).
 """
@@ -55,6 +55,7 @@ def test_chip_matches_golden_model(mesh, clocks):
             host_events=random_host_events(program, 100, seed + 7 * k),
             mesh_period_ps=MESH, core_periods_ps=core_periods,
             gaps=Pattern("random", p=0.6, seed=seed + k), backpressure=patterns[k],
+            mesh_stalls=(0.0, 0.2, 0.1)[k],
             name=f"{cols}x{rows}-{clocks.replace(':', 'to')}-{topology}-seed{seed + k}",
             seed=seed + k))
     results = simulate_chip(scenarios, run_name=f"{cols}x{rows}-{clocks.replace(':', 'to')}")

@@ -8,6 +8,7 @@ waits for ``quiet``, reads back membranes and counters, and writes ``<scenario>.
 """
 
 import os
+import time
 import pickle
 from pathlib import Path
 
@@ -121,11 +122,24 @@ class ChipHarness:
                 outputs.append((x, y, neuron, tick))
             await RisingEdge(dut.clk)
 
+    async def stall(self, probability, seed):
+        """Freeze random routers, each cycle, each with ``probability``."""
+        dut, rng = self.dut, np.random.default_rng(seed)
+        width = len(self.order)
+        while True:
+            bits = rng.random((1024, width)) < probability
+            for row in bits:
+                dut.mesh_stall.value = int(sum(1 << k for k in np.flatnonzero(row)))
+                await RisingEdge(dut.clk)
+
     async def run(self):
         dut, scenario = self.dut, self.scenario
         gaps = scenario.gaps.bits()
         outputs = []
-        cocotb.start_soon(self.collect(outputs, scenario.backpressure.bits()))
+        collector = cocotb.start_soon(self.collect(outputs, scenario.backpressure.bits()))
+        staller = (cocotb.start_soon(self.stall(scenario.mesh_stalls, scenario.seed))
+                   if scenario.mesh_stalls else None)
+        started = time.perf_counter()
         start = self.cycle
         for events in scenario.host_events:
             for x, y, axon in events:
@@ -155,6 +169,11 @@ class ChipHarness:
             idle = idle + 1 if int(dut.quiet.value) and not int(dut.host_out__valid.value) else 0
             await self.tick()
         cycles = self.cycle - start
+        seconds = time.perf_counter() - started
+        collector.cancel()
+        if staller is not None:
+            staller.cancel()
+        dut.mesh_stall.value = 0
         v, counters = {}, {}
         for tile, core in scenario.program.cores.items():
             mm = self.maps[tile]
@@ -166,7 +185,8 @@ class ChipHarness:
                                                    mm.addr(Region.REGISTER, reg), write=False)
                               for reg, name in COUNTERS.items()}
         return ChipResult(outputs=outputs, v=v, counters=counters,
-                          mesh_drops=dut.mesh_drops.value.to_unsigned(), cycles=cycles)
+                          mesh_drops=dut.mesh_drops.value.to_unsigned(), cycles=cycles,
+                          seconds=seconds)
 
 
 @cocotb.test()
@@ -183,7 +203,7 @@ async def run_scenarios(dut):
         scenario = pickle.loads(path.read_bytes())
         harness = ChipHarness(dut, scenario)
         for name in ("host_in__valid", "host_out__ready", "tick__valid", "bus__req__valid",
-                     "bus__resp__ready"):
+                     "bus__resp__ready", "mesh_stall"):
             getattr(dut, name).value = 0
         resets = [dut.rst] + [getattr(dut, f"core_{x}_{y}_rst") for x, y in tiles]
         for r in resets:
