@@ -13,7 +13,8 @@ from .encoding import rate_encode
 from .golden import CoreModel, CoreShape, NeuronConfig, ResetMode
 from .scenario import CoreScenario
 
-__all__ = ["event_cost", "golden_throughput", "run_benchmarks"]
+__all__ = ["event_cost", "golden_throughput", "router_throughput", "router_latency", "chip_figures",
+           "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -89,4 +90,117 @@ def run_benchmarks(*, quick: bool = False) -> str:
         r = golden_throughput(batch)
         lines.append(f"| batch {batch} | {r['neuron_updates_per_second']:,.0f} | "
                      f"{r['images_per_second']:,.0f} | {r['encode_images_per_second']:,.0f} |")
+    lines += ["", "| router node (6 ports, all inputs offering, outputs ready) | packets/cycle "
+              "| per port | busiest output |", "|---|---|---|---|"]
+    for traffic in ("uniform", "hot-spot"):
+        r = router_throughput(traffic, cycles=500 if quick else 2000)
+        lines.append(f"| {traffic} | {r['packets_per_cycle']:.2f} | {r['per_port']:.2f} | "
+                     f"{r['busiest_output']:.2f} |")
+    lines.append(f"\nrouter latency per hop, no contention: {router_latency()} cycles")
+    if not quick:
+        r = chip_figures()
+        lines += ["", "| 2 x 2 chip, RTL simulation, all clocks equal | value |", "|---|---|",
+                  f"| mesh cycles per empty tick (barrier overhead) | "
+                  f"{r['cycles_per_empty_tick']:.1f} |",
+                  f"| mesh cycles per tick, recurrent network | "
+                  f"{r['recurrent_cycles_per_tick']:.1f} |",
+                  f"| synaptic ops per mesh cycle | {r['sops_per_mesh_cycle']:.2f} |",
+                  f"| synaptic ops per second of simulation | {r['sops_per_second']:,.0f} |"]
     return "\n".join(lines)
+
+
+def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1) -> dict:
+    """Packets per cycle through the 6-port centre node of a 3 x 3 mesh (Amaranth simulator):
+    every input always offers a packet, every output is always ready. ``uniform``: each packet
+    goes to a random tile (or the host); ``hot-spot``: every packet goes to the local core."""
+    from amaranth.sim import Simulator
+    from ..hdl.aer import pack_event, pack_output
+    from ..hdl.router import RouterNode
+    node = RouterNode(x=1, y=1, cols=3, rows=3, axons=[[16] * 3] * 3, host=(1, 1))
+    rng = np.random.default_rng(seed)
+    delivered = {port: 0 for port in node.ports}
+
+    def packet():
+        if traffic == "hot-spot":
+            return pack_event(1, 1, int(rng.integers(0, 16)))
+        if rng.random() < 1 / 10:
+            return pack_output(0, 0, 0, 0)
+        return pack_event(int(rng.integers(0, 3)), int(rng.integers(0, 3)),
+                          int(rng.integers(0, 16)))
+
+    async def testbench(ctx):
+        for port in node.ports:
+            ctx.set(node.port(port).tx.ready, 1)
+            ctx.set(node.port(port).rx.valid, 1)
+            ctx.set(node.port(port).rx.payload.as_value(), packet())
+        for _ in range(cycles):
+            samples = await ctx.tick().sample(*[node.port(p).rx.ready for p in node.ports],
+                                              *[node.port(p).tx.valid for p in node.ports])
+            accepted, sent = samples[2:2 + len(node.ports)], samples[2 + len(node.ports):]
+            for port, a, s in zip(node.ports, accepted, sent):
+                delivered[port] += s
+                if a:
+                    ctx.set(node.port(port).rx.payload.as_value(), packet())
+
+    sim = Simulator(node)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    total = sum(delivered.values())
+    return {"traffic": traffic, "packets_per_cycle": total / cycles,
+            "per_port": total / cycles / len(node.ports),
+            "busiest_output": max(delivered.values()) / cycles}
+
+
+def router_latency() -> int:
+    """Cycles from a packet's input handshake to its output ``valid``, with no contention."""
+    from amaranth.sim import Simulator
+    from ..hdl.aer import pack_event
+    from ..hdl.router import RouterNode
+    node = RouterNode(x=0, y=0, cols=2, rows=1, axons=[[16, 16]])
+    result = {}
+
+    async def testbench(ctx):
+        ctx.set(node.east.tx.ready, 1)
+        ctx.set(node.west.rx.payload.as_value(), pack_event(1, 0, 3))
+        ctx.set(node.west.rx.valid, 1)
+        await ctx.tick().until(node.west.rx.ready)
+        ctx.set(node.west.rx.valid, 0)
+        count = 0
+        while not ctx.get(node.east.tx.valid):
+            await ctx.tick()
+            count += 1
+        result["cycles"] = count
+
+    sim = Simulator(node)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return result["cycles"]
+
+
+def chip_figures(*, ticks: int = 60, seed: int = 3) -> dict:
+    """A 2 x 2 chip in RTL simulation, all clocks equal: cycles per empty tick (the barrier's
+    overhead) and, for a recurrent network, synaptic operations per second of simulation."""
+    from .chip import ChipProgram, CoreProgram
+    from .chip_rtl import (ChipScenario, random_chip_layout, random_chip_program,
+                           random_host_events, simulate_chip)
+    layout = random_chip_layout(2, 2, seed)
+    silent = ChipProgram(2, 2, {t: CoreProgram(layout.shape(t), NeuronConfig(100),
+                                               np.zeros((layout.sizes[t][0], layout.sizes[t][1]),
+                                                        np.int64))
+                                for t in layout.sizes}, host=layout.host)
+    busy = random_chip_program(layout, seed, topology="recurrent")
+    scenarios = [
+        ChipScenario(layout=layout, program=silent, host_events=[[] for _ in range(ticks)],
+                     name="empty"),
+        ChipScenario(layout=layout, program=busy,
+                     host_events=random_host_events(busy, ticks, seed), name="recurrent"),
+    ]
+    empty, recurrent = simulate_chip(scenarios, run_name=f"bench-chip-{seed}")
+    sops = sum(c["sops"] for c in recurrent.counters.values())
+    return {"cycles_per_empty_tick": empty.cycles / ticks,
+            "recurrent_cycles_per_tick": recurrent.cycles / ticks,
+            "recurrent_sops": sops,
+            "sops_per_second": sops / recurrent.seconds,
+            "sops_per_mesh_cycle": sops / recurrent.cycles}
