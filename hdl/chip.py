@@ -1,8 +1,8 @@
 """The chip: an R x C mesh of router nodes and cores, a host port, and the tick barrier.
 
 Clock domains (GALS): routers, route expanders and the tick controller run in the mesh domain
-(``sync``); with ``gals=True`` the core of tile ``(x, y)`` runs in its own domain
-``core_x_y``, and every crossing is an ``AsyncFIFO``.
+(``sync``); the core of tile ``(x, y)`` runs in its own domain ``core_x_y`` (give it the mesh's
+clock where no separate clock is wanted), and every crossing is an ``AsyncFIFO``.
 
 **The tick barrier** (why it holds across any clock ratio; see docs/chip.md): the controller
 counts, in the mesh domain, every packet that enters the mesh (host injections, spike
@@ -16,6 +16,7 @@ marker priority over router events, so the marker stands behind exactly the even
 last of them, whatever its clock.
 """
 
+import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import *
@@ -44,8 +45,8 @@ class TileConfig:
     destinations: int = 64
 
 
-class Space:
-    """What a chip-bus request addresses on its tile."""
+class Space(enum.IntEnum):
+    """What a chip-bus request addresses on its tile (the ``space`` field, 2 bits)."""
     CORE = 0         #: the core's own bus (see memory_map)
     ROUTE_INDEX = 1  #: RouteEntry of neuron ``addr`` (write only)
     ROUTE_DEST = 2   #: RouteDest number ``addr`` (write only)
@@ -73,8 +74,6 @@ class Chip(wiring.Component):
         A core on every tile.
     host : (int, int)
         The tile whose router has the host port.
-    gals : bool
-        Put every core in its own clock domain ``core_x_y``.
     test_hooks : bool
         Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will.
 
@@ -94,8 +93,8 @@ class Chip(wiring.Component):
     mesh_drops, ticks : Out(32)
     """
 
-    def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), gals: bool = True,
-                 fifo_depth: int = 2, test_hooks: bool = False):
+    def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), fifo_depth: int = 2,
+                 test_hooks: bool = False):
         if not (1 <= cols <= MESH_LIMIT and 1 <= rows <= MESH_LIMIT):
             raise ValueError(f"the mesh must be between 1 x 1 and 8 x 8, not {cols} x {rows}")
         want = {(x, y) for y in range(rows) for x in range(cols)}
@@ -106,7 +105,6 @@ class Chip(wiring.Component):
         self.cols, self.rows = cols, rows
         self.tiles = dict(tiles)
         self.host = tuple(host)
-        self.gals = gals
         self.fifo_depth = fifo_depth
         self.test_hooks = test_hooks
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
@@ -129,8 +127,10 @@ class Chip(wiring.Component):
             "ticks": Out(32),
         })
 
-    def domain(self, tile) -> str:
-        return f"core_{tile[0]}_{tile[1]}" if self.gals else "sync"
+    @staticmethod
+    def domain(tile) -> str:
+        """The clock domain of a tile's core (a clock and a reset port of the top level)."""
+        return f"core_{tile[0]}_{tile[1]}"
 
     def elaborate(self, platform):
         m = Module()
@@ -296,9 +296,13 @@ class Chip(wiring.Component):
                             # wrapped onto one it does.
                             m.next = "CORE_CHECK"
                         with m.Case(Space.ROUTE_INDEX, Space.ROUTE_DEST):
+                            # Entries past a table's end are ignored, never wrapped.
                             for k, tile in enumerate(self.order):
                                 expander = bus_ports[tile][2]
-                                with m.If((tile_index == k) & req.write):
+                                limit = Mux(req.space == Space.ROUTE_INDEX,
+                                            self.tiles[tile].shape.neurons,
+                                            self.tiles[tile].destinations)
+                                with m.If((tile_index == k) & req.write & (req.addr < limit)):
                                     with m.If(req.space == Space.ROUTE_INDEX):
                                         m.d.comb += [
                                             expander.index_write.addr.eq(req.addr),
