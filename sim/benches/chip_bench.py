@@ -21,6 +21,7 @@ from spikefab.hdl.aer import pack_event, unpack
 from spikefab.hdl.chip import Space, chip_request_layout
 from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
 from spikefab.hdl.tile import RouteDest, RouteEntry
+from spikefab.sim.benches.streams import offer, take
 from spikefab.sim.chip_rtl import ChipResult, tile_configs
 
 #: Mesh cycles a tick may take before the bench calls it a deadlock.
@@ -53,34 +54,16 @@ class ChipHarness:
         await RisingEdge(self.dut.clk)
         self.cycle += 1
 
-    async def offer(self, valid, payload, ready, word):
-        payload.value = word
-        valid.value = 1
-        while True:
-            await ReadOnly()
-            fire = int(ready.value)
-            await self.tick()
-            if fire:
-                break
-        valid.value = 0
-
     async def bus(self, tile, space, addr, *, write, data=0):
         dut = self.dut
         word = _fields(self.layout, tile=self.order.index(tile), space=space, addr=addr,
                        write=int(write), data=data)
-        await self.offer(dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready, word)
+        await offer(self.tick, dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
+                    word)
         if write:
             return None
-        dut.bus__resp__ready.value = 1
-        while True:
-            await ReadOnly()
-            fire = int(dut.bus__resp__valid.value)
-            value = dut.bus__resp__payload.value.to_unsigned() if fire else 0
-            await self.tick()
-            if fire:
-                break
-        dut.bus__resp__ready.value = 0
-        return value
+        return await take(self.tick, dut.bus__resp__valid, dut.bus__resp__payload,
+                          dut.bus__resp__ready)
 
     async def load(self):
         program = self.scenario.program
@@ -145,8 +128,8 @@ class ChipHarness:
             for x, y, axon in events:
                 while not next(gaps):
                     await self.tick()
-                await self.offer(dut.host_in__valid, dut.host_in__payload, dut.host_in__ready,
-                                 pack_event(x, y, axon))
+                await offer(self.tick, dut.host_in__valid, dut.host_in__payload,
+                            dut.host_in__ready, pack_event(x, y, axon))
             dut.tick__valid.value = 1
             waited = 0
             while True:

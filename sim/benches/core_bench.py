@@ -22,6 +22,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
+from spikefab.sim.benches.streams import offer, take
 from spikefab.sim.scenario import CoreScenario, CoreTrace
 
 COUNTER_NAMES = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
@@ -51,37 +52,17 @@ class CoreHarness:
         dut.rst.value = 0
         await self.tick()
 
-    async def _offer(self, valid, payload, ready, word):
-        """Hold ``valid`` with ``word`` until a transfer happens."""
-        payload.value = word
-        valid.value = 1
-        while True:
-            await ReadOnly()
-            fire = int(ready.value)
-            await self.tick()
-            if fire:
-                break
-        valid.value = 0
-
     async def write(self, addr: int, data: int):
         dut = self.dut
-        await self._offer(dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
-                          self.mm.request(addr, write=True, data=self.mm.to_word(data)))
+        await offer(self.tick, dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
+                    self.mm.request(addr, write=True, data=self.mm.to_word(data)))
 
     async def read(self, addr: int) -> int:
         dut = self.dut
-        await self._offer(dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
-                          self.mm.request(addr, write=False))
-        dut.bus__resp__ready.value = 1
-        while True:
-            await ReadOnly()
-            fire = int(dut.bus__resp__valid.value)
-            word = dut.bus__resp__payload.value.to_unsigned() if fire else 0
-            await self.tick()
-            if fire:
-                break
-        dut.bus__resp__ready.value = 0
-        return word
+        await offer(self.tick, dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
+                    self.mm.request(addr, write=False))
+        return await take(self.tick, dut.bus__resp__valid, dut.bus__resp__payload,
+                          dut.bus__resp__ready)
 
     async def load(self, scenario: CoreScenario):
         mm, shape = self.mm, scenario.shape
@@ -102,8 +83,8 @@ class CoreHarness:
         for axon in axons:
             while not next(gaps):
                 await self.tick()
-            await self._offer(dut.events__valid, dut.events__payload, dut.events__ready,
-                              int(axon))
+            await offer(self.tick, dut.events__valid, dut.events__payload, dut.events__ready,
+                        int(axon))
         return self.cycle - start
 
     async def update(self, backpressure) -> tuple[list[int], int]:
