@@ -30,7 +30,7 @@ from .aer import AERPacket, MESH_LIMIT, PacketKind
 from .core import Handshake, LIFCore
 from .memory_map import CoreMemoryMap
 from .router import Port, RouterNode
-from .tile import (CoreSequencer, Egress, Ingress, IngressKind, RouteDest, RouteEntry,
+from .tile import (CoreSequencer, Egress, Ingress, IngressWriter, RouteDest, RouteEntry,
                    RouteExpander)
 
 __all__ = ["TileConfig", "Space", "chip_request_layout", "Chip"]
@@ -214,21 +214,15 @@ class Chip(wiring.Component):
                          egress.w_en.eq(seq.egress.valid),
                          seq.egress.ready.eq(egress.w_rdy)]
 
-            # Ingress writer: the marker first, else the router's events for this core.
-            local_tx = router.local.tx
-            marker = Signal(Ingress)
-            event = Signal(Ingress)
-            m.d.comb += [marker.kind.eq(IngressKind.TICK),
-                         event.kind.eq(IngressKind.EVENT),
-                         event.axon.eq(local_tx.payload.body.event.axon)]
-            with m.If(marker_owed[k]):
-                m.d.comb += [ingress.w_data.eq(marker), ingress.w_en.eq(1)]
-                with m.If(ingress.w_rdy):
-                    m.d.sync += marker_owed[k].eq(0)
-            with m.Else():
-                m.d.comb += [ingress.w_data.eq(event), ingress.w_en.eq(local_tx.valid),
-                             local_tx.ready.eq(ingress.w_rdy)]
-            consumed.append(local_tx.valid & local_tx.ready & ~marker_owed[k])
+            # The marker first, else the router's events for this core.
+            m.submodules[f"ingress_writer_{x}_{y}"] = writer = IngressWriter()
+            wiring.connect(m, router.local.tx, writer.events)
+            m.d.comb += [ingress.w_data.eq(writer.ingress.payload),
+                         ingress.w_en.eq(writer.ingress.valid),
+                         writer.ingress.ready.eq(ingress.w_rdy),
+                         writer.tick.eq(send_tick),
+                         marker_owed[k].eq(writer.owed)]
+            consumed.append(writer.arrived)
 
             m.submodules[f"expander_{x}_{y}"] = expander = RouteExpander(
                 x=x, y=y, neurons=config.shape.neurons, destinations=config.destinations)
@@ -272,8 +266,8 @@ class Chip(wiring.Component):
         done_now = Cat(dones)
         m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0))
         with m.If(self.tick.valid & self.quiet):
-            m.d.comb += self.tick.ready.eq(1)
-            m.d.sync += [pending.eq(~0), marker_owed.eq(~0), ticks.eq(ticks + 1)]
+            m.d.comb += [self.tick.ready.eq(1), send_tick.eq(1)]
+            m.d.sync += [pending.eq(~0), ticks.eq(ticks + 1)]
         with m.Else():
             m.d.sync += pending.eq(pending & ~done_now)
 

@@ -24,7 +24,7 @@ from .aer import AERPacket, COORD_BITS, PacketKind, TICK_BITS
 from .core import AxonEvent, Handshake, NeuronSpike
 
 __all__ = ["IngressKind", "EgressKind", "Ingress", "Egress", "RouteEntry", "RouteDest",
-           "CoreSequencer", "RouteExpander"]
+           "IngressWriter", "CoreSequencer", "RouteExpander"]
 
 
 class IngressKind(enum.IntEnum):
@@ -47,6 +47,49 @@ RouteEntry = data.StructLayout({
     "to_host": unsigned(1)})
 RouteDest = data.StructLayout({"x": unsigned(COORD_BITS), "y": unsigned(COORD_BITS),
                                "axon": unsigned(10)})
+
+
+class IngressWriter(wiring.Component):
+    """In the mesh domain: the router's events for this core, and the TICK marker, into ingress.
+
+    ``tick`` (one cycle) makes a marker owed; while it is owed, the marker is what is offered
+    to the ingress queue and no router event is taken, so the marker lands behind every event
+    taken before ``tick`` and ahead of every event taken after it.
+
+    Members
+    -------
+    events : In(stream.Signature(AERPacket))
+        EVENT packets the router delivers to this tile.
+    tick : In(1)
+    owed : Out(1)
+    ingress : Out(stream.Signature(Ingress))
+        To the ingress ``AsyncFIFO``'s write side.
+    arrived : Out(1)
+        An event left the mesh into the queue this cycle.
+    """
+
+    events: In(stream.Signature(AERPacket))
+    tick: In(1)
+    owed: Out(1)
+    ingress: Out(stream.Signature(Ingress))
+    arrived: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.owed):
+            m.d.comb += [self.ingress.payload.kind.eq(IngressKind.TICK),
+                         self.ingress.valid.eq(1)]
+            with m.If(self.ingress.ready):
+                m.d.sync += self.owed.eq(0)
+        with m.Else():
+            m.d.comb += [self.ingress.payload.kind.eq(IngressKind.EVENT),
+                         self.ingress.payload.axon.eq(self.events.payload.body.event.axon),
+                         self.ingress.valid.eq(self.events.valid),
+                         self.events.ready.eq(self.ingress.ready),
+                         self.arrived.eq(self.events.valid & self.ingress.ready)]
+        with m.If(self.tick):
+            m.d.sync += self.owed.eq(1)
+        return m
 
 
 class CoreSequencer(wiring.Component):
