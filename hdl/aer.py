@@ -17,12 +17,14 @@ import enum
 
 from amaranth.hdl import unsigned
 from amaranth.lib import data
+from amaranth.utils import exact_log2
+
+from ..sim.golden import MESH_LIMIT
 
 __all__ = ["PacketKind", "COORD_BITS", "MESH_LIMIT", "TICK_BITS", "AERPacket", "pack_event",
            "pack_output", "unpack"]
 
-COORD_BITS = 3
-MESH_LIMIT = 1 << COORD_BITS
+COORD_BITS = exact_log2(MESH_LIMIT)
 TICK_BITS = 16
 
 

@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .golden import CoreModel, CoreShape, NeuronConfig
+from .golden import MESH_LIMIT, CoreModel, CoreShape, NeuronConfig
 
 __all__ = ["CoreProgram", "ChipProgram", "ChipModel", "OutputEvent"]
-
-MESH_LIMIT = 8
 
 #: ``(x, y, neuron, tick)`` of a spike reported to the host.
 OutputEvent = tuple[int, int, int, int]

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FormalResult", "prove"]
+__all__ = ["FormalResult", "prove", "free_stream_in"]
 
 
 @dataclass
@@ -61,3 +61,17 @@ def prove(design, directory: Path, *, depth: int, name: str = "top",
     (directory / "sby.log").write_text(log)
     return FormalResult(passed=result.returncode == 0 and "DONE (PASS" in log, depth=depth,
                         log=log, directory=directory)
+
+
+def free_stream_in(m, stream, name: str) -> None:
+    """Drive ``stream`` into a design under proof with free values that keep the stream
+    rules: once ``valid`` is up without ``ready``, it stays up with the same payload."""
+    from amaranth.asserts import AnySeq
+    from amaranth.hdl import Assume, Signal
+    width = len(stream.payload.as_value())
+    m.d.comb += [stream.valid.eq(AnySeq(1)), stream.payload.as_value().eq(AnySeq(width))]
+    stalled = Signal(name=f"{name}_stalled")
+    held = Signal(width, name=f"{name}_held")
+    m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload.as_value())]
+    with m.If(stalled):
+        m.d.comb += Assume(stream.valid & (stream.payload.as_value() == held))

@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = [
-    "AXON_LIMIT", "NEURON_LIMIT", "ResetMode", "CoreShape", "NeuronConfig", "CoreCounters",
+    "AXON_LIMIT", "NEURON_LIMIT", "MESH_LIMIT", "ResetMode", "CoreShape", "NeuronConfig", "CoreCounters",
     "CoreModel", "lif_update", "saturate", "decode",
 ]
 
@@ -37,6 +37,8 @@ __all__ = [
 AXON_LIMIT = 1024
 #: Largest number of neurons a core may have.
 NEURON_LIMIT = 256
+#: Largest mesh side: chips have up to MESH_LIMIT x MESH_LIMIT cores.
+MESH_LIMIT = 8
 
 
 class ResetMode(enum.IntEnum):

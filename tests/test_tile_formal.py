@@ -19,19 +19,8 @@ from amaranth.hdl import Assert, Assume, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 
 from spikefab.hdl.tile import EgressKind, IngressKind, IngressWriter, CoreSequencer
-from spikefab.sim.formal import prove
+from spikefab.sim.formal import free_stream_in, prove
 from spikefab.sim.runner import build_dir_root
-
-
-def free_stream_in(m, stream, name):
-    """Drive a stream into the design with free values that keep the stream rules."""
-    width = len(stream.payload.as_value())
-    m.d.comb += [stream.valid.eq(AnySeq(1)), stream.payload.as_value().eq(AnySeq(width))]
-    stalled = Signal(name=f"{name}_stalled")
-    held = Signal(width, name=f"{name}_held")
-    m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload.as_value())]
-    with m.If(stalled):
-        m.d.comb += Assume(stream.valid & (stream.payload.as_value() == held))
 
 
 class IngressWriterProperties(wiring.Component):
