@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..sim.golden import CoreShape
-from .aer import AERPacket, MESH_LIMIT, PacketKind
+from .aer import AERPacket, MESH_LIMIT
 from .core import Handshake, LIFCore
 from .memory_map import CoreMemoryMap
 from .router import Port, RouterNode

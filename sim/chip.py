@@ -13,7 +13,7 @@ in :attr:`ChipModel.mesh_drops` (the hardware drops it at the first router that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -7,11 +7,9 @@ observed result as pickle files written and read by this module only.
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 

@@ -57,7 +57,7 @@ class DemoResult:
         return not self.problems
 
     def report(self) -> str:
-        s, e, o = self.scenario, self.expected, self.observed
+        s, o = self.scenario, self.observed
         shape = s.shape
         rows = math.ceil(shape.neurons / self.lanes)
         spikes = sum(len(x) for x in o.spikes)
