@@ -1,0 +1,634 @@
+"""The host link: framed commands over a byte stream, executed on the chip.
+
+The protocol is defined once, in :mod:`spikefab.firmware.protocol`; this is its gateware.
+
+* :class:`FrameReceiver` unescapes SLIP into a frame buffer (one block RAM of
+  :data:`~spikefab.firmware.protocol.MAX_FRAME` bytes), checking the CRC on the fly. It holds
+  the frame, refusing further bytes, until the executor is done with it, so a frame is only
+  acted upon once it is known to be whole and correct: **a bad frame never changes state**.
+* :class:`FrameSender` escapes a response into SLIP and appends its CRC.
+* :class:`HostLink` validates every request completely (command, length, arguments, every
+  address and every event) before it acts, then executes it on the chip's bus, host port and
+  tick handshake, and keeps the output queue and the link's counters.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..firmware.protocol import (ADDRESS_BYTES, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
+                                 MAX_OUTPUTS, ChipInfo, Command, Region, Status, TileInfo)
+from .aer import AERPacket, PacketKind
+from .chip import Chip, Space
+from .core import Handshake
+from .memory_map import CoreMemoryMap
+
+__all__ = ["chip_info", "FrameReceiver", "FrameSender", "ResponseByte", "HostLink"]
+
+FRAME_ADDR_BITS = ceil_log2(MAX_FRAME)
+LENGTH_BITS = ceil_log2(MAX_FRAME + 1)
+
+#: A received frame, as the receiver hands it over: its length and how it ended.
+ReceivedFrame = data.StructLayout({"length": unsigned(LENGTH_BITS), "status": unsigned(4)})
+#: A byte of a response; ``last`` marks the response's final byte.
+ResponseByte = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+
+
+def chip_info(chip: Chip, output_depth: int) -> ChipInfo:
+    """What INFO answers for ``chip``: derived from the same memory maps the gateware uses."""
+    data_bits = chip.request_layout["data"].shape.width
+    tiles = []
+    for tile in chip.order:
+        config = chip.tiles[tile]
+        mm = CoreMemoryMap(config.shape, config.lanes)
+        regions = [mm.region_size(r) for r in range(Region.REGISTER + 1)]
+        regions += [config.shape.neurons, config.destinations]
+        tiles.append(TileInfo(config.shape.axons, config.shape.neurons, config.shape.w_bits,
+                              config.shape.v_bits, config.lanes, config.shape.events_per_tick,
+                              mm.data_bits, tuple(regions)))
+    return ChipInfo(chip.cols, chip.rows, chip.host, (data_bits + 7) // 8, output_depth,
+                    tuple(tiles))
+
+
+def _crc_byte(m, crc, byte):
+    """CRC-16/CCITT-FALSE of one more byte (combinational)."""
+    value = Signal(16)
+    m.d.comb += value.eq(crc ^ (byte << 8))
+    for _ in range(8):
+        shifted = Signal(16)
+        m.d.comb += shifted.eq(Mux(value[15], (value << 1) ^ 0x1021, value << 1))
+        value = shifted
+    return value
+
+
+class FrameReceiver(wiring.Component):
+    """SLIP bytes in; whole frames held in a buffer for the executor.
+
+    Members
+    -------
+    bytes : In(stream.Signature(8))
+        Not ready while a frame is held.
+    frame : Out(stream.Signature(ReceivedFrame))
+        A frame is in the buffer; ``status`` is OK, CRC, SHORT, OVERSIZE or ESCAPE (the first
+        error seen). The transfer releases the buffer.
+    read_addr : In(FRAME_ADDR_BITS), read_data : Out(8)
+        The buffer's read port (``read_data`` is the byte at last cycle's ``read_addr``).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "bytes": In(stream.Signature(8)),
+            "frame": Out(stream.Signature(ReceivedFrame)),
+            "read_addr": In(FRAME_ADDR_BITS),
+            "read_data": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = Memory(shape=8, depth=MAX_FRAME, init=[])
+        wr, rd = buffer.write_port(), buffer.read_port()
+        m.d.comb += [rd.addr.eq(self.read_addr), self.read_data.eq(rd.data)]
+
+        length = Signal(LENGTH_BITS)
+        crc = Signal(16, init=0xFFFF)
+        escaped = Signal()
+        error = Signal(4)   # Status; 0 = none yet
+        held = Signal()
+
+        byte = self.bytes.payload
+        store = Signal()
+        value = Signal(8)
+        m.d.comb += self.bytes.ready.eq(~held)
+        with m.If(self.bytes.valid & ~held):
+            with m.If(byte == END):
+                m.d.sync += escaped.eq(0)
+                with m.If((length != 0) | (error != 0)):
+                    m.d.sync += held.eq(1)
+            with m.Elif(escaped):
+                m.d.sync += escaped.eq(0)
+                with m.If(byte == ESC_END):
+                    m.d.comb += [store.eq(1), value.eq(END)]
+                with m.Elif(byte == ESC_ESC):
+                    m.d.comb += [store.eq(1), value.eq(ESC)]
+                with m.Elif(error == 0):
+                    m.d.sync += error.eq(Status.ESCAPE)
+            with m.Elif(byte == ESC):
+                m.d.sync += escaped.eq(1)
+            with m.Else():
+                m.d.comb += [store.eq(1), value.eq(byte)]
+        with m.If(store):
+            with m.If(length < MAX_FRAME):
+                m.d.comb += [wr.addr.eq(length), wr.data.eq(value), wr.en.eq(1)]
+                m.d.sync += [length.eq(length + 1), crc.eq(_crc_byte(m, crc, value))]
+            with m.Elif(error == 0):
+                m.d.sync += error.eq(Status.OVERSIZE)
+
+        m.d.comb += [self.frame.valid.eq(held), self.frame.payload.length.eq(length)]
+        with m.If(error != 0):
+            m.d.comb += self.frame.payload.status.eq(error)
+        with m.Elif(length < 4):
+            m.d.comb += self.frame.payload.status.eq(Status.SHORT)
+        with m.Elif(crc != 0):
+            m.d.comb += self.frame.payload.status.eq(Status.CRC)
+        with m.Else():
+            m.d.comb += self.frame.payload.status.eq(Status.OK)
+        with m.If(self.frame.valid & self.frame.ready):
+            m.d.sync += [held.eq(0), length.eq(0), crc.eq(0xFFFF), error.eq(0)]
+        return m
+
+
+class FrameSender(wiring.Component):
+    """A response's bytes in; ``END``, the escaped bytes, the escaped CRC, ``END`` out.
+
+    Members
+    -------
+    response : In(stream.Signature(ResponseByte))
+    bytes : Out(stream.Signature(8))
+    busy : Out(1)
+        A frame is being sent.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "response": In(stream.Signature(ResponseByte)),
+            "bytes": Out(stream.Signature(8)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        crc = Signal(16)
+        out = self.bytes
+        inp = self.response
+
+        def send_escaped(value, escape_state, done):
+            """Offer ``value``; an END or ESC goes out as ESC first, then ``escape_state``.
+            ``done`` runs (in the transfer's cycle) once the value is fully out."""
+            special = (value == END) | (value == ESC)
+            m.d.comb += [out.valid.eq(1), out.payload.eq(Mux(special, ESC, value))]
+            with m.If(out.ready):
+                with m.If(special):
+                    m.next = escape_state
+                with m.Else():
+                    done()
+
+        def send_second(value, done):
+            m.d.comb += [out.valid.eq(1), out.payload.eq(Mux(value == END, ESC_END, ESC_ESC))]
+            with m.If(out.ready):
+                done()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(inp.valid):
+                    m.d.comb += [out.valid.eq(1), out.payload.eq(END)]
+                    with m.If(out.ready):
+                        m.d.sync += crc.eq(0xFFFF)
+                        m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += self.busy.eq(1)
+
+                def consume():
+                    m.d.comb += inp.ready.eq(1)
+                    m.d.sync += crc.eq(_crc_byte(m, crc, inp.payload.data))
+                    with m.If(inp.payload.last):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "DATA"
+
+                with m.If(inp.valid):
+                    send_escaped(inp.payload.data, "DATA_ESC", consume)
+            with m.State("DATA_ESC"):
+                m.d.comb += self.busy.eq(1)
+
+                def consume_escaped():
+                    m.d.comb += inp.ready.eq(1)
+                    m.d.sync += crc.eq(_crc_byte(m, crc, inp.payload.data))
+                    with m.If(inp.payload.last):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "DATA"
+
+                send_second(inp.payload.data, consume_escaped)
+            for name, value, after in (("CRC_HI", crc[8:], "CRC_LO"), ("CRC_LO", crc[:8], "STOP")):
+                def go(after=after):
+                    m.next = after
+                with m.State(name):
+                    m.d.comb += self.busy.eq(1)
+                    send_escaped(value, name + "_ESC", go)
+                with m.State(name + "_ESC"):
+                    m.d.comb += self.busy.eq(1)
+                    send_second(value, go)
+            with m.State("STOP"):
+                m.d.comb += [self.busy.eq(1), out.valid.eq(1), out.payload.eq(END)]
+                with m.If(out.ready):
+                    m.next = "IDLE"
+        return m
+
+
+class HostLink(wiring.Component):
+    """The chip's end of the host link: protocol bytes in and out, the chip driven.
+
+    Parameters
+    ----------
+    chip : Chip
+        The chip this link drives (its tiles decide the address checks and INFO).
+    output_depth : int
+        Output events kept for OUTPUTS; further ones are dropped and counted.
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Bytes from the host.
+    tx : Out(stream.Signature(8))
+        Bytes to the host.
+    host_in, host_out, tick, quiet, bus, mesh_drops, ticks
+        To the chip's members of the same names.
+    busy : Out(1)
+        A frame is being received, executed or answered.
+    nak : Out(1)
+        One cycle for every NAK sent (e.g. an error LED).
+    """
+
+    def __init__(self, chip: Chip, *, output_depth: int = 256):
+        if not isinstance(chip, Chip):
+            raise TypeError(f"chip must be a Chip, not {chip!r}")
+        if isinstance(output_depth, bool) or not isinstance(output_depth, int) \
+                or not 1 <= output_depth <= 4096:
+            raise ValueError(f"output_depth must be an integer in [1, 4096], "
+                             f"not {output_depth!r}")
+        self.chip = chip
+        self.output_depth = output_depth
+        self.info = chip_info(chip, output_depth)
+        bus_signature = chip.signature.members["bus"].signature.flip()
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "host_in": Out(stream.Signature(AERPacket)),
+            "host_out": In(stream.Signature(AERPacket)),
+            "tick": Out(Handshake),
+            "quiet": In(1),
+            "bus": Out(bus_signature),
+            "mesh_drops": In(32),
+            "ticks": In(32),
+            "busy": Out(1),
+            "nak": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        info, chip = self.info, self.chip
+        wb = info.word_bytes
+        word_bits = 8 * wb
+        n_tiles = len(info.tiles)
+        max_read = info.max_read_words
+
+        m.submodules.receiver = receiver = FrameReceiver()
+        m.submodules.sender = sender = FrameSender()
+        wiring.connect(m, wiring.flipped(self.rx), receiver.bytes)
+        wiring.connect(m, sender.bytes, wiring.flipped(self.tx))
+
+        # ---- the output queue ----
+        m.submodules.outputs = outputs = SyncFIFOBuffered(width=AERPacket.size,
+                                                          depth=self.output_depth)
+        output_drops = Signal(32)
+        m.d.comb += [self.host_out.ready.eq(1), outputs.w_data.eq(self.host_out.payload)]
+        with m.If(self.host_out.valid):
+            with m.If(outputs.w_rdy):
+                m.d.comb += outputs.w_en.eq(1)
+            with m.Else():
+                m.d.sync += output_drops.eq(output_drops + 1)
+        pending = Signal(16)
+        m.d.comb += pending.eq(outputs.level)
+
+        # ---- the response shifter: a few bytes at a time into the sender ----
+        shift_bits = max(word_bits, 14 * 8)
+        sh_val = Signal(shift_bits)
+        sh_n = Signal(range(shift_bits // 8 + 1))
+        sh_last = Signal()
+        free = sh_n == 0
+        resp = sender.response
+        m.d.comb += [resp.valid.eq(~free), resp.payload.data.eq(sh_val[:8]),
+                     resp.payload.last.eq(sh_last & (sh_n == 1))]
+        with m.If(resp.valid & resp.ready):
+            m.d.sync += [sh_val.eq(sh_val >> 8), sh_n.eq(sh_n - 1)]
+
+        def emit(value, n, last, next_state, when=None):
+            """Queue ``n`` bytes of ``value`` (little-endian) once the shifter is free."""
+            cond = free if when is None else free & when
+            with m.If(cond):
+                m.d.sync += [sh_val.eq(value), sh_n.eq(n), sh_last.eq(last)]
+                m.next = next_state
+            return cond
+
+        # ---- the request ----
+        hdr = Signal(12 * 8)   # seq, command, the first 10 payload bytes
+        length = Signal(LENGTH_BITS)
+        rx_status = Signal(4)
+        seq, cmd = hdr[0:8], hdr[8:16]
+
+        def p(i, n=1):
+            return hdr[16 + 8 * i: 16 + 8 * (i + n)]
+
+        tile_f, region_f, offset_f = p(0), p(1), p(2, 4)
+        plen = Signal(LENGTH_BITS)
+        m.d.comb += plen.eq(length - 4)
+        write_count = Signal(LENGTH_BITS)
+        m.d.comb += write_count.eq((plen - ADDRESS_BYTES) >> (wb.bit_length() - 1))
+
+        is_command = Signal()
+        length_ok = Signal()
+        argument_ok = Signal(init=1)
+        range_count = Signal(32)
+        with m.Switch(cmd):
+            with m.Case(Command.INFO, Command.STATUS, Command.RESET):
+                m.d.comb += [is_command.eq(1), length_ok.eq(plen == 0)]
+            with m.Case(Command.WRITE):
+                m.d.comb += [is_command.eq(1),
+                             length_ok.eq((plen >= ADDRESS_BYTES + wb)
+                                          & (((plen - ADDRESS_BYTES) & (wb - 1)) == 0)),
+                             range_count.eq(write_count)]
+            with m.Case(Command.READ):
+                m.d.comb += [is_command.eq(1), length_ok.eq(plen == ADDRESS_BYTES + 2),
+                             argument_ok.eq((p(6, 2) >= 1) & (p(6, 2) <= max_read)),
+                             range_count.eq(p(6, 2))]
+            with m.Case(Command.FILL):
+                m.d.comb += [is_command.eq(1), length_ok.eq(plen == ADDRESS_BYTES + 4 + wb),
+                             argument_ok.eq(p(6, 4) >= 1), range_count.eq(p(6, 4))]
+            with m.Case(Command.RUN):
+                m.d.comb += [is_command.eq(1), length_ok.eq((plen >= 2) & ~plen[0])]
+            with m.Case(Command.OUTPUTS):
+                m.d.comb += [is_command.eq(1), length_ok.eq(plen == 2),
+                             argument_ok.eq(p(0, 2) <= MAX_OUTPUTS)]
+        sizes = Array(Array(Const(size, 32) for size in t.regions) for t in info.tiles)
+        size = Signal(32)
+        with m.If((tile_f < n_tiles) & (region_f < len(Region))):
+            m.d.comb += size.eq(sizes[tile_f][region_f])
+        in_range = Signal()
+        m.d.comb += in_range.eq((offset_f < size) & (range_count <= size - offset_f))
+        memory_command = (cmd == Command.WRITE) | (cmd == Command.READ) | (cmd == Command.FILL)
+        verdict = Signal(4)
+        with m.If(~is_command):
+            m.d.comb += verdict.eq(Status.COMMAND)
+        with m.Elif(~length_ok):
+            m.d.comb += verdict.eq(Status.LENGTH)
+        with m.Elif(~argument_ok):
+            m.d.comb += verdict.eq(Status.ARGUMENT)
+        with m.Elif(memory_command & ~in_range):
+            m.d.comb += verdict.eq(Status.ADDRESS)
+        with m.Else():
+            m.d.comb += verdict.eq(Status.OK)
+
+        # ---- execution state ----
+        ptr = Signal(FRAME_ADDR_BITS + 1)
+        j = Signal(range(13))
+        tile = Signal(8)
+        region = Signal(3)
+        offset = Signal(32)
+        remaining = Signal(32)
+        word = Signal(word_bits)
+        event = Signal(16)
+        injecting = Signal()   # RUN: second pass over the events
+        resetting = Signal()
+        ticks_left = Signal(16)
+        settle = Signal(2)
+        status = Signal(8)
+        frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
+        m.d.comb += receiver.read_addr.eq(ptr)
+
+        def gather(target, n, next_state):
+            """Read ``n`` buffer bytes from ``ptr`` on into ``target`` (little-endian)."""
+            with m.If(j < n):
+                m.d.sync += ptr.eq(ptr + 1)
+            with m.If(j != 0):
+                m.d.sync += target.word_select((j - 1).as_unsigned()[:4], 8).eq(receiver.read_data)
+            m.d.sync += j.eq(j + 1)
+            with m.If(j == n):
+                m.d.sync += j.eq(0)
+                m.next = next_state
+
+        # The bus request: core regions at ``region << offset_bits | offset``, route tables
+        # at ``offset`` in their own space.
+        req = self.bus.req.payload
+        m.d.comb += [req.tile.eq(tile), req.data.eq(word)]
+        with m.Switch(region):
+            with m.Case(Region.ROUTE_INDEX):
+                m.d.comb += [req.space.eq(Space.ROUTE_INDEX), req.addr.eq(offset)]
+            with m.Case(Region.ROUTE_DEST):
+                m.d.comb += [req.space.eq(Space.ROUTE_DEST), req.addr.eq(offset)]
+            with m.Default():
+                m.d.comb += req.space.eq(Space.CORE)
+                for k, position in enumerate(chip.order):
+                    config = chip.tiles[position]
+                    bits = CoreMemoryMap(config.shape, config.lanes).offset_bits
+                    with m.If(tile == k):
+                        m.d.comb += req.addr.eq((region << bits) | offset[:bits])
+
+        # Event checks: the tile must exist and have the axon.
+        ev_axon, ev_x, ev_y = event[0:10], event[10:13], event[13:16]
+        axons = Array(Const(t.axons, 11) for t in info.tiles)
+        ev_ok = Signal()
+        with m.If((ev_x < info.cols) & (ev_y < info.rows)):
+            m.d.comb += ev_ok.eq(ev_axon < axons[ev_y * info.cols + ev_x])
+        m.d.comb += [self.host_in.payload.kind.eq(PacketKind.EVENT),
+                     self.host_in.payload.x.eq(ev_x), self.host_in.payload.y.eq(ev_y),
+                     self.host_in.payload.body.event.axon.eq(ev_axon)]
+
+        m.submodules.info_rom = info_rom = Memory(shape=8, depth=len(info.encode()),
+                                                  init=list(info.encode()))
+        rom = info_rom.read_port()
+        rom_addr = Signal(range(len(info.encode()) + 1))
+        m.d.comb += rom.addr.eq(rom_addr)
+
+        out_event = Signal(AERPacket)
+        m.d.comb += out_event.eq(outputs.r_data)
+        out_bytes = Cat(out_event.body.output.neuron, out_event.x, out_event.y, Const(0, 2),
+                        out_event.body.output.tick)
+
+        ok_header = Cat(seq, Const(Status.OK, 8))
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(receiver.frame.valid):
+                    m.d.sync += [frames.eq(frames + 1), ptr.eq(0), j.eq(0),
+                                 length.eq(receiver.frame.payload.length),
+                                 rx_status.eq(receiver.frame.payload.status),
+                                 injecting.eq(0), resetting.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                gather(hdr, 12, "DECIDE")
+            with m.State("DECIDE"):
+                m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
+                with m.If(rx_status != Status.OK):
+                    m.d.sync += [status.eq(rx_status), bad_frames.eq(bad_frames + 1)]
+                    m.next = "NAK"
+                with m.Elif(verdict != Status.OK):
+                    m.d.sync += status.eq(verdict)
+                    m.next = "NAK"
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Command.INFO):
+                            m.d.sync += rom_addr.eq(0)
+                            emit(ok_header, 2, 0, "INFO_READ")
+                        with m.Case(Command.STATUS):
+                            emit(ok_header, 2, 0, "STATUS_A")
+                        with m.Case(Command.WRITE):
+                            m.d.sync += [ptr.eq(2 + ADDRESS_BYTES), remaining.eq(write_count)]
+                            m.next = "GATHER_WORD"
+                        with m.Case(Command.FILL):
+                            m.d.sync += [ptr.eq(2 + ADDRESS_BYTES + 4), remaining.eq(p(6, 4))]
+                            m.next = "GATHER_WORD"
+                        with m.Case(Command.READ):
+                            m.d.sync += remaining.eq(p(6, 2))
+                            emit(ok_header, 2, 0, "READ_REQUEST")
+                        with m.Case(Command.RUN):
+                            m.d.sync += [ptr.eq(4), remaining.eq((plen - 2) >> 1),
+                                         ticks_left.eq(p(0, 2))]
+                            m.next = "EVENTS"
+                        with m.Case(Command.OUTPUTS):
+                            take = Mux(p(0, 2) < pending, p(0, 2), pending)
+                            m.d.sync += remaining.eq(take)
+                            emit(ok_header, 2, take == 0, "OUTPUTS")
+                        with m.Case(Command.RESET):
+                            m.d.sync += resetting.eq(1)
+                            m.next = "WAIT_QUIET"
+
+            with m.State("NAK"):
+                known = length >= 4
+                with m.If(emit(Cat(Mux(known, seq, 0), status, Mux(known, cmd, 0)), 3, 1,
+                               "FINISH")):
+                    m.d.sync += naks.eq(naks + 1)
+                    m.d.comb += self.nak.eq(1)
+            with m.State("RESPOND_OK"):
+                emit(ok_header, 2, 1, "FINISH")
+            with m.State("FINISH"):
+                with m.If(free):
+                    m.d.comb += receiver.frame.ready.eq(1)
+                    m.next = "IDLE"
+
+            # INFO: the ROM, a byte at a time.
+            with m.State("INFO_READ"):
+                m.next = "INFO_SEND"
+            with m.State("INFO_SEND"):
+                last = rom_addr == len(info.encode()) - 1
+                with m.If(emit(rom.data, 1, last, "INFO_READ")):
+                    m.d.sync += rom_addr.eq(rom_addr + 1)
+                    with m.If(last):
+                        m.next = "FINISH"
+
+            with m.State("STATUS_A"):
+                emit(Cat(self.ticks, self.mesh_drops, output_drops, pending), 14, 0, "STATUS_B")
+            with m.State("STATUS_B"):
+                emit(Cat(frames, bad_frames, naks), 12, 1, "FINISH")
+
+            # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
+            with m.State("GATHER_WORD"):
+                gather(word, wb, "BUS_WRITE")
+            with m.State("BUS_WRITE"):
+                m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(1)]
+                with m.If(self.bus.req.ready):
+                    m.d.sync += [offset.eq(offset + 1), remaining.eq(remaining - 1)]
+                    with m.If(remaining == 1):
+                        m.next = "WRITTEN"
+                    with m.Elif(cmd == Command.WRITE):
+                        m.next = "GATHER_WORD"
+            with m.State("WRITTEN"):
+                with m.If(~resetting):
+                    m.next = "RESPOND_OK"
+                with m.Elif(region == Region.MEMBRANE):
+                    m.d.sync += [region.eq(Region.ACCUMULATOR), offset.eq(0),
+                                 remaining.eq(Array(Const(t.neurons, 32)
+                                                    for t in info.tiles)[tile])]
+                    m.next = "BUS_WRITE"
+                with m.Elif(tile != n_tiles - 1):
+                    m.d.sync += [tile.eq(tile + 1), region.eq(Region.MEMBRANE), offset.eq(0),
+                                 remaining.eq(Array(Const(t.neurons, 32)
+                                                    for t in info.tiles)[tile + 1])]
+                    m.next = "BUS_WRITE"
+                with m.Else():
+                    m.next = "FLUSH"
+
+            with m.State("READ_REQUEST"):
+                m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(0)]
+                with m.If(self.bus.req.ready):
+                    m.next = "READ_RESPONSE"
+            with m.State("READ_RESPONSE"):
+                last = remaining == 1
+                with m.If(emit(self.bus.resp.payload, wb, last, "READ_REQUEST",
+                               when=self.bus.resp.valid)):
+                    m.d.comb += self.bus.resp.ready.eq(1)
+                    m.d.sync += [offset.eq(offset + 1), remaining.eq(remaining - 1)]
+                    with m.If(last):
+                        m.next = "FINISH"
+
+            # RUN: check every event, then inject them, then run the ticks.
+            with m.State("EVENTS"):
+                with m.If(remaining == 0):
+                    with m.If(injecting):
+                        m.next = "TICKS"
+                    with m.Else():
+                        m.d.sync += [injecting.eq(1), ptr.eq(4),
+                                     remaining.eq((plen - 2) >> 1)]
+                with m.Else():
+                    m.next = "GATHER_EVENT"
+            with m.State("GATHER_EVENT"):
+                gather(event, 2, "EVENT")
+            with m.State("EVENT"):
+                with m.If(injecting):
+                    m.d.comb += self.host_in.valid.eq(1)
+                    with m.If(self.host_in.ready):
+                        m.d.sync += remaining.eq(remaining - 1)
+                        m.next = "EVENTS"
+                with m.Elif(ev_ok):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    m.next = "EVENTS"
+                with m.Else():
+                    m.d.sync += status.eq(Status.ADDRESS)
+                    m.next = "NAK"
+            with m.State("TICKS"):
+                with m.If(ticks_left == 0):
+                    m.next = "WAIT_QUIET"
+                with m.Else():
+                    m.d.comb += self.tick.valid.eq(1)
+                    with m.If(self.tick.ready):
+                        m.d.sync += ticks_left.eq(ticks_left - 1)
+            # Quiet: no update running, nothing in flight, the chip's output queue empty; then
+            # a few cycles for the last outputs to land in ours.
+            with m.State("WAIT_QUIET"):
+                m.d.sync += settle.eq(0)
+                with m.If(self.quiet & ~self.host_out.valid):
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                m.d.sync += settle.eq(settle + 1)
+                with m.If(~self.quiet | self.host_out.valid):
+                    m.next = "WAIT_QUIET"
+                with m.Elif(settle == 3):
+                    with m.If(resetting):
+                        m.d.sync += [tile.eq(0), region.eq(Region.MEMBRANE), offset.eq(0),
+                                     word.eq(0),
+                                     remaining.eq(Array(Const(t.neurons, 32)
+                                                        for t in info.tiles)[0])]
+                        m.next = "BUS_WRITE"
+                    with m.Else():
+                        m.next = "RUN_ANSWER"
+            with m.State("RUN_ANSWER"):
+                emit(Cat(ok_header, self.ticks, pending), 8, 1, "FINISH")
+
+            with m.State("OUTPUTS"):
+                with m.If(remaining == 0):
+                    m.next = "FINISH"
+                with m.Else():
+                    with m.If(emit(out_bytes, 4, remaining == 1, "OUTPUTS")):
+                        m.d.comb += outputs.r_en.eq(1)
+                        m.d.sync += remaining.eq(remaining - 1)
+            with m.State("FLUSH"):
+                with m.If(outputs.r_rdy):
+                    m.d.comb += outputs.r_en.eq(1)
+                with m.Else():
+                    m.next = "RESPOND_OK"
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.frame.valid | sender.busy
+                                 | ~free)
+        return m

@@ -1,0 +1,99 @@
+"""cocotb bench: the chip behind its host link, served over a Unix socket (see sim/link_rtl.py).
+
+Messages from the host: ``u32 length`` + bytes (length 0xFFFFFFFF ends the run). The bench
+feeds the bytes in chunks, counts the frames in them the way the receiver does, and answers
+``u32 length, u64 mesh cycles`` + the chip's bytes once every frame has been answered.
+Clocks run in C++; Python wakes per chunk, not per cycle.
+"""
+
+import os
+import socket
+import struct
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
+
+from spikefab.firmware.protocol import SlipDecoder
+from spikefab.sim.link_rtl import CHUNK
+
+#: Mesh cycles a request may take before the bench calls it a hang.
+REQUEST_TIMEOUT = 50_000_000
+
+
+def _recv(conn, n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the host closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+@cocotb.test()
+async def serve(dut):
+    clocks = dict(item.split("=") for item in os.environ["SPIKEFAB_LINK_CLOCKS"].split(","))
+    for domain, period in clocks.items():
+        signal = dut.clk if domain == "sync" else getattr(dut, f"{domain}_clk")
+        Clock(signal, int(period), unit="ps", impl="gpi").start()
+    period = int(clocks["sync"])
+    resets = [dut.rst] + [getattr(dut, f"{d}_rst") for d in clocks if d != "sync"]
+    dut.rx_valid.value = 0
+    dut.tx_ready.value = 0
+    for rst in resets:
+        rst.value = 1
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    for rst in resets:
+        rst.value = 0
+    await Timer(period * 8, unit="ps")
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(os.environ["SPIKEFAB_LINK_SOCKET"])
+    requests, responses = SlipDecoder(), SlipDecoder()
+    start = cocotb.utils.get_sim_time("ps")
+    while True:
+        (length,) = struct.unpack("<I", _recv(conn, 4))
+        if length == 0xFFFFFFFF:
+            break
+        data = _recv(conn, length)
+        expected = len(requests.feed(data))
+        answer = bytearray()
+        done = Event()
+
+        async def collect():
+            got = 0
+            while got < expected:
+                await FallingEdge(dut.clk)
+                if not dut.tx_valid.value:
+                    await RisingEdge(dut.tx_valid)
+                    await FallingEdge(dut.clk)
+                n = int(dut.tx_count.value)
+                chunk = dut.tx_data.value.to_unsigned().to_bytes(CHUNK, "little")[:n]
+                answer.extend(chunk)
+                got += len(responses.feed(chunk))
+                dut.tx_ready.value = 1
+                await RisingEdge(dut.clk)
+                dut.tx_ready.value = 0
+            done.set()
+
+        collector = cocotb.start_soon(collect())
+        for k in range(0, len(data), CHUNK):
+            chunk = data[k:k + CHUNK]
+            await FallingEdge(dut.clk)
+            if not dut.rx_ready.value:
+                await RisingEdge(dut.rx_ready)
+                await FallingEdge(dut.clk)
+            dut.rx_data.value = int.from_bytes(chunk, "little")
+            dut.rx_count.value = len(chunk)
+            dut.rx_valid.value = 1
+            await RisingEdge(dut.clk)
+            dut.rx_valid.value = 0
+        if expected:
+            await with_timeout(done.wait(), REQUEST_TIMEOUT * period, "ps")
+        else:
+            collector.cancel()
+        cycles = int(cocotb.utils.get_sim_time("ps") - start) // period
+        conn.sendall(struct.pack("<IQ", len(answer), cycles) + bytes(answer))
+    conn.close()

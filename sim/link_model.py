@@ -1,0 +1,313 @@
+"""The golden model of a chip behind its host link: bytes in, bytes out, like a board.
+
+:class:`LinkModel` keeps every memory of every tile as the gateware stores it (raw synapse
+words, membranes truncated to ``v_bits``, raw route-table entries, registers with the
+gateware's rules for refusing invalid values) and runs ticks with the golden chip model
+(:class:`~spikefab.sim.chip.ChipModel`). It answers requests exactly as ``hdl/host_link.py``
+does, so it stands in for a board (the ``serial`` transport's tests) and is the reference the
+RTL host link is checked against. Output events within one tick may leave the hardware in
+another order; compare those as multisets.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from ..firmware.protocol import (ADDRESS_BYTES, MAX_OUTPUTS, ChipInfo, Command, LinkStatus,
+                                 ProtocolError, Region, SlipDecoder, Status, frame, pack_output,
+                                 parse_body, unpack_event_word)
+from .chip import ChipModel, ChipProgram, CoreProgram
+from .golden import CoreShape, NeuronConfig, ResetMode
+
+__all__ = ["LinkModel"]
+
+# Register offsets (the same numbers as spikefab.hdl.memory_map.Reg).
+THRESHOLD, LEAK, RESET, EVENTS, SOPS, TICKS, DROP_RANGE, DROP_BUDGET = range(8)
+ROUTE_ENTRY_BITS, ROUTE_DEST_BITS = 22, 16
+COUNTER_MASK = (1 << 32) - 1
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class _Tile:
+    """The memories of one tile, as stored by the gateware."""
+
+    def __init__(self, info):
+        self.info = info
+        self.shape = CoreShape(info.axons, info.neurons, info.w_bits, info.v_bits,
+                               info.events_per_tick)
+        self.rows = -(-info.neurons // info.lanes)
+        self.synapse = [0] * (info.axons * self.rows)
+        self.bias = np.zeros(info.neurons, np.int64)
+        self.threshold, self.leak, self.reset = self.shape.v_max, 0, int(ResetMode.SUBTRACT)
+        self.route_index = [0] * info.regions[Region.ROUTE_INDEX]
+        self.route_dest = [0] * info.regions[Region.ROUTE_DEST]
+        self._weights = None
+
+    def write_synapse(self, offset: int, word: int) -> None:
+        self.synapse[offset] = word & ((1 << (self.info.lanes * self.info.w_bits)) - 1)
+        self._weights = None
+
+    def weights(self) -> np.ndarray:
+        if self._weights is None:
+            self._weights = self._unpack()
+        return self._weights
+
+    def _unpack(self) -> np.ndarray:
+        info, w = self.info, self.info.w_bits
+        weights = np.zeros((info.axons, info.neurons), np.int64)
+        for a in range(info.axons):
+            for r in range(self.rows):
+                word = self.synapse[a * self.rows + r]
+                for j in range(info.lanes):
+                    n = r * info.lanes + j
+                    if n < info.neurons:
+                        weights[a, n] = _signed(word >> (j * w), w)
+        return weights
+
+    def routes(self):
+        depth = len(self.route_dest)
+        abits = max(depth - 1, 1).bit_length()
+        routes, to_host = [], np.zeros(self.info.neurons, bool)
+        for n, entry in enumerate(self.route_index):
+            start, count = entry & 0x3FF, (entry >> 10) & 0x7FF
+            to_host[n] = bool(entry >> 21 & 1)
+            dests = []
+            for k in range(count):
+                addr = ((start + k) & 0x3FF) & ((1 << abits) - 1)
+                raw = self.route_dest[addr] if addr < depth else 0
+                dests.append((raw & 7, (raw >> 3) & 7, raw >> 6))
+            routes.append(dests)
+        return routes, to_host
+
+
+class LinkModel:
+    """A chip (described by ``info``) behind its host link.
+
+    Feed it the bytes a host sends with :meth:`receive`; it returns the bytes the chip sends
+    back. State starts as the hardware's after reset: memories zero, threshold at its largest,
+    no leak, subtract reset.
+    """
+
+    def __init__(self, info: ChipInfo):
+        self.info = info
+        self.tiles = [_Tile(t) for t in info.tiles]
+        self.positions = [(k % info.cols, k // info.cols) for k in range(len(info.tiles))]
+        self._decoder = SlipDecoder()
+        self.outputs: list[tuple[int, int, int, int]] = []
+        self.output_drops = 0
+        self.frames = self.bad_frames = self.naks = 0
+        self._model = None   # built on RUN, dropped on any memory access
+        self._ticks = 0
+        self._mesh_drops = 0
+        # Dynamic state while no model is built.
+        self._v = [np.zeros(t.neurons, np.int64) for t in info.tiles]
+        self._i = [np.zeros(t.neurons, np.int64) for t in info.tiles]
+        self._delivered = [0] * len(info.tiles)
+        self._counters = [[0] * 5 for _ in info.tiles]
+
+    # ---- bytes ----
+    def receive(self, data: bytes) -> bytes:
+        out = bytearray()
+        for body, error in self._decoder.feed(data):
+            out += self.handle(body, error)
+        return bytes(out)
+
+    def handle(self, body: bytes, error=None) -> bytes:
+        """The response frame to one received frame body."""
+        self.frames += 1
+        try:
+            seq, command, payload = parse_body(body, error)
+        except ProtocolError as exc:
+            self.bad_frames += 1
+            self.naks += 1
+            seq = body[0] if len(body) >= 4 else 0
+            command = body[1] if len(body) >= 4 else 0
+            return frame(seq, exc.status, bytes([command]))
+        try:
+            answer = self._execute(command, payload)
+        except ProtocolError as exc:
+            self.naks += 1
+            return frame(seq, exc.status, bytes([command]))
+        return frame(seq, Status.OK, answer)
+
+    # ---- commands ----
+    def _execute(self, command: int, payload: bytes) -> bytes:
+        info = self.info
+        wb = info.word_bytes
+        try:
+            command = Command(command)
+        except ValueError:
+            raise ProtocolError(Status.COMMAND, f"unknown command 0x{command:02x}") from None
+        if command in (Command.INFO, Command.STATUS, Command.RESET):
+            if payload:
+                raise ProtocolError(Status.LENGTH, f"{command.name} takes no payload")
+            if command is Command.INFO:
+                return info.encode()
+            if command is Command.STATUS:
+                return self.status().encode()
+            self._sync_out()
+            for k in range(len(self.tiles)):
+                self._v[k][:] = 0
+                self._i[k][:] = 0
+            self.outputs.clear()
+            return b""
+        if command in (Command.WRITE, Command.READ, Command.FILL):
+            need = {Command.WRITE: ADDRESS_BYTES + wb, Command.READ: ADDRESS_BYTES + 2,
+                    Command.FILL: ADDRESS_BYTES + 4 + wb}[command]
+            if (len(payload) < need or (command is not Command.WRITE and len(payload) != need)
+                    or (command is Command.WRITE and (len(payload) - ADDRESS_BYTES) % wb)):
+                raise ProtocolError(Status.LENGTH, f"{command.name} payload of {len(payload)} "
+                                                   f"bytes")
+            tile, region, offset = struct.unpack_from("<BBI", payload)
+            if command is Command.WRITE:
+                words = [int.from_bytes(payload[k:k + wb], "little")
+                         for k in range(ADDRESS_BYTES, len(payload), wb)]
+                count = len(words)
+            elif command is Command.READ:
+                (count,) = struct.unpack_from("<H", payload, ADDRESS_BYTES)
+                if not 1 <= count <= info.max_read_words:
+                    raise ProtocolError(Status.ARGUMENT, f"READ of {count} words")
+            else:
+                (count,) = struct.unpack_from("<I", payload, ADDRESS_BYTES)
+                if count < 1:
+                    raise ProtocolError(Status.ARGUMENT, "FILL of 0 words")
+                word = int.from_bytes(payload[ADDRESS_BYTES + 4:], "little")
+                words = None
+            info.check_range(tile, region, offset, count)
+            self._sync_out()
+            if command is Command.READ:
+                return b"".join(self._read(tile, region, offset + k).to_bytes(wb, "little")
+                                for k in range(count))
+            for k in range(count):
+                self._write(tile, region, offset + k, word if words is None else words[k])
+            return b""
+        if command is Command.RUN:
+            if len(payload) < 2 or len(payload) % 2:
+                raise ProtocolError(Status.LENGTH, f"RUN payload of {len(payload)} bytes")
+            (ticks,) = struct.unpack_from("<H", payload)
+            events = [unpack_event_word(w) for (w,) in struct.iter_unpack("<H", payload[2:])]
+            for x, y, axon in events:
+                if not info.accepts_event(x, y, axon):
+                    raise ProtocolError(Status.ADDRESS, f"event {(x, y, axon)} is outside "
+                                                        f"the chip")
+            self._run(events, ticks)
+            return struct.pack("<IH", self._ticks & COUNTER_MASK, len(self.outputs))
+        if command is Command.OUTPUTS:
+            if len(payload) != 2:
+                raise ProtocolError(Status.LENGTH, f"OUTPUTS payload of {len(payload)} bytes")
+            (most,) = struct.unpack("<H", payload)
+            if most > MAX_OUTPUTS:
+                raise ProtocolError(Status.ARGUMENT, f"OUTPUTS of up to {most} events")
+            taken, self.outputs = self.outputs[:most], self.outputs[most:]
+            return b"".join(pack_output(*event) for event in taken)
+        raise AssertionError(command)
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(self._ticks & COUNTER_MASK, self._mesh_drops & COUNTER_MASK,
+                          self.output_drops & COUNTER_MASK, len(self.outputs),
+                          self.frames & COUNTER_MASK, self.bad_frames & COUNTER_MASK,
+                          self.naks & COUNTER_MASK)
+
+    # ---- memories ----
+    def _read(self, k: int, region: int, offset: int) -> int:
+        tile, info = self.tiles[k], self.info.tiles[k]
+        core_mask = (1 << info.data_bits) - 1
+        if region == Region.SYNAPSE:
+            return tile.synapse[offset]
+        if region == Region.MEMBRANE:
+            return int(self._v[k][offset]) & core_mask
+        if region == Region.BIAS:
+            return int(tile.bias[offset]) & core_mask
+        if region == Region.ACCUMULATOR:
+            return int(self._i[k][offset]) & core_mask
+        if region == Region.REGISTER:
+            if offset < 3:
+                return (tile.threshold, tile.leak, tile.reset)[offset]
+            return self._counters[k][offset - 3] & COUNTER_MASK
+        if region == Region.ROUTE_INDEX:
+            return tile.route_index[offset]
+        return tile.route_dest[offset]
+
+    def _write(self, k: int, region: int, offset: int, word: int) -> None:
+        tile, info = self.tiles[k], self.info.tiles[k]
+        word &= (1 << info.data_bits) - 1      # the core's bus is this wide
+        if region == Region.SYNAPSE:
+            tile.write_synapse(offset, word)
+        elif region == Region.MEMBRANE:
+            self._v[k][offset] = _signed(word, info.v_bits)
+        elif region == Region.BIAS:
+            tile.bias[offset] = _signed(word, info.v_bits)
+        elif region == Region.ACCUMULATOR:
+            self._i[k][offset] = _signed(word, tile.shape.accumulator_bits)
+        elif region == Region.REGISTER:
+            # A parameter value the golden model would reject is ignored, as in the core.
+            if offset == THRESHOLD and 1 <= word <= tile.shape.v_max:
+                tile.threshold = word
+            elif offset == LEAK and word < info.v_bits:
+                tile.leak = word
+            elif offset == RESET and word <= max(ResetMode):
+                tile.reset = word
+            elif offset >= EVENTS:
+                self._counters[k][offset - EVENTS] = word & COUNTER_MASK
+        elif region == Region.ROUTE_INDEX:
+            tile.route_index[offset] = word & ((1 << ROUTE_ENTRY_BITS) - 1)
+        else:
+            tile.route_dest[offset] = word & ((1 << ROUTE_DEST_BITS) - 1)
+
+    # ---- running ----
+    def _build(self) -> ChipModel:
+        """A golden chip from the memories, carrying the dynamic state over."""
+        cores = {}
+        for k, tile in enumerate(self.tiles):
+            routes, to_host = tile.routes()
+            cores[self.positions[k]] = CoreProgram(
+                tile.shape, NeuronConfig(tile.threshold, tile.leak, ResetMode(tile.reset)),
+                tile.weights(), tile.bias.copy(), routes, to_host)
+        model = ChipModel(ChipProgram(self.info.cols, self.info.rows, cores,
+                                      tuple(self.info.host)))
+        model.tick, model.mesh_drops = self._ticks, self._mesh_drops
+        for k, position in enumerate(self.positions):
+            core = model.cores[position]
+            core.v[0] = self._v[k]
+            core.i[0] = self._i[k]
+            core._delivered[0] = self._delivered[k]
+            c = self._counters[k]
+            core.counters.events, core.counters.sops, core.counters.ticks, \
+                core.counters.drop_range, core.counters.drop_budget = c
+        return model
+
+    def _sync_out(self) -> None:
+        """Copy the model's dynamic state back into the memories, and forget the model."""
+        model = self._model
+        if model is None:
+            return
+        self._ticks, self._mesh_drops = model.tick, model.mesh_drops
+        for k, position in enumerate(self.positions):
+            core = model.cores[position]
+            self._v[k] = core.v[0].copy()
+            self._i[k] = core.i[0].copy()
+            self._delivered[k] = int(core._delivered[0])
+            c = core.counters
+            self._counters[k] = [c.events, c.sops, c.ticks, c.drop_range, c.drop_budget]
+        self._model = None
+
+    def _run(self, events, ticks: int) -> None:
+        if self._model is None:
+            self._model = self._build()
+        model = self._model
+        for x, y, axon in events:
+            model.cores[x, y].deliver([axon])
+        for _ in range(ticks):
+            for x, y, neuron, tick in model.step()[0]:
+                if len(self.outputs) < self.info.output_depth:
+                    self.outputs.append((x, y, neuron, tick & 0xFFFF))
+                else:
+                    self.output_drops += 1
+            model.deliver_pending()
+        self._ticks, self._mesh_drops = model.tick, model.mesh_drops

@@ -1,0 +1,172 @@
+"""The RTL chip behind its host link, as a byte transport: the ``sim`` target of the driver.
+
+Python must not act on every clock cycle (TOOLCHAIN.md: a Python await per cycle caps the
+simulation near 100 K cycles/s). So :class:`ChunkedPort` wraps the :class:`ChipSystem` with
+wide ports that move :data:`CHUNK` bytes per handshake, the clocks run in C++, and the bench
+(:mod:`spikefab.sim.benches.link_bench`) only wakes for a chunk or for the end of a response.
+
+:class:`SimLink` starts the simulator (in a thread: the cocotb runner blocks) and talks to the
+bench over a Unix socket: the host's bytes go in, the chip's answers come back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..firmware.protocol import END
+from .runner import RTLBuild, SimulationError
+
+__all__ = ["CHUNK", "ChunkedPort", "SimLink", "link_build"]
+
+CHUNK = 64
+
+
+class ChunkedPort(wiring.Component):
+    """:data:`CHUNK` bytes per handshake into and out of a byte-stream design.
+
+    ``rx_data`` holds ``rx_count`` bytes (byte 0 in the low bits); a chunk is taken at a rising
+    edge where ``rx_valid`` and ``rx_ready``; ``rx_ready`` is high whenever the previous chunk
+    has gone in. Out of the design, bytes gather in ``tx_data`` until the chunk is full or an
+    ``END`` closes a frame; then ``tx_valid`` stays high until ``tx_ready``.
+    """
+
+    def __init__(self, system):
+        self.system = system
+        super().__init__({
+            "rx_data": In(CHUNK * 8), "rx_count": In(range(CHUNK + 1)), "rx_valid": In(1),
+            "rx_ready": Out(1),
+            "tx_data": Out(CHUNK * 8), "tx_count": Out(range(CHUNK + 1)), "tx_valid": Out(1),
+            "tx_ready": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.system = system = self.system
+        rx_buf = Signal(CHUNK * 8)
+        rx_n = Signal(range(CHUNK + 1))
+        m.d.comb += [self.rx_ready.eq(rx_n == 0), system.rx.payload.eq(rx_buf[:8]),
+                     system.rx.valid.eq(rx_n != 0)]
+        with m.If(rx_n == 0):
+            with m.If(self.rx_valid):
+                m.d.sync += [rx_buf.eq(self.rx_data), rx_n.eq(self.rx_count)]
+        with m.Elif(system.rx.ready):
+            m.d.sync += [rx_buf.eq(rx_buf >> 8), rx_n.eq(rx_n - 1)]
+
+        tx_n = Signal(range(CHUNK + 1))
+        full = Signal()
+        m.d.comb += [self.tx_count.eq(tx_n), self.tx_valid.eq(full),
+                     system.tx.ready.eq(~full)]
+        with m.If(full):
+            with m.If(self.tx_ready):
+                m.d.sync += [full.eq(0), tx_n.eq(0)]
+        with m.Elif(system.tx.valid):
+            m.d.sync += [self.tx_data.word_select(tx_n[:CHUNK.bit_length() - 1], 8)
+                         .eq(system.tx.payload), tx_n.eq(tx_n + 1)]
+            with m.If((tx_n == CHUNK - 1) | ((system.tx.payload == END) & (tx_n != 0))):
+                m.d.sync += full.eq(1)
+        m.d.comb += self.busy.eq(system.busy | (rx_n != 0) | (tx_n != 0))
+        return m
+
+
+def link_build(chip, *, output_depth: int = 256, label: str = "link") -> RTLBuild:
+    from ..hdl.system import ChipSystem
+    system = ChipSystem(chip, output_depth=output_depth)
+    build = RTLBuild(ChunkedPort(system), label)
+    build.info = system.info
+    build.domains = [chip.domain(t) for t in chip.order]
+    return build
+
+
+class SimLink:
+    """A running simulation of a chip behind its host link.
+
+    :meth:`exchange` sends bytes and returns the chip's answers to every frame in them. Use it
+    as a context manager; :meth:`close` ends the simulation and reports its failures.
+
+    Parameters
+    ----------
+    build : RTLBuild
+        From :func:`link_build`.
+    periods_ps : dict, optional
+        Clock period per domain (``"sync"`` and each core domain), even numbers of ps;
+        10 ns everywhere by default.
+    """
+
+    def __init__(self, build: RTLBuild, *, periods_ps: dict | None = None,
+                 run_name: str = "link", timeout: float = 600.0):
+        self.build = build.build()
+        periods = {"sync": 10_000, **{d: 10_000 for d in build.domains}, **(periods_ps or {})}
+        self._tmp = tempfile.TemporaryDirectory(prefix="spikefab-link-")
+        path = Path(self._tmp.name) / "link.sock"
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(1)
+        self._server.settimeout(timeout)
+        self.cycles = 0
+        self._error = None
+        env = {"SPIKEFAB_LINK_SOCKET": str(path),
+               "SPIKEFAB_LINK_CLOCKS": ",".join(f"{d}={p}" for d, p in periods.items())}
+
+        def simulate():
+            try:
+                self.build.run("spikefab.sim.benches.link_bench", name=run_name, env=env)
+            except Exception as exc:   # reported by close() or exchange()
+                self._error = exc
+
+        self._thread = threading.Thread(target=simulate, daemon=True)
+        self._thread.start()
+        try:
+            self._conn, _ = self._server.accept()
+        except socket.timeout:
+            raise SimulationError(f"the simulator did not connect within {timeout} s: "
+                                  f"{self._error!r}") from None
+        self._conn.settimeout(timeout)
+
+    def exchange(self, data: bytes) -> bytes:
+        try:
+            self._conn.sendall(struct.pack("<I", len(data)) + data)
+            head = self._recv(12)
+            length, cycles = struct.unpack("<IQ", head)
+            self.cycles = cycles
+            return self._recv(length)
+        except (OSError, ConnectionError) as exc:
+            self._thread.join(timeout=5)
+            raise SimulationError(f"the simulation stopped answering ({exc}); "
+                                  f"{self._error!r}") from None
+
+    def _recv(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            chunk = self._conn.recv(n - len(chunks))
+            if not chunk:
+                raise ConnectionError("connection closed")
+            chunks += chunk
+        return bytes(chunks)
+
+    def close(self) -> None:
+        try:
+            self._conn.sendall(struct.pack("<I", 0xFFFFFFFF))
+        except OSError:
+            pass
+        self._thread.join()
+        self._conn.close()
+        self._server.close()
+        self._tmp.cleanup()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
