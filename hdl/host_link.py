@@ -22,7 +22,7 @@ from amaranth.utils import ceil_log2
 from ..firmware.protocol import (ADDRESS_BYTES, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
                                  MAX_OUTPUTS, ChipInfo, Command, Region, Status, TileInfo)
 from .aer import AERPacket, PacketKind
-from .chip import Chip, Space
+from .chip import Chip, Space, chip_request_layout
 from .core import Handshake
 from .memory_map import CoreMemoryMap
 
@@ -37,20 +37,21 @@ ReceivedFrame = data.StructLayout({"length": unsigned(LENGTH_BITS), "status": un
 ResponseByte = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
 
 
-def chip_info(chip: Chip, output_depth: int) -> ChipInfo:
-    """What INFO answers for ``chip``: derived from the same memory maps the gateware uses."""
-    data_bits = chip.request_layout["data"].shape.width
-    tiles = []
-    for tile in chip.order:
-        config = chip.tiles[tile]
+def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int) -> ChipInfo:
+    """What INFO answers for a chip of these parameters (those of :class:`Chip`, with
+    ``tiles`` mapping ``(x, y)`` to :class:`~spikefab.hdl.chip.TileConfig`): derived from the
+    same memory maps and bus layout the gateware uses."""
+    data_bits = chip_request_layout(tiles)["data"].shape.width
+    infos = []
+    for position in [(x, y) for y in range(rows) for x in range(cols)]:
+        config = tiles[position]
         mm = CoreMemoryMap(config.shape, config.lanes)
         regions = [mm.region_size(r) for r in range(Region.REGISTER + 1)]
         regions += [config.shape.neurons, config.destinations]
-        tiles.append(TileInfo(config.shape.axons, config.shape.neurons, config.shape.w_bits,
+        infos.append(TileInfo(config.shape.axons, config.shape.neurons, config.shape.w_bits,
                               config.shape.v_bits, config.lanes, config.shape.events_per_tick,
                               mm.data_bits, tuple(regions)))
-    return ChipInfo(chip.cols, chip.rows, chip.host, (data_bits + 7) // 8, output_depth,
-                    tuple(tiles))
+    return ChipInfo(cols, rows, tuple(host), (data_bits + 7) // 8, output_depth, tuple(infos))
 
 
 def _crc_byte(m, crc, byte):
@@ -261,7 +262,8 @@ class HostLink(wiring.Component):
                              f"not {output_depth!r}")
         self.chip = chip
         self.output_depth = output_depth
-        self.info = chip_info(chip, output_depth)
+        self.info = chip_info(cols=chip.cols, rows=chip.rows, host=chip.host, tiles=chip.tiles,
+                              output_depth=output_depth)
         bus_signature = chip.signature.members["bus"].signature.flip()
         super().__init__({
             "rx": In(stream.Signature(8)),

@@ -261,16 +261,19 @@ class LinkModel:
             tile.route_dest[offset] = word & ((1 << ROUTE_DEST_BITS) - 1)
 
     # ---- running ----
-    def _build(self) -> ChipModel:
-        """A golden chip from the memories, carrying the dynamic state over."""
+    def program(self) -> ChipProgram:
+        """What the memories hold, as a golden chip program (weights, parameters, routes)."""
         cores = {}
         for k, tile in enumerate(self.tiles):
             routes, to_host = tile.routes()
             cores[self.positions[k]] = CoreProgram(
                 tile.shape, NeuronConfig(tile.threshold, tile.leak, ResetMode(tile.reset)),
                 tile.weights(), tile.bias.copy(), routes, to_host)
-        model = ChipModel(ChipProgram(self.info.cols, self.info.rows, cores,
-                                      tuple(self.info.host)))
+        return ChipProgram(self.info.cols, self.info.rows, cores, tuple(self.info.host))
+
+    def _build(self) -> ChipModel:
+        """A golden chip from the memories, carrying the dynamic state over."""
+        model = ChipModel(self.program())
         model.tick, model.mesh_drops = self._ticks, self._mesh_drops
         for k, position in enumerate(self.positions):
             core = model.cores[position]

@@ -1,0 +1,208 @@
+"""The RTL host link (cocotb + Verilator) answers exactly as the golden LinkModel does.
+
+One chip (2 x 1 mesh, the core of tile (1, 0) on a clock 1.7x slower) gets a seeded sequence
+of requests: every command, random memory traffic over every region, a network that spikes,
+and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
+same events; their order within a tick may differ), and after every bad frame the whole chip
+state, read back, must be unchanged.
+"""
+
+import random
+
+import pytest
+
+from spikefab.firmware.protocol import (ADDRESS_BYTES, END, ESC, MAX_FRAME, MAX_OUTPUTS, Command,
+                                        Region, SlipDecoder, Status, crc16, frame,
+                                        pack_event_word, parse_body, slip_encode)
+from spikefab.hdl.chip import Chip, TileConfig
+from spikefab.sim.golden import CoreShape
+from spikefab.sim.link_model import LinkModel
+from spikefab.sim.link_rtl import SimLink, link_build
+
+from conftest import record_checked
+
+TILES = {(0, 0): TileConfig(CoreShape(24, 6, w_bits=8, v_bits=12), lanes=4, destinations=16),
+         (1, 0): TileConfig(CoreShape(8, 5, w_bits=4, v_bits=16), lanes=2, destinations=8)}
+
+
+@pytest.fixture(scope="module")
+def build():
+    return link_build(Chip(cols=2, rows=1, tiles=TILES), output_depth=8, label="link-2x1")
+
+
+def _address(tile, region, offset):
+    return bytes([tile, region]) + offset.to_bytes(4, "little")
+
+
+class Session:
+    """Sends the same bytes to the RTL and to the model; compares the answers."""
+
+    def __init__(self, link, model, seed):
+        self.link, self.model, self.seed = link, model, seed
+        self.seq = 0
+        self.exchanges = 0
+        self.naks = {}
+
+    def request(self, command, payload=b""):
+        self.seq = (self.seq + 1) & 0xFF
+        return frame(self.seq, command, payload)
+
+    def send(self, data: bytes, *, what: str):
+        got, want = self.link.exchange(data), self.model.receive(data)
+        self.exchanges += 1
+        got_frames = [parse_body(b, e) for b, e in SlipDecoder().feed(got)]
+        want_frames = [parse_body(b, e) for b, e in SlipDecoder().feed(want)]
+        assert len(got_frames) == len(want_frames), (what, self.seed, got.hex(), want.hex())
+        for (gs, gc, gp), (ws, wc, wp), in zip(got_frames, want_frames):
+            assert (gs, gc) == (ws, wc), (what, self.seed, got.hex(), want.hex())
+            if wc == Status.OK and data and self._is_outputs(data):
+                gp = sorted(gp[k:k + 4] for k in range(0, len(gp), 4))
+                wp = sorted(wp[k:k + 4] for k in range(0, len(wp), 4))
+            assert gp == wp, (what, self.seed, got.hex(), want.hex())
+            if wc != Status.OK:
+                self.naks[Status(wc).name] = self.naks.get(Status(wc).name, 0) + 1
+        return want_frames
+
+    @staticmethod
+    def _is_outputs(data):
+        frames = SlipDecoder().feed(data)
+        return len(frames) == 1 and len(frames[0][0]) > 1 and frames[0][0][1] == Command.OUTPUTS
+
+    def snapshot(self):
+        """Every word of every region of every tile, and the chip's counters, via READ."""
+        info = self.model.info
+        words = []
+        for t, tile in enumerate(info.tiles):
+            for region, size in enumerate(tile.regions):
+                for offset in range(0, size, info.max_read_words):
+                    count = min(info.max_read_words, size - offset)
+                    payload = _address(t, region, offset) + count.to_bytes(2, "little")
+                    [(_, status, answer)] = self.send(self.request(Command.READ, payload),
+                                                      what="snapshot")
+                    assert status == Status.OK
+                    words.append(answer)
+        [(_, _, status)] = self.send(self.request(Command.STATUS), what="status")
+        return words, status[:14]   # chip counters; the link's own change with every frame
+
+
+def _random_words(rng, count, word_bytes):
+    return b"".join(rng.getrandbits(8 * word_bytes).to_bytes(word_bytes, "little")
+                    for _ in range(count))
+
+
+def test_rtl_host_link_equals_model(build, base_seed):
+    seed = base_seed + 7
+    rng = random.Random(seed)
+    model = LinkModel(build.info)
+    info = model.info
+    wb = info.word_bytes
+    with SimLink(build, periods_ps={"core_1_0": 17_000}) as link:
+        s = Session(link, model, seed)
+        s.send(s.request(Command.INFO), what="INFO")
+        # Random traffic over every region (registers: also invalid parameter values).
+        for _ in range(60):
+            t = rng.randrange(len(info.tiles))
+            region = rng.randrange(len(Region))
+            size = info.tiles[t].regions[region]
+            offset = rng.randrange(size)
+            count = rng.randint(1, min(size - offset, 12))
+            op = rng.choice(["write", "read", "fill"])
+            if op == "write":
+                s.send(s.request(Command.WRITE, _address(t, region, offset)
+                                 + _random_words(rng, count, wb)), what="WRITE")
+            elif op == "read":
+                s.send(s.request(Command.READ, _address(t, region, offset)
+                                 + count.to_bytes(2, "little")), what="READ")
+            else:
+                s.send(s.request(Command.FILL, _address(t, region, offset)
+                                 + count.to_bytes(4, "little") + _random_words(rng, 1, wb)),
+                       what="FILL")
+
+        # A network that spikes: sane parameters, random weights and routes, tile 1 to host.
+        for t, tile in enumerate(info.tiles):
+            s.send(s.request(Command.WRITE, _address(t, Region.REGISTER, 0) + b"".join(
+                v.to_bytes(wb, "little") for v in (rng.randint(4, 20), rng.randint(0, 3),
+                                                   rng.randint(0, 1), 0, 0, 0, 0, 0))),
+                   what="registers")
+            lanes = tile.lanes * tile.w_bits
+            for offset in range(tile.regions[Region.SYNAPSE]):
+                word = 0
+                for j in range(tile.lanes):
+                    word |= (rng.randint(-2, (1 << (tile.w_bits - 1)) - 1)
+                             & ((1 << tile.w_bits) - 1)) << (j * tile.w_bits)
+                s.send(s.request(Command.WRITE, _address(t, Region.SYNAPSE, offset)
+                                 + word.to_bytes(wb, "little")), what="synapse")
+            dests = tile.regions[Region.ROUTE_DEST]
+            for n in range(tile.neurons):
+                entry = rng.randrange(dests) | rng.randint(0, 2) << 10 | (t == 1) << 21
+                s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_INDEX, n)
+                                 + entry.to_bytes(wb, "little")), what="route")
+            for d in range(dests):
+                x = rng.randrange(2)
+                axon = rng.randrange(info.tiles[x].axons)
+                s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_DEST, d)
+                                 + (x | axon << 6).to_bytes(wb, "little")), what="dest")
+        s.send(s.request(Command.RESET), what="RESET")
+        outputs = 0
+        for tick in range(30):
+            events = [pack_event_word(x, 0, rng.randrange(info.tiles[x].axons))
+                      for x in (rng.randrange(2) for _ in range(rng.randint(0, 10)))]
+            payload = (rng.randint(0, 2)).to_bytes(2, "little") + b"".join(
+                e.to_bytes(2, "little") for e in events)
+            [(_, status, answer)] = s.send(s.request(Command.RUN, payload), what="RUN")
+            if rng.random() < 0.5:
+                [(_, _, answer)] = s.send(s.request(
+                    Command.OUTPUTS, rng.randint(0, 6).to_bytes(2, "little")), what="OUTPUTS")
+                outputs += len(answer) // 4
+            if rng.random() < 0.2:
+                s.send(s.request(Command.STATUS), what="STATUS")
+            if rng.random() < 0.2:
+                t = rng.randrange(2)
+                s.send(s.request(Command.READ, _address(t, Region.MEMBRANE, 0)
+                                 + info.tiles[t].neurons.to_bytes(2, "little")), what="V")
+        assert outputs > 0, f"the network never reached the host (seed {seed})"
+
+        # Bad frames: every NAK, the chip unchanged after each.
+        before = s.snapshot()
+        good = s.request(Command.WRITE, _address(0, Region.MEMBRANE, 0) + _random_words(rng, 1, wb))
+        body = SlipDecoder().feed(good)[0][0]
+        bad = {
+            "crc": slip_encode(body[:-3] + bytes([body[-3] ^ 0x10]) + body[-2:]),
+            "short": slip_encode(body[:3]),
+            "oversize": slip_encode(bytes(rng.getrandbits(8) for _ in range(MAX_FRAME + 9))),
+            "escape": bytes([END]) + body[:4] + bytes([ESC, 0x42]) + body[4:] + bytes([END]),
+            "command": s.request(0x7E),
+            "length-info": s.request(Command.INFO, b"\x00"),
+            "length-write": s.request(Command.WRITE, _address(0, 1, 0) + b"\x01"),
+            "length-read": s.request(Command.READ, _address(0, 1, 0)),
+            "length-run": s.request(Command.RUN, b"\x01\x00\x05"),
+            "argument-read": s.request(Command.READ, _address(0, 1, 0) + b"\x00\x00"),
+            "argument-read-many": s.request(Command.READ, _address(0, 1, 0) +
+                                            (info.max_read_words + 1).to_bytes(2, "little")),
+            "argument-fill": s.request(Command.FILL, _address(0, 1, 0) + bytes(4 + wb)),
+            "argument-outputs": s.request(Command.OUTPUTS, (MAX_OUTPUTS + 1).to_bytes(2, "little")),
+            "address-tile": s.request(Command.WRITE, _address(2, 1, 0) + bytes(wb)),
+            "address-region": s.request(Command.WRITE, _address(0, 7, 0) + bytes(wb)),
+            "address-offset": s.request(Command.FILL, _address(1, Region.BIAS, 5)
+                                        + (1).to_bytes(4, "little") + bytes(wb)),
+            "address-count": s.request(Command.WRITE, _address(0, Region.MEMBRANE, 4)
+                                       + bytes(3 * wb)),
+            "address-event": s.request(Command.RUN, (1).to_bytes(2, "little") + b"".join(
+                pack_event_word(*e).to_bytes(2, "little")
+                for e in [(0, 0, 1), (1, 0, 2), (1, 0, 8), (0, 0, 3)])),
+            "address-event-tile": s.request(Command.RUN, (0).to_bytes(2, "little")
+                                            + pack_event_word(0, 1, 0).to_bytes(2, "little")),
+            "garbage": bytes(rng.getrandbits(8) | 1 for _ in range(40)) + bytes([END]),
+        }
+        for name, data in bad.items():
+            [(_, status, _)] = s.send(data, what=name)
+            assert status != Status.OK, (name, seed)
+            assert s.snapshot() == before, f"{name} changed the chip (seed {seed})"
+        # Then a correct frame works.
+        [(_, status, _)] = s.send(good, what="good after bad")
+        assert status == Status.OK
+        assert s.snapshot() != before
+        assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",
+                               "ARGUMENT", "ADDRESS"}, s.naks
+    record_checked("host-link", host_link_exchanges=s.exchanges,
+                   host_link_naks=sum(s.naks.values()))
