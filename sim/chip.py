@@ -127,14 +127,18 @@ class ChipModel:
             core.deliver_spikes(self._pending[tile])
             self._pending[tile][:] = 0
 
-    def step(self, host_events=None) -> list[list[OutputEvent]]:
-        """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it.
+    def step(self, host_events=None, *, host_spikes=None) -> list[list[OutputEvent]]:
+        """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it;
+        ``host_spikes`` maps a tile to an array ``(batch, A)`` of its axons' event counts
+        (the fast way to give a whole batch its input).
 
         Returns, per run, the output events of this tick's update.
         """
         counts = {tile: pending.copy() for tile, pending in self._pending.items()}
         for tile in self._pending:
             self._pending[tile][:] = 0
+        for tile, spikes in (host_spikes or {}).items():
+            counts[tile] += np.asarray(spikes, dtype=np.int64)
         if host_events is not None:
             if len(host_events) != self.batch:
                 raise ValueError(f"host_events must have one list per run ({self.batch}), "

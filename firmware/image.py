@@ -1,0 +1,278 @@
+"""The chip image: every memory write that loads a compiled network, and how to run it.
+
+A :class:`ChipImage` is what ``spikefab compile`` writes and the driver loads: the chip it was
+compiled for (its :class:`~spikefab.firmware.protocol.ChipInfo`, which the driver compares with
+the chip's INFO answer), the memory writes (each one WRITE frame), and where the network's
+inputs and classes are.
+
+**File format** (version 1; all integers little-endian)::
+
+    magic          8 bytes   b"SPKFIMG\\x00"
+    version        u16       1
+    header length  u32       n
+    header         n bytes   UTF-8 JSON object (keys sorted, no whitespace):
+                             profile, info (hex of ChipInfo.encode()), input_tile [x, y],
+                             inputs, output_tile [x, y], classes, drain_ticks, steps (or null),
+                             meta (model name, sha256, layer placement)
+    record count   u32
+    records        each: tile (u8, y * cols + x), region (u8, protocol.Region),
+                   offset (u32, in words), count (u32), then count words of
+                   info.word_bytes bytes each
+    checksum       32 bytes  SHA-256 of every byte before it
+
+Every record addresses words inside one region of one tile (``ChipInfo.check_range``) and
+holds at most :data:`MAX_RECORD_WORDS` words for the image's word size, so it is exactly one
+WRITE frame. The same image always gives the same bytes.
+
+Running an image: write every record, then for each input sample inject input ``i`` of the
+network as an event for axon ``i`` of ``input_tile``, run ``steps`` ticks, then
+``drain_ticks`` more without input; class ``c`` is neuron ``c`` of ``output_tile``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .protocol import ADDRESS_BYTES, MAX_PAYLOAD, ChipInfo, ProtocolError
+
+__all__ = ["MAGIC", "IMAGE_VERSION", "ImageError", "MemoryWrite", "ChipImage",
+           "max_record_words"]
+
+MAGIC = b"SPKFIMG\x00"
+IMAGE_VERSION = 1
+_CHECKSUM = 32
+_RECORD = struct.Struct("<BBII")
+
+
+def max_record_words(word_bytes: int) -> int:
+    """Most words one record (one WRITE frame) carries."""
+    return (MAX_PAYLOAD - ADDRESS_BYTES) // word_bytes
+
+
+class ImageError(ValueError):
+    """A file that is not a valid chip image, or an image inconsistent with its chip."""
+
+
+@dataclass(frozen=True)
+class MemoryWrite:
+    """``words`` written from word ``offset`` of ``region`` on tile ``tile`` (y * cols + x)."""
+    tile: int
+    region: int
+    offset: int
+    words: tuple[int, ...]
+
+    def payload(self, word_bytes: int) -> bytes:
+        """The WRITE request's payload."""
+        return (bytes([self.tile, self.region]) + self.offset.to_bytes(4, "little")
+                + b"".join(w.to_bytes(word_bytes, "little") for w in self.words))
+
+
+@dataclass
+class ChipImage:
+    """A compiled network for one chip (see the module's documentation)."""
+    profile: str
+    info: ChipInfo
+    writes: list[MemoryWrite]
+    input_tile: tuple[int, int]
+    inputs: int
+    output_tile: tuple[int, int]
+    classes: int
+    drain_ticks: int
+    steps: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    # ---- checking ----
+    def validate(self) -> "ChipImage":
+        """Raise :class:`ImageError` unless every write and field fits ``info``."""
+        info = self.info
+        limit = max_record_words(info.word_bytes)
+        word_limit = 1 << (8 * info.word_bytes)
+        for k, write in enumerate(self.writes):
+            where = (f"record {k} (tile {write.tile}, region {write.region}, offset "
+                     f"{write.offset}, {len(write.words)} words)")
+            if not 1 <= len(write.words) <= limit:
+                raise ImageError(f"{where}: a record holds 1 to {limit} words (one WRITE frame)")
+            try:
+                info.check_range(write.tile, write.region, write.offset, len(write.words))
+            except ProtocolError as exc:
+                raise ImageError(f"{where} does not fit the chip: {exc}") from None
+            if any(not 0 <= w < word_limit for w in write.words):
+                raise ImageError(f"{where}: a word does not fit {info.word_bytes} bytes")
+        for name in ("input_tile", "output_tile"):
+            x, y = getattr(self, name)
+            if not (0 <= x < info.cols and 0 <= y < info.rows):
+                raise ImageError(f"{name} {(x, y)} is outside the {info.cols} x {info.rows} "
+                                 f"mesh")
+        tiles = info.tiles
+        axons = tiles[self.input_tile[1] * info.cols + self.input_tile[0]].axons
+        neurons = tiles[self.output_tile[1] * info.cols + self.output_tile[0]].neurons
+        if not 1 <= self.inputs <= axons:
+            raise ImageError(f"inputs = {self.inputs}, but the input tile has {axons} axons")
+        if not 1 <= self.classes <= neurons:
+            raise ImageError(f"classes = {self.classes}, but the output tile has {neurons} "
+                             f"neurons")
+        if self.drain_ticks < 0 or (self.steps is not None and self.steps < 1):
+            raise ImageError(f"drain_ticks ({self.drain_ticks}) must be >= 0 and steps "
+                             f"({self.steps}) >= 1")
+        return self
+
+    # ---- bytes ----
+    def header(self) -> dict:
+        return {
+            "profile": self.profile,
+            "info": self.info.encode().hex(),
+            "input_tile": list(self.input_tile),
+            "inputs": self.inputs,
+            "output_tile": list(self.output_tile),
+            "classes": self.classes,
+            "drain_ticks": self.drain_ticks,
+            "steps": self.steps,
+            "meta": self.meta,
+        }
+
+    def to_bytes(self) -> bytes:
+        self.validate()
+        head = json.dumps(self.header(), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        wb = self.info.word_bytes
+        out = bytearray(MAGIC)
+        out += struct.pack("<HI", IMAGE_VERSION, len(head))
+        out += head
+        out += struct.pack("<I", len(self.writes))
+        for write in self.writes:
+            out += _RECORD.pack(write.tile, write.region, write.offset, len(write.words))
+            out += b"".join(w.to_bytes(wb, "little") for w in write.words)
+        out += hashlib.sha256(out).digest()
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "the image") -> "ChipImage":
+        data = bytes(data)
+        if not data:
+            raise ImageError(f"{name} is empty: not a spikefab chip image")
+        if data[:len(MAGIC)] != MAGIC:
+            if len(data) < len(MAGIC) and MAGIC.startswith(data):
+                raise ImageError(f"{name} is truncated ({len(data)} bytes)")
+            raise ImageError(f"{name} is not a spikefab chip image (bad magic: expected "
+                             f"{MAGIC!r}, found {data[:len(MAGIC)]!r})")
+        if len(data) < len(MAGIC) + 2:
+            raise ImageError(f"{name} is truncated ({len(data)} bytes)")
+        (version,) = struct.unpack_from("<H", data, len(MAGIC))
+        if version != IMAGE_VERSION:
+            raise ImageError(f"{name} has image format version {version}; this spikefab reads "
+                             f"version {IMAGE_VERSION}")
+        intact = (len(data) >= _CHECKSUM
+                  and hashlib.sha256(data[:-_CHECKSUM]).digest() == data[-_CHECKSUM:])
+        try:
+            parsed, end = cls._parse(data)
+        except _Truncated as exc:
+            if intact:   # a consistent checksum over a malformed body: a broken writer
+                raise ImageError(f"{name} is inconsistent: {exc}") from None
+            raise ImageError(f"{name} is truncated: it has {len(data)} bytes, but its "
+                             f"records need at least {exc.need} (the file is incomplete or "
+                             f"corrupted)") from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            if not intact:
+                raise ImageError(f"checksum mismatch: {name} is corrupted") from None
+            raise ImageError(f"{name} is inconsistent: {exc}") from None
+        if end + _CHECKSUM > len(data):
+            raise ImageError(f"{name} is truncated: it has {len(data)} bytes, but needs "
+                             f"{end + _CHECKSUM} (the checksum is missing)")
+        if hashlib.sha256(data[:end]).digest() != data[end:end + _CHECKSUM]:
+            raise ImageError(f"checksum mismatch: {name} is corrupted")
+        if end + _CHECKSUM != len(data):
+            raise ImageError(f"{name} has {len(data) - end - _CHECKSUM} bytes after its "
+                             f"checksum")
+        try:
+            return parsed.validate()
+        except ImageError as exc:
+            raise ImageError(f"{name} is inconsistent: {exc}") from None
+
+    @classmethod
+    def _parse(cls, data: bytes) -> tuple["ChipImage", int]:
+        """Decode the body; raises _Truncated if it runs past the end of ``data``."""
+        pos = len(MAGIC) + 2
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > len(data):
+                raise _Truncated(pos + n + _CHECKSUM)
+            chunk = data[pos:pos + n]
+            pos += n
+            return chunk
+
+        (head_len,) = struct.unpack("<I", take(4))
+        head = json.loads(take(head_len).decode("utf-8"))
+        if not isinstance(head, dict):
+            raise ValueError("the header is not a JSON object")
+        try:
+            info = ChipInfo.decode(bytes.fromhex(head["info"]))
+        except ProtocolError as exc:
+            raise ValueError(f"the header's chip info is invalid: {exc}") from None
+        wb = info.word_bytes
+        (count,) = struct.unpack("<I", take(4))
+        writes = []
+        for _ in range(count):
+            tile, region, offset, n = _RECORD.unpack(take(_RECORD.size))
+            if n > max_record_words(wb):
+                raise ValueError(f"a record of {n} words (at most {max_record_words(wb)})")
+            raw = take(n * wb)
+            words = tuple(int.from_bytes(raw[k:k + wb], "little") for k in range(0, n * wb, wb))
+            writes.append(MemoryWrite(tile, region, offset, words))
+        steps = head["steps"]
+        image = cls(profile=str(head["profile"]), info=info, writes=writes,
+                    input_tile=_pair(head["input_tile"]), inputs=_int(head["inputs"]),
+                    output_tile=_pair(head["output_tile"]), classes=_int(head["classes"]),
+                    drain_ticks=_int(head["drain_ticks"]),
+                    steps=None if steps is None else _int(steps), meta=dict(head["meta"]))
+        return image, pos
+
+    def save(self, path) -> None:
+        data = self.to_bytes()
+        try:
+            Path(path).write_bytes(data)
+        except OSError as exc:
+            raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    @classmethod
+    def load(cls, path) -> "ChipImage":
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return cls.from_bytes(data, name=str(path))
+
+    # ---- summary ----
+    @property
+    def word_count(self) -> int:
+        return sum(len(w.words) for w in self.writes)
+
+    def region_words(self) -> dict[tuple[int, int], int]:
+        """Words written per ``(tile, region)``."""
+        out: dict[tuple[int, int], int] = {}
+        for w in self.writes:
+            out[w.tile, w.region] = out.get((w.tile, w.region), 0) + len(w.words)
+        return out
+
+
+class _Truncated(Exception):
+    def __init__(self, need: int):
+        super().__init__(f"the records run past the end (need {need} bytes)")
+        self.need = need
+
+
+def _int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, not {value!r}")
+    return value
+
+
+def _pair(value) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"expected [x, y], not {value!r}")
+    return _int(value[0]), _int(value[1])

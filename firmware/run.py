@@ -1,0 +1,102 @@
+"""``spikefab run``: stream rate-encoded MNIST images through a target and report.
+
+The same images, seed and model give the same spikes on every target (the encoder draws each
+image's spikes from ``(seed, index of the image in its file)``), so ``golden`` and ``sim``
+must give identical predictions.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_network", "run_mnist"]
+
+
+def load_network(model: str, *, profile: str, seed: int):
+    """``(image, steps)`` for ``--model``: a compiled image, a native model ``.npz`` (compiled
+    here for ``profile``), or ``random`` (a seeded random 784-128-10 network: a stand-in until
+    trained models ship; its accuracy is chance)."""
+    from .compiler import compile_model
+    from .image import ChipImage
+    from .model import Model, random_model
+    from .profiles import get_profile
+    chip_profile = get_profile(profile)
+    if model == "random":
+        network = random_model([784, 128, 10], seed=seed)
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise ValueError(f"--model {model!r}: no such file (give a model .npz, a compiled "
+                             f"image, or 'random')")
+        if path.read_bytes()[:8] == b"SPKFIMG\x00":
+            image = ChipImage.load(path)
+            return image, image.steps
+        network = Model.load(path)
+    return compile_model(network, chip_profile), network.steps
+
+
+class _Progress:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total < 2:
+            return
+        width = 30
+        filled = width * done // total
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+              f"({rate:.1f} images/s)", end="" if done < total else "\n", file=sys.stderr,
+              flush=True)
+
+
+def run_mnist(*, target: str, model: str = "random", data: str | None = None, count: int = 100,
+              steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
+              progress: bool = True, baudrate: int = 1_000_000) -> dict:
+    """Run ``count`` MNIST test images (or the bundled slice) and return the report dict."""
+    from ..sim.encoding import rate_encode
+    from .driver import Chip
+    from .mnist import bundled_slice, load_mnist
+    dataset = bundled_slice() if data is None else load_mnist(data, split="test")
+    if count > len(dataset.labels):
+        raise ValueError(f"--count {count}: {dataset.name} has only {len(dataset.labels)} images")
+    image, model_steps = load_network(model, profile=profile, seed=seed)
+    steps = steps or model_steps or 25
+    pictures, labels = dataset.images[:count], dataset.labels[:count]
+    spikes = rate_encode(pictures, steps, seed, dataset.indices[:count])
+    with Chip.open(target, profile=profile, baudrate=baudrate) as chip:
+        chip.load(image)
+        result = chip.run(spikes, progress=_Progress(progress))
+    correct = int((result.predictions == labels).sum())
+    return {
+        "target": target,
+        "model": model,
+        "data": dataset.name,
+        "images": count,
+        "steps": steps,
+        "seed": seed,
+        "correct": correct,
+        "accuracy": correct / count,
+        "predictions": [int(p) for p in result.predictions],
+        "sops_per_image": result.sops / count,
+        "cycles_per_image": None if result.cycles is None else result.cycles / count,
+        "seconds": result.seconds,
+        "images_per_second": count / result.seconds if result.seconds else None,
+    }
+
+
+def format_report(report: dict) -> str:
+    cycles = report["cycles_per_image"]
+    return "\n".join([
+        f"target {report['target']}: {report['images']} images of {report['data']}, "
+        f"T = {report['steps']}, seed {report['seed']}, model {report['model']}",
+        f"accuracy: {report['accuracy']:.2%} ({report['correct']}/{report['images']})",
+        f"images/s: {report['images_per_second']:.1f}",
+        f"synaptic ops per image: {report['sops_per_image']:,.0f}",
+        f"cycles per image: {'n/a' if cycles is None else f'{cycles:,.0f}'}",
+    ])

@@ -1,0 +1,157 @@
+"""The driver: one API over golden, the RTL simulation and a serial board, all giving the same
+answers spike for spike."""
+
+import json
+import os
+import pty
+import threading
+import tty
+
+import numpy as np
+import pytest
+
+from spikefab.firmware.compiler import compile_model
+from spikefab.firmware.driver import (Chip, GoldenChip, Link, LinkChip, LinkError,
+                                      ModelTransport, SerialTransport)
+from spikefab.firmware.model import random_model
+from spikefab.firmware.profiles import get_profile
+from spikefab.sim.link_model import LinkModel
+
+from conftest import record_checked
+
+
+def _network(seed, sizes=(40, 12, 6)):
+    return compile_model(random_model(list(sizes), seed=seed), "tiny")
+
+
+def _spikes(seed, steps, images, inputs, rate=0.3):
+    return (np.random.default_rng(seed).random((steps, images, inputs)) < rate).astype(np.uint8)
+
+
+def _assert_same(a, b, seed):
+    assert np.array_equal(a.predictions, b.predictions), (seed, a.predictions, b.predictions)
+    assert np.array_equal(a.counts, b.counts), seed
+    assert np.array_equal(a.final_v, b.final_v), seed
+    assert a.sops == b.sops, (seed, a.sops, b.sops)
+    for k, (x, y) in enumerate(zip(a.outputs, b.outputs)):
+        assert sorted(x) == sorted(y), (seed, k)
+
+
+def _golden(image, spikes):
+    chip = GoldenChip(get_profile("tiny").info())
+    chip.load(image)
+    return chip.run(spikes)
+
+
+def test_link_chip_equals_golden(base_seed):
+    seed = base_seed + 11
+    image = _network(seed)
+    spikes = _spikes(seed, 12, 9, image.inputs)
+    golden = _golden(image, spikes)
+    assert golden.counts.sum() > 0, f"the network never answered (seed {seed})"
+    chip = LinkChip(Link(ModelTransport(get_profile("tiny").info())), target="model")
+    chip.load(image)
+    _assert_same(chip.run(spikes), golden, seed)
+
+
+def test_sim_equals_golden_spike_for_spike(base_seed):
+    """The RTL (cocotb + Verilator), through the host link, against the golden model."""
+    seed = base_seed + 12
+    image = _network(seed, (64, 16, 8))
+    spikes = _spikes(seed, 10, 4, image.inputs)
+    golden = _golden(image, spikes)
+    assert golden.counts.sum() > 0, f"the network never answered (seed {seed})"
+    with Chip.open("sim", profile="tiny") as chip:
+        chip.load(image)
+        sim = chip.run(spikes)
+        status = chip.status()
+    _assert_same(sim, golden, seed)
+    assert sim.cycles > 0 and status.naks == 0 and status.bad_frames == 0
+    record_checked("driver-sim", driver_images=spikes.shape[1],
+                   driver_output_events=int(golden.counts.sum()))
+
+
+class _BoardStandIn:
+    """A pty whose far end is the golden chip behind the real codec, like a board on USB."""
+
+    def __init__(self, info, *, answer=True):
+        self.master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self.slave = slave
+        self.model = LinkModel(info)
+        self.answer = answer
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            reply = self.model.receive(data)
+            if self.answer and reply:
+                os.write(self.master, reply)
+
+    def close(self):
+        os.close(self.slave)
+        os.close(self.master)
+
+
+def test_serial_transport_against_board_stand_in(base_seed):
+    seed = base_seed + 13
+    info = get_profile("tiny").info()
+    image = _network(seed)
+    spikes = _spikes(seed, 8, 3, image.inputs)
+    board = _BoardStandIn(info)
+    try:
+        chip = LinkChip(Link(SerialTransport(board.path, timeout=2.0)), target="serial")
+        chip.load(image)
+        result = chip.run(spikes)
+        chip.close()
+    finally:
+        board.close()
+    _assert_same(result, _golden(image, spikes), seed)
+
+
+def test_serial_without_board_is_a_clear_error():
+    board = _BoardStandIn(get_profile("tiny").info(), answer=False)
+    try:
+        with pytest.raises(LinkError, match=r"no answer from .* within 0.3 s: is the board "
+                                            r"connected"):
+            Link(SerialTransport(board.path, timeout=0.3))
+    finally:
+        board.close()
+    with pytest.raises(LinkError, match="cannot open serial port '/nonexistent/tty'"):
+        Chip.open("serial:/nonexistent/tty", profile="tiny")
+
+
+def test_bad_input_is_refused(base_seed):
+    image = _network(base_seed)
+    chip = GoldenChip(get_profile("icebreaker").info())
+    with pytest.raises(ValueError, match="compiled for profile 'tiny'"):
+        chip.load(image)
+    chip = GoldenChip(get_profile("tiny").info())
+    with pytest.raises(ValueError, match="load an image first"):
+        chip.run(np.zeros((2, 1, 40), np.uint8))
+    chip.load(image)
+    with pytest.raises(ValueError, match=r"spikes must have shape \(steps, images, 40\)"):
+        chip.run(np.zeros((2, 1, 41), np.uint8))
+    with pytest.raises(ValueError, match="unknown target 'board'"):
+        Chip.open("board")
+
+
+def test_cli_run_json(capsys):
+    from spikefab.firmware.cli import main
+    assert main(["run", "--target", "golden", "--count", "7", "--steps", "5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("target", "images", "correct", "accuracy", "predictions", "sops_per_image",
+                "cycles_per_image", "seconds", "images_per_second"):
+        assert key in report
+    assert report["images"] == 7 and len(report["predictions"]) == 7
+    assert report["cycles_per_image"] is None and report["sops_per_image"] > 0
+    assert main(["run", "--count", "5000"]) == 1
+    assert "has only 1000 images" in capsys.readouterr().err
