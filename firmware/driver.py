@@ -78,6 +78,12 @@ class SimTransport:
     def close(self):
         self.link.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class SerialTransport:
     """A board on a serial port (pyserial). One frame in flight at a time: the chip holds one

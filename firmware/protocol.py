@@ -12,9 +12,10 @@ its ends stream byte by byte in the gateware: the encoder needs no look-ahead bu
     request:   seq (1) | command (1) | payload | crc (2)
     response:  seq (1) | status  (1) | payload | crc (2)
 
-``crc`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no
-final XOR) of everything before it, sent high byte first, so the CRC of a whole correct body is
-0. Every request gets exactly one response with the request's ``seq``: ``status`` is
+``crc`` is CRC-16/GENIBUS (polynomial 0x1021, initial value 0xFFFF, no reflection, final XOR
+0xFFFF) of everything before it, sent high byte first; run over a whole correct body, the
+register (before the final XOR) ends at the residue :data:`CRC_RESIDUE`. The final XOR matters:
+without it the residue is 0, and zero bytes appended to a frame would still check. Every request gets exactly one response with the request's ``seq``: ``status`` is
 :attr:`Status.OK` with the command's answer as payload, or a NAK reason (:class:`Status`) with
 the request's command byte as payload. A request that is not answered OK changed nothing; a
 frame so broken that its ``seq`` is unknown (too short) is answered with ``seq`` 0. All
@@ -58,7 +59,7 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = [
-    "END", "ESC", "ESC_END", "ESC_ESC", "MAX_FRAME", "MAX_OUTPUTS", "PROTOCOL_VERSION",
+    "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME", "MAX_OUTPUTS", "PROTOCOL_VERSION",
     "Command", "Status", "Region", "ProtocolError", "crc16", "slip_encode", "SlipDecoder",
     "frame", "parse_body", "TileInfo", "ChipInfo", "LinkStatus", "pack_event_word",
     "unpack_event_word", "OUTPUT_BYTES", "unpack_outputs",
@@ -155,8 +156,14 @@ def _crc_table() -> list[int]:
 _CRC_TABLE = _crc_table()
 
 
+#: The CRC register after a whole correct body (seq .. CRC).
+CRC_RESIDUE = 0x1D0F
+
+
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (check value of ``b"123456789"``: 0x29B1)."""
+    """The CRC register (poly 0x1021, init 0xFFFF, MSB first) after ``data``, before the final
+    XOR: CRC-16/CCITT-FALSE (check value of ``b"123456789"``: 0x29B1); the frame's CRC is this
+    XOR 0xFFFF (CRC-16/GENIBUS, check value 0xD64E)."""
     table = _CRC_TABLE
     for byte in data:
         crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ byte]
@@ -221,7 +228,7 @@ def frame(seq: int, code: int, payload: bytes = b"") -> bytes:
     if len(body) + 2 > MAX_FRAME:
         raise ValueError(f"a frame carries at most {MAX_PAYLOAD} payload bytes, "
                          f"not {len(payload)}")
-    return slip_encode(body + crc16(body).to_bytes(2, "big"))
+    return slip_encode(body + (crc16(body) ^ 0xFFFF).to_bytes(2, "big"))
 
 
 def parse_body(body: bytes, error: Status | None = None) -> tuple[int, int, bytes]:
@@ -232,7 +239,7 @@ def parse_body(body: bytes, error: Status | None = None) -> tuple[int, int, byte
     if len(body) < OVERHEAD:
         raise ProtocolError(Status.SHORT, f"a frame has at least {OVERHEAD} bytes, "
                                           f"this one {len(body)}")
-    if crc16(body) != 0:
+    if crc16(body) != CRC_RESIDUE:
         raise ProtocolError(Status.CRC, "CRC mismatch")
     return body[0], body[1], bytes(body[2:-2])
 

@@ -48,8 +48,8 @@ class TileConfig:
 class Space(enum.IntEnum):
     """What a chip-bus request addresses on its tile (the ``space`` field, 2 bits)."""
     CORE = 0         #: the core's own bus (see memory_map)
-    ROUTE_INDEX = 1  #: RouteEntry of neuron ``addr`` (write only)
-    ROUTE_DEST = 2   #: RouteDest number ``addr`` (write only)
+    ROUTE_INDEX = 1  #: RouteEntry of neuron ``addr`` (read and write)
+    ROUTE_DEST = 2   #: RouteDest number ``addr`` (read and write)
 
 
 def chip_request_layout(tiles: dict) -> data.StructLayout:
@@ -89,7 +89,10 @@ class Chip(wiring.Component):
     quiet : Out(1)
         No update running and no packet in flight: every output of the last update is out.
     bus : In(...)
-        Chip-bus requests (tile, space, addr, write, data) and read responses.
+        Chip-bus requests (tile, space, addr, write, data) and read responses. A read of a
+        route table returns the entry's bits, zero-extended; entries past a table's end (and
+        tiles or spaces that do not exist) read 0 and ignore writes. Route reads share the
+        expander's table read ports with spike expansion (see :class:`RouteExpander`).
     mesh_drops, ticks : Out(32)
     """
 
@@ -274,6 +277,7 @@ class Chip(wiring.Component):
         # ---- the chip bus ----
         tile_index = Signal(range(len(self.order) + 1))
         m.d.comb += tile_index.eq(req.tile)
+        route_data = Signal(self.request_layout["data"].shape)  # a route read's answer
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.bus.req.ready.eq(1)
@@ -290,14 +294,17 @@ class Chip(wiring.Component):
                             # wrapped onto one it does.
                             m.next = "CORE_CHECK"
                         with m.Case(Space.ROUTE_INDEX, Space.ROUTE_DEST):
-                            # Entries past a table's end are ignored, never wrapped.
+                            # Entries past a table's end are ignored (read 0), never wrapped.
+                            m.next = "IGNORE"
                             for k, tile in enumerate(self.order):
                                 expander = bus_ports[tile][2]
                                 limit = Mux(req.space == Space.ROUTE_INDEX,
                                             self.tiles[tile].shape.neurons,
                                             self.tiles[tile].destinations)
-                                with m.If((tile_index == k) & req.write & (req.addr < limit)):
-                                    with m.If(req.space == Space.ROUTE_INDEX):
+                                with m.If((tile_index == k) & (req.addr < limit)):
+                                    with m.If(~req.write):
+                                        m.next = "ROUTE_READ"
+                                    with m.Elif(req.space == Space.ROUTE_INDEX):
                                         m.d.comb += [
                                             expander.index_write.addr.eq(req.addr),
                                             expander.index_write.data.eq(req.data),
@@ -307,16 +314,29 @@ class Chip(wiring.Component):
                                             expander.dest_write.addr.eq(req.addr),
                                             expander.dest_write.data.eq(req.data),
                                             expander.dest_write.en.eq(1)]
-                            m.next = "IGNORE"
                         with m.Default():
                             m.next = "IGNORE"
-            with m.State("IGNORE"):  # route writes are done; reads of non-core spaces give 0
+            with m.State("IGNORE"):  # route writes are done; reads of nothing give 0
                 with m.If(req.write):
                     m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [self.bus.resp.valid.eq(1), self.bus.resp.payload.eq(0)]
                     with m.If(self.bus.resp.ready):
                         m.next = "IDLE"
+            with m.State("ROUTE_READ"):  # an in-range entry: wait for the expander's port
+                for k, tile in enumerate(self.order):
+                    expander = bus_ports[tile][2]
+                    for space, port in ((Space.ROUTE_INDEX, expander.index_read),
+                                        (Space.ROUTE_DEST, expander.dest_read)):
+                        with m.If((tile_index == k) & (req.space == space)):
+                            m.d.comb += [port.addr.eq(req.addr), port.en.eq(1)]
+                            with m.If(port.ack):
+                                m.d.sync += route_data.eq(port.data.as_value())
+                                m.next = "ROUTE_RESP"
+            with m.State("ROUTE_RESP"):
+                m.d.comb += [self.bus.resp.valid.eq(1), self.bus.resp.payload.eq(route_data)]
+                with m.If(self.bus.resp.ready):
+                    m.next = "IDLE"
             with m.State("CORE_CHECK"):
                 with m.If(core_addr_ok.bit_select(tile_index, 1)):
                     m.next = "CORE_SEND"

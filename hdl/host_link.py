@@ -19,7 +19,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..firmware.protocol import (ADDRESS_BYTES, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
+from ..firmware.protocol import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
                                  MAX_OUTPUTS, ChipInfo, Command, Region, Status, TileInfo)
 from .aer import AERPacket, PacketKind
 from .chip import Chip, Space, chip_request_layout
@@ -132,7 +132,7 @@ class FrameReceiver(wiring.Component):
             m.d.comb += self.frame.payload.status.eq(error)
         with m.Elif(length < 4):
             m.d.comb += self.frame.payload.status.eq(Status.SHORT)
-        with m.Elif(crc != 0):
+        with m.Elif(crc != CRC_RESIDUE):
             m.d.comb += self.frame.payload.status.eq(Status.CRC)
         with m.Else():
             m.d.comb += self.frame.payload.status.eq(Status.OK)
@@ -213,7 +213,8 @@ class FrameSender(wiring.Component):
                         m.next = "DATA"
 
                 send_second(inp.payload.data, consume_escaped)
-            for name, value, after in (("CRC_HI", crc[8:], "CRC_LO"), ("CRC_LO", crc[:8], "STOP")):
+            for name, value, after in (("CRC_HI", ~crc[8:], "CRC_LO"),
+                                       ("CRC_LO", ~crc[:8], "STOP")):
                 def go(after=after):
                     m.next = after
                 with m.State(name):

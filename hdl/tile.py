@@ -138,6 +138,21 @@ class RouteExpander(wiring.Component):
     ``to_host``, an OUTPUT packet stamped with this tile's position and the update's tick.
     One packet every two cycles (a table read, then the send).
 
+    The chip bus reads the tables through the expander's own read ports (one per table, so
+    each table stays one block RAM): the requester holds ``en`` and ``addr`` until ``ack``,
+    which is high for one cycle with ``data``. A read is issued in the first cycle its port is
+    free and takes priority where it can:
+
+    * the index port is only used when ``IDLE`` takes a spike; a bus read takes it instead (the
+      spike is taken one cycle later), so an index read is issued at once and acknowledged in
+      the next cycle;
+    * the destination port is used by ``READ`` (which then waits a cycle for the bus read) and
+      holds the destination while ``SEND_EVENT`` offers it, so a destination read waits only
+      while a packet is offered and not taken.
+
+    Without read requests the expander behaves exactly as without the read interface; with
+    them, spikes and packets are only delayed, never changed.
+
     Members
     -------
     spikes : In(stream.Signature(Egress))
@@ -146,22 +161,28 @@ class RouteExpander(wiring.Component):
         One cycle per DONE token: the update is finished and every packet has been sent.
     index_write, dest_write : In(...)
         Route-table write ports (``addr``, ``data``, ``en``).
+    index_read, dest_read : In(...)
+        Route-table read requests (``addr``, ``en``; ``data``, ``ack``).
     """
 
     def __init__(self, *, x: int, y: int, neurons: int, destinations: int):
         self.position = (x, y)
         self.neurons = neurons
         self.destinations = destinations
+        index_bits = ceil_log2(max(neurons, 2))
+        dest_bits = ceil_log2(max(destinations, 2))
         super().__init__({
             "spikes": In(stream.Signature(Egress)),
             "packets": Out(stream.Signature(AERPacket)),
             "done": Out(1),
             "index_write": In(wiring.Signature({
-                "addr": Out(ceil_log2(max(neurons, 2))), "data": Out(RouteEntry),
-                "en": Out(1)})),
+                "addr": Out(index_bits), "data": Out(RouteEntry), "en": Out(1)})),
             "dest_write": In(wiring.Signature({
-                "addr": Out(ceil_log2(max(destinations, 2))), "data": Out(RouteDest),
-                "en": Out(1)})),
+                "addr": Out(dest_bits), "data": Out(RouteDest), "en": Out(1)})),
+            "index_read": In(wiring.Signature({
+                "addr": Out(index_bits), "en": Out(1), "data": In(RouteEntry), "ack": In(1)})),
+            "dest_read": In(wiring.Signature({
+                "addr": Out(dest_bits), "en": Out(1), "data": In(RouteDest), "ack": In(1)})),
         })
 
     def elaborate(self, platform):
@@ -179,6 +200,20 @@ class RouteExpander(wiring.Component):
         ir, dr = index.read_port(), dests.read_port()
         m.d.comb += [ir.en.eq(0), dr.en.eq(0)]
 
+        # Bus reads of the tables. A read is issued in one cycle (``*_bus``: the port is the
+        # bus's), and its data, on the port's output in the next cycle, is acknowledged then;
+        # a request is not issued again in its acknowledge cycle, so each is served once.
+        index_bus, dest_bus = Signal(), Signal()
+        dest_held = Signal()  # the destination port holds data a send still needs
+        m.d.comb += [index_bus.eq(self.index_read.en & ~self.index_read.ack),
+                     dest_bus.eq(self.dest_read.en & ~self.dest_read.ack & ~dest_held),
+                     self.index_read.data.eq(ir.data), self.dest_read.data.eq(dr.data)]
+        m.d.sync += [self.index_read.ack.eq(index_bus), self.dest_read.ack.eq(dest_bus)]
+        with m.If(index_bus):
+            m.d.comb += [ir.addr.eq(self.index_read.addr), ir.en.eq(1)]
+        with m.If(dest_bus):
+            m.d.comb += [dr.addr.eq(self.dest_read.addr), dr.en.eq(1)]
+
         tick = Signal(TICK_BITS)
         neuron = Signal(8)
         entry = Signal(RouteEntry)
@@ -189,8 +224,8 @@ class RouteExpander(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.spikes.ready.eq(1)
-                with m.If(self.spikes.valid):
+                m.d.comb += self.spikes.ready.eq(~index_bus)
+                with m.If(self.spikes.valid & ~index_bus):
                     with m.If(self.spikes.payload.kind == EgressKind.DONE):
                         m.d.comb += self.done.eq(1)
                         m.d.sync += tick.eq(tick + 1)
@@ -204,15 +239,17 @@ class RouteExpander(wiring.Component):
                 m.next = "READ"
             with m.State("READ"):
                 with m.If(remaining != 0):
-                    m.d.comb += [dr.addr.eq(pointer), dr.en.eq(1)]
-                    m.d.sync += [pointer.eq(pointer + 1), remaining.eq(remaining - 1)]
-                    m.next = "SEND_EVENT"
+                    with m.If(~dest_bus):  # else the port is the bus's: read next cycle
+                        m.d.comb += [dr.addr.eq(pointer), dr.en.eq(1)]
+                        m.d.sync += [pointer.eq(pointer + 1), remaining.eq(remaining - 1)]
+                        m.next = "SEND_EVENT"
                 with m.Elif(entry.to_host):
                     m.next = "SEND_OUTPUT"
                 with m.Else():
                     m.next = "IDLE"
             with m.State("SEND_EVENT"):
                 m.d.comb += [
+                    dest_held.eq(1),
                     out.valid.eq(1),
                     out.payload.kind.eq(PacketKind.EVENT),
                     out.payload.x.eq(dr.data.x),

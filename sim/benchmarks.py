@@ -204,3 +204,68 @@ def chip_figures(*, ticks: int = 60, seed: int = 3) -> dict:
             "recurrent_sops": sops,
             "sops_per_second": sops / recurrent.seconds,
             "sops_per_mesh_cycle": sops / recurrent.cycles}
+
+
+class _CountingTransport:
+    """Counts the bytes a transport carries each way."""
+
+    def __init__(self, inner):
+        self.inner, self.sent, self.received = inner, 0, 0
+        self.window = inner.window
+
+    @property
+    def cycles(self):
+        return self.inner.cycles
+
+    def exchange(self, data: bytes) -> bytes:
+        answer = self.inner.exchange(data)
+        self.sent += len(data)
+        self.received += len(answer)
+        return answer
+
+    def close(self):
+        self.inner.close()
+
+
+def link_figures(*, images: int = 20, sim_images: int = 3, steps: int = 25, seed: int = 0) -> dict:
+    """The MNIST run over the host link: wire bytes per image (the same bytes a board gets),
+    link efficiency, images/s through golden (batched) and the RTL simulation, cycles/image.
+
+    Network: the seeded random 784-128-10 network of ``spikefab run --model random`` on the
+    ``icebreaker`` profile, images from the bundled slice.
+    """
+    from ..firmware.driver import GoldenChip, Link, LinkChip, ModelTransport, SimTransport
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.profiles import get_profile
+    from ..firmware.run import load_network
+    profile = get_profile("icebreaker")
+    image, _ = load_network("random", profile="icebreaker", seed=seed)
+    data = bundled_slice()
+    spikes = rate_encode(data.images[:1000], steps, seed, data.indices[:1000])
+    wire = _CountingTransport(ModelTransport(profile.info()))
+    chip = LinkChip(Link(wire), target="model")
+    chip.load(image)
+    wire.sent = wire.received = 0
+    chip.run(spikes[:, :images])
+    events = int(spikes[:, :images].sum())
+    golden = GoldenChip(profile.info())
+    golden.load(image)
+    g = golden.run(spikes)
+    with SimTransport(profile) as sim_transport:
+        sim = LinkChip(Link(sim_transport), target="sim")
+        sim.load(image)
+        r = sim.run(spikes[:, :sim_images])
+    same = bool(np.array_equal(r.predictions, g.predictions[:sim_images]))
+    per_image = (wire.sent + wire.received) / images
+    return {
+        "events_per_image": events / images,
+        "sent_per_image": wire.sent / images, "received_per_image": wire.received / images,
+        "bytes_per_image": per_image,
+        "efficiency": 2 * events / (wire.sent + wire.received),
+        "uart_ms_3mbaud": per_image * 10 / 3e6 * 1e3,
+        "golden_images_per_s": 1000 / g.seconds,
+        "sim_images_per_s": sim_images / r.seconds,
+        "cycles_per_image": r.cycles / sim_images,
+        "sops_per_image": r.sops / sim_images,
+        "sim_equals_golden": same,
+    }
