@@ -219,10 +219,12 @@ def _check_spikes(spikes, inputs) -> np.ndarray:
     spikes = np.asarray(spikes)
     if spikes.ndim != 3 or spikes.shape[2] != inputs:
         raise ValueError(f"spikes must have shape (steps, images, {inputs}), not {spikes.shape}")
-    if spikes.size and (spikes.min() < 0 or not np.issubdtype(spikes.dtype, np.integer)
-                        and spikes.dtype != bool):
-        raise ValueError("spikes must hold non-negative integer event counts (or booleans)")
-    return spikes.astype(np.int64)
+    if not (np.issubdtype(spikes.dtype, np.integer) or spikes.dtype == bool):
+        raise ValueError(f"spikes must hold integer event counts (or booleans), "
+                         f"not {spikes.dtype}")
+    if spikes.size and np.issubdtype(spikes.dtype, np.signedinteger) and spikes.min() < 0:
+        raise ValueError("spikes must hold non-negative event counts")
+    return spikes
 
 
 # ---- chips ----

@@ -92,7 +92,9 @@ class Chip(wiring.Component):
         Chip-bus requests (tile, space, addr, write, data) and read responses. A read of a
         route table returns the entry's bits, zero-extended; entries past a table's end (and
         tiles or spaces that do not exist) read 0 and ignore writes. Route reads share the
-        expander's table read ports with spike expansion (see :class:`RouteExpander`).
+        expander's table read ports with spike expansion (see :class:`RouteExpander`). A core
+        request waits until the events already in the tile's ingress queue have entered the
+        core, so it is ordered after them (the core finishes an event before its bus).
     mesh_drops, ticks : Out(32)
     """
 
@@ -184,6 +186,7 @@ class Chip(wiring.Component):
         # Bus plumbing state.
         bus_ports = {}
         core_addr_ok = Signal(len(self.order))  # the address fits the tile's core bus
+        ingress_drained = Signal(len(self.order))  # every queued event has entered the core
         req = Signal(self.request_layout)
         core_req_ready = Signal(len(self.order))
         core_resp_valid = Signal(len(self.order))
@@ -257,6 +260,7 @@ class Chip(wiring.Component):
                          core_resp_valid[k].eq(resp_fifo.r_rdy)]
             core_resp_data.append(resp_fifo.r_data)
             m.d.comb += core_addr_ok[k].eq((req.addr >> core.memory_map.addr_bits) == 0)
+            m.d.comb += ingress_drained[k].eq(ingress.w_level == 0)
             bus_ports[tile] = (req_fifo, resp_fifo, expander)
 
         # ---- the tick controller ----
@@ -343,9 +347,12 @@ class Chip(wiring.Component):
                 with m.Else():
                     m.next = "IGNORE"
             with m.State("CORE_SEND"):
+                # After the events already queued for the core: the core finishes an event
+                # before it serves its bus, so a read or write lands after every event that
+                # reached the tile before the request.
                 for k, tile in enumerate(self.order):
                     req_fifo = bus_ports[tile][0]
-                    with m.If(tile_index == k):
+                    with m.If((tile_index == k) & ingress_drained[k]):
                         m.d.comb += req_fifo.w_en.eq(1)
                         with m.If(core_req_ready[k]):
                             m.next = "CORE_WAIT"

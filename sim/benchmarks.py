@@ -14,7 +14,7 @@ from .golden import CoreModel, CoreShape, NeuronConfig, ResetMode
 from .scenario import CoreScenario
 
 __all__ = ["event_cost", "golden_throughput", "router_throughput", "router_latency", "chip_figures",
-           "run_benchmarks"]
+           "link_figures", "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -106,7 +106,26 @@ def run_benchmarks(*, quick: bool = False) -> str:
                   f"{r['recurrent_cycles_per_tick']:.1f} |",
                   f"| synaptic ops per mesh cycle | {r['sops_per_mesh_cycle']:.2f} |",
                   f"| synaptic ops per second of simulation | {r['sops_per_second']:,.0f} |"]
+    lines += ["", link_table(link_figures(images=5 if quick else 20,
+                                          sim_images=1 if quick else 3))]
     return "\n".join(lines)
+
+
+def link_table(r: dict) -> str:
+    return "\n".join([
+        "| MNIST over the host link (icebreaker, random 784-128-10, T = 25) | value |",
+        "|---|---|",
+        f"| input events per image | {r['events_per_image']:,.0f} |",
+        f"| wire bytes per image, host -> chip | {r['sent_per_image']:,.0f} |",
+        f"| wire bytes per image, chip -> host | {r['received_per_image']:,.0f} |",
+        f"| link efficiency (event bytes / all wire bytes) | {r['efficiency']:.1%} |",
+        f"| UART time per image at 3 Mbaud (8N1) | {r['uart_ms_3mbaud']:.1f} ms |",
+        f"| golden images/s (batched, 1000 images) | {r['golden_images_per_s']:,.0f} |",
+        f"| RTL simulation images/s (driver -> host link) | {r['sim_images_per_s']:.2f} |",
+        f"| mesh cycles per image (RTL, link traffic included) | {r['cycles_per_image']:,.0f} |",
+        f"| synaptic ops per image | {r['sops_per_image']:,.0f} |",
+        f"| sim predictions == golden predictions | {r['sim_equals_golden']} |",
+    ])
 
 
 def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1) -> dict:

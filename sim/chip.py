@@ -114,6 +114,7 @@ class ChipModel:
                     else:
                         bad[n] += 1
             self._bad_routes[src] = bad
+        self._routes_mm = {key: m.astype(np.float32) for key, m in self._routes.items()}
         self._pending = {tile: np.zeros((batch, p.shape.axons), np.int64)
                          for tile, p in program.cores.items()}
 
@@ -158,7 +159,8 @@ class ChipModel:
             for b, n in zip(*np.nonzero(fired & to_host)):
                 outputs[b].append((x, y, int(n), self.tick))
             self.mesh_drops += int((fired.astype(np.int64) @ self._bad_routes[x, y]).sum())
-        for (src, dst), matrix in self._routes.items():
-            self._pending[dst] += spikes[src].astype(np.int64) @ matrix
+        for (src, dst), matrix in self._routes_mm.items():
+            # Exact in float32: every sum is at most N times a route's multiplicity.
+            self._pending[dst] += (spikes[src].astype(np.float32) @ matrix).astype(np.int64)
         self.tick += 1
         return outputs
