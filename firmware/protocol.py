@@ -98,7 +98,7 @@ class Status(enum.IntEnum):
     CRC = 0x01       #: the CRC does not match: the frame was corrupted
     SHORT = 0x02     #: fewer than 4 bytes: not even seq, command and CRC
     OVERSIZE = 0x03  #: longer than MAX_FRAME: the rest was not kept
-    ESCAPE = 0x04    #: ESC followed by something other than ESC_END or ESC_ESC
+    ESCAPE = 0x04    #: ESC followed by anything but ESC_END or ESC_ESC (END included)
     COMMAND = 0x05   #: unknown command
     LENGTH = 0x06    #: the payload's length is wrong for the command
     ADDRESS = 0x07   #: a tile, region, offset or event outside the chip
@@ -195,6 +195,8 @@ class SlipDecoder:
         frames = []
         for byte in data:
             if byte == END:
+                if self._escaped:
+                    self._error = self._error or Status.ESCAPE
                 if self._body or self._error is not None:
                     frames.append((bytes(self._body), self._error))
                 self._body.clear()

@@ -106,7 +106,9 @@ class FrameReceiver(wiring.Component):
         with m.If(self.bytes.valid & ~held):
             with m.If(byte == END):
                 m.d.sync += escaped.eq(0)
-                with m.If((length != 0) | (error != 0)):
+                with m.If(escaped & (error == 0)):    # ESC END: a bad escape
+                    m.d.sync += error.eq(Status.ESCAPE)
+                with m.If((length != 0) | (error != 0) | escaped):
                     m.d.sync += held.eq(1)
             with m.Elif(escaped):
                 m.d.sync += escaped.eq(0)

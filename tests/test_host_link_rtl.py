@@ -180,6 +180,7 @@ def test_rtl_host_link_equals_model(build, base_seed):
             "short": slip_encode(body[:3]),
             "oversize": slip_encode(bytes(rng.getrandbits(8) for _ in range(MAX_FRAME + 9))),
             "escape": bytes([END]) + body[:4] + bytes([ESC, 0x42]) + body[4:] + bytes([END]),
+            "escape-end": bytes([END]) + body[:4] + bytes([ESC, END]),
             "command": s.request(0x7E),
             "length-info": s.request(Command.INFO, b"\x00"),
             "length-write": s.request(Command.WRITE, _address(0, 1, 0) + b"\x01"),
