@@ -183,6 +183,17 @@ class FrameSender(wiring.Component):
             with m.If(out.ready):
                 done()
 
+        next_crc = _crc_byte(m, crc, inp.payload.data)
+
+        def consume():
+            """The input byte is out: take it, and go on to the next one or to the CRC."""
+            m.d.comb += inp.ready.eq(1)
+            m.d.sync += crc.eq(next_crc)
+            with m.If(inp.payload.last):
+                m.next = "CRC_HI"
+            with m.Else():
+                m.next = "DATA"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(inp.valid):
@@ -192,29 +203,11 @@ class FrameSender(wiring.Component):
                         m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
-
-                def consume():
-                    m.d.comb += inp.ready.eq(1)
-                    m.d.sync += crc.eq(_crc_byte(m, crc, inp.payload.data))
-                    with m.If(inp.payload.last):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "DATA"
-
                 with m.If(inp.valid):
                     send_escaped(inp.payload.data, "DATA_ESC", consume)
             with m.State("DATA_ESC"):
                 m.d.comb += self.busy.eq(1)
-
-                def consume_escaped():
-                    m.d.comb += inp.ready.eq(1)
-                    m.d.sync += crc.eq(_crc_byte(m, crc, inp.payload.data))
-                    with m.If(inp.payload.last):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "DATA"
-
-                send_second(inp.payload.data, consume_escaped)
+                send_second(inp.payload.data, consume)
             for name, value, after in (("CRC_HI", ~crc[8:], "CRC_LO"),
                                        ("CRC_LO", ~crc[:8], "STOP")):
                 def go(after=after):
