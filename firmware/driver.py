@@ -49,7 +49,6 @@ class ModelTransport:
     def __init__(self, info: ChipInfo):
         from ..sim.link_model import LinkModel
         self.model = LinkModel(info)
-        self.cycles = None
 
     def exchange(self, data: bytes) -> bytes:
         return self.model.receive(data)
@@ -67,10 +66,6 @@ class SimTransport:
         build = link_build(profile.chip(), output_depth=profile.output_depth,
                            label=f"link-{profile.name}")
         self.link = SimLink(build, periods_ps=periods_ps)
-
-    @property
-    def cycles(self) -> int:
-        return self.link.cycles
 
     def exchange(self, data: bytes) -> bytes:
         return self.link.exchange(data)
@@ -102,7 +97,6 @@ class SerialTransport:
                             f"in, and is this its port?") from None
         self.port = port
         self.timeout = timeout
-        self.cycles = None
 
     def exchange(self, data: bytes) -> bytes:
         expected = len(SlipDecoder().feed(data))
@@ -207,7 +201,7 @@ class RunResult:
     final_v: np.ndarray            #: (images, classes) output membranes after the run
     outputs: list = field(repr=False)   #: per image, its output events (x, y, neuron, tick)
     sops: int = 0                  #: synaptic operations, all images
-    cycles: int | None = None      #: mesh clock cycles, all images (sim only)
+    cycles: int | None = None      #: mesh clock cycles, all images (the chip's own count)
     seconds: float = 0.0
 
     @property
@@ -300,7 +294,7 @@ class LinkChip(_ChipBase):
         out_tile = info.tile_index(ox, oy)
         v_bits = info.tiles[out_tile].v_bits
         start, sops0 = time.perf_counter(), self._sops()
-        cycles0 = link.transport.cycles
+        cycles0 = link.status().cycles
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
         outputs = []
@@ -335,7 +329,8 @@ class LinkChip(_ChipBase):
             if progress:
                 progress(b + 1, count)
         from ..sim.golden import decode
-        cycles = None if cycles0 is None else link.transport.cycles - cycles0
+        # The model behind ModelTransport has no clock (its count stays 0).
+        cycles = (link.status().cycles - cycles0) & 0xFFFFFFFF or None
         return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs,
                          self._sops() - sops0, cycles, time.perf_counter() - start)
 

@@ -379,12 +379,14 @@ class LinkStatus:
     frames: int          #: frames received (good or bad)
     bad_frames: int      #: refused before decoding a command: CRC, SHORT, OVERSIZE, ESCAPE
     naks: int            #: every NAK sent, bad frames included
+    cycles: int = 0      #: mesh clock cycles since reset (a model without a clock: 0)
 
-    _FORMAT = "<IIIHIII"
+    _FORMAT = "<IIIHIIII"
 
     def encode(self) -> bytes:
         return struct.pack(self._FORMAT, self.ticks, self.mesh_drops, self.output_drops,
-                           self.output_pending, self.frames, self.bad_frames, self.naks)
+                           self.output_pending, self.frames, self.bad_frames, self.naks,
+                           self.cycles)
 
     @classmethod
     def decode(cls, data: bytes) -> "LinkStatus":

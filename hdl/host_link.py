@@ -302,7 +302,7 @@ class HostLink(wiring.Component):
         m.d.comb += pending.eq(outputs.level)
 
         # ---- the response shifter: a few bytes at a time into the sender ----
-        shift_bits = max(word_bits, 14 * 8)
+        shift_bits = max(word_bits, 16 * 8)
         sh_val = Signal(shift_bits)
         sh_n = Signal(range(shift_bits // 8 + 1))
         sh_last = Signal()
@@ -394,6 +394,8 @@ class HostLink(wiring.Component):
         settle = Signal(2)
         status = Signal(8)
         frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
+        cycles = Signal(32)
+        m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += receiver.read_addr.eq(ptr)
 
         def gather(target, n, next_state):
@@ -519,7 +521,7 @@ class HostLink(wiring.Component):
             with m.State("STATUS_A"):
                 emit(Cat(self.ticks, self.mesh_drops, output_drops, pending), 14, 0, "STATUS_B")
             with m.State("STATUS_B"):
-                emit(Cat(frames, bad_frames, naks), 12, 1, "FINISH")
+                emit(Cat(frames, bad_frames, naks, cycles), 16, 1, "FINISH")
 
             # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
             with m.State("GATHER_WORD"):

@@ -232,10 +232,6 @@ class _CountingTransport:
         self.inner, self.sent, self.received = inner, 0, 0
         self.window = inner.window
 
-    @property
-    def cycles(self):
-        return self.inner.cycles
-
     def exchange(self, data: bytes) -> bytes:
         answer = self.inner.exchange(data)
         self.sent += len(data)
