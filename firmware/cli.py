@@ -69,6 +69,89 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, format_train_report, train_command
+    given = {"hidden": args.hidden, "steps": args.steps, "w_bits": args.w_bits,
+             "epochs": args.epochs, "qat_epochs": args.qat_epochs, "leak": args.leak,
+             "shift": args.shift, "batch_size": args.batch_size, "lr": args.lr,
+             "seed": args.seed}
+    config = TrainConfig(**{key: value for key, value in given.items() if value is not None})
+    report = train_command(args.data, config, args.output, name=args.name,
+                           profile=args.profile)
+    print(format_train_report(report))
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from .importers import from_nir, from_snntorch
+    from .mnist import MNISTSet, bundled_slice
+    if args.calibrate < 0:
+        raise CommandError(f"--calibrate must be >= 0, not {args.calibrate}")
+    fmt = args.format
+    if fmt is None:
+        suffix = args.source.lower().rsplit(".", 1)[-1]
+        fmt = {"nir": "nir", "h5": "nir", "hdf5": "nir", "pt": "snntorch", "pth": "snntorch",
+               "npz": "snntorch"}.get(suffix)
+        if fmt is None:
+            raise CommandError(f"cannot tell the format of {args.source!r} from its name; "
+                               f"pass --format nir or --format snntorch")
+    if fmt == "nir" and (args.beta is not None or args.threshold is not None):
+        raise CommandError("--beta and --threshold are for --format snntorch (NIR graphs hold "
+                           "their own)")
+    if fmt == "snntorch" and args.dt is not None:
+        raise CommandError("--dt is for --format nir")
+
+    def convert(calibration=None):
+        if fmt == "nir":
+            return from_nir(args.source, w_bits=args.w_bits, steps=args.steps,
+                            dt=args.dt or 1.0, reset=args.reset, calibration=calibration)
+        return from_snntorch(args.source, beta=args.beta, threshold=args.threshold,
+                             reset=args.reset, w_bits=args.w_bits, steps=args.steps,
+                             calibration=calibration)
+
+    model, report = convert()
+    if args.calibrate and model.inputs == 784:
+        data = bundled_slice()
+        n = min(args.calibrate, len(data))
+        subset = MNISTSet(images=data.images[:n], labels=data.labels[:n],
+                          indices=data.indices[:n], name=data.name, source=data.source)
+        model, report = convert(subset)
+    elif args.calibrate:
+        report.notes.append(f"no calibration: the model has {model.inputs} inputs, MNIST "
+                            f"images 784 pixels")
+    model.save(args.output)
+    print(report)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_import_parser(sub) -> None:
+    parser = sub.add_parser("import", help="import a trained float network (NIR graph or "
+                            "snnTorch state dict) into a model (.npz)")
+    parser.add_argument("source", metavar="SOURCE", help="a .nir file, or a state dict "
+                        "(.pt/.pth, needs torch; or .npz of its arrays)")
+    parser.add_argument("-o", "--output", metavar="MODEL", required=True,
+                        help="where to write the model (.npz)")
+    parser.add_argument("--format", choices=("nir", "snntorch"),
+                        help="the source's format (default: from the file name)")
+    parser.add_argument("--w-bits", type=int, choices=(8, 4), default=8,
+                        help="weight width (default 8)")
+    parser.add_argument("--steps", type=_positive, metavar="T", help="ticks per image, "
+                        "stored in the model and used for the calibration (default 25)")
+    parser.add_argument("--beta", type=float, metavar="B", help="snnTorch: Leaky beta where "
+                        "the state dict has none")
+    parser.add_argument("--threshold", type=float, metavar="TH", help="snnTorch: threshold "
+                        "where the state dict has none (default 1.0)")
+    parser.add_argument("--reset", choices=("subtract", "zero"), help="reset mode (default: "
+                        "NIR 'zero', snnTorch the state dict's, else 'subtract')")
+    parser.add_argument("--dt", type=float, metavar="DT", help="NIR: seconds per tick for "
+                        "the Euler discretization (default 1; 1e-4 for snnTorch exports)")
+    parser.add_argument("--calibrate", type=int, default=200, metavar="N", help="measure "
+                        "accuracy before/after quantization on N images of the bundled MNIST "
+                        "slice (default 200; 0: skip)")
+    parser.set_defaults(run=_cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
     parser = argparse.ArgumentParser(
@@ -111,6 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baud", type=_positive, default=1_000_000, help="serial targets only")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.set_defaults(run=_cmd_run)
+
+    train = sub.add_parser("train", help="train a hardware-exact 784-H-10 spiking network on "
+                           "MNIST (firmware/train.py)")
+    train.add_argument("--data", metavar="DIR", required=True, help="a folder with the MNIST "
+                       "training files (train-*-idx?-ubyte[.gz]); images 0-54999 train, "
+                       "55000-59999 validate (they hold the bundled slice)")
+    train.add_argument("--hidden", type=_positive, metavar="H", help="hidden neurons (128)")
+    train.add_argument("--steps", type=_positive, metavar="T", help="ticks per image (25)")
+    train.add_argument("--w-bits", type=int, choices=(4, 8), help="weight width (8)")
+    train.add_argument("--epochs", type=_positive, metavar="E", help="epochs in all (30)")
+    train.add_argument("--qat-epochs", type=int, metavar="Q", help="of which the last Q "
+                       "train the integer network (default: a third)")
+    train.add_argument("--leak", type=int, metavar="K", help="leak shift of every layer, "
+                       "0 = none (2)")
+    train.add_argument("--shift", type=int, metavar="P", help="augmentation: random shifts "
+                       "of up to P pixels, 0 = none (1)")
+    train.add_argument("--batch-size", type=_positive, metavar="B", help="(128)")
+    train.add_argument("--lr", type=float, help="Adam learning rate of the float phase")
+    train.add_argument("--seed", type=int, metavar="S", help="seeds everything (0)")
+    train.add_argument("--name", help="the model's name")
+    train.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker",
+                       help="the chip the validation runs on (golden model)")
+    train.add_argument("-o", "--output", metavar="MODEL", required=True,
+                       help="where to write the model (.npz)")
+    train.set_defaults(run=_cmd_train)
+    _add_import_parser(sub)
     return parser
 
 

@@ -35,8 +35,9 @@ class ChunkedPort(wiring.Component):
 
     ``rx_data`` holds ``rx_count`` bytes (byte 0 in the low bits); a chunk is taken at a rising
     edge where ``rx_valid`` and ``rx_ready``; ``rx_ready`` is high whenever the previous chunk
-    has gone in. Out of the design, bytes gather in ``tx_data`` until the chunk is full or an
-    ``END`` closes a frame; then ``tx_valid`` stays high until ``tx_ready``.
+    has gone in. Out of the design, bytes gather in ``tx_data`` until the chunk is full or the
+    ``END`` that closes a frame (the design sends ``END`` before and after every frame); then
+    ``tx_valid`` stays high until ``tx_ready``.
     """
 
     def __init__(self, system, *, one_clock: bool = False):
@@ -73,6 +74,7 @@ class ChunkedPort(wiring.Component):
 
         tx_n = Signal(range(CHUNK + 1))
         full = Signal()
+        in_frame = Signal()   # an END opened a frame; the next END closes it
         m.d.comb += [self.tx_count.eq(tx_n), self.tx_valid.eq(full),
                      system.tx.ready.eq(~full)]
         with m.If(full):
@@ -81,7 +83,11 @@ class ChunkedPort(wiring.Component):
         with m.Elif(system.tx.valid):
             m.d.sync += [self.tx_data.word_select(tx_n[:CHUNK.bit_length() - 1], 8)
                          .eq(system.tx.payload), tx_n.eq(tx_n + 1)]
-            with m.If((tx_n == CHUNK - 1) | ((system.tx.payload == END) & (tx_n != 0))):
+            with m.If(system.tx.payload == END):
+                m.d.sync += in_frame.eq(~in_frame)
+            # Out when full, and at the END that closes a frame (wherever it falls in the
+            # chunk: the bench waits for whole frames).
+            with m.If((tx_n == CHUNK - 1) | ((system.tx.payload == END) & in_frame)):
                 m.d.sync += full.eq(1)
         m.d.comb += self.busy.eq(system.busy | (rx_n != 0) | (tx_n != 0))
         return m
