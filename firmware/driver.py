@@ -284,7 +284,9 @@ class LinkChip(_ChipBase):
         return sum(self.link.read(t, Region.REGISTER, SOPS, 1)[0]
                    for t in range(len(self.info.tiles)))
 
-    def run(self, spikes, *, progress=None) -> RunResult:
+    def run(self, spikes, *, progress=None, outputs: bool = True) -> RunResult:
+        """Every image of ``spikes``, one after the other (``outputs`` is accepted for
+        symmetry with :meth:`GoldenChip.run`; the events are always listed)."""
         image, info, link = self.image, self.info, self.link
         if image is None:
             raise ValueError("load an image first")
@@ -364,7 +366,10 @@ class GoldenChip(_ChipBase):
     def status(self) -> LinkStatus | None:
         return None
 
-    def run(self, spikes, *, progress=None, batch: int = 1000) -> RunResult:
+    def run(self, spikes, *, progress=None, batch: int = 1000,
+            outputs: bool = True) -> RunResult:
+        """Every image of ``spikes``; ``outputs=False`` skips listing each output event
+        (``RunResult.outputs`` is then empty), which is much faster for large batches."""
         from ..sim.chip import ChipModel
         from ..sim.golden import decode
         image = self.image
@@ -377,28 +382,29 @@ class GoldenChip(_ChipBase):
         axons = self.program.cores[in_tile].shape.axons
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
-        outputs = [[] for _ in range(count)]
+        events = [[] for _ in range(count)] if outputs else []
+        to_host = self.program.cores[out_tile].to_host[:image.classes]
         sops = 0
         for lo in range(0, count, batch):
             hi = min(count, lo + batch)
             model = ChipModel(self.program, batch=hi - lo)
+            padded = np.zeros((hi - lo, axons), np.uint8)
             for t in range(steps + image.drain_ticks):
                 host = {}
                 if t < steps:
-                    padded = np.zeros((hi - lo, axons), np.int64)
                     padded[:, :image.inputs] = spikes[t, lo:hi]
                     host = {in_tile: padded}
-                for b, events in enumerate(model.step(host_spikes=host)):
-                    for x, y, neuron, tick in events:
-                        outputs[lo + b].append((x, y, neuron, tick & 0xFFFF))
-                        if (x, y) == out_tile and neuron < image.classes:
-                            counts[lo + b, neuron] += 1
+                ticked = model.step(host_spikes=host, collect=outputs)
+                counts[lo:hi] += model.spikes[out_tile][:, :image.classes] & to_host
+                if outputs:
+                    for b, got in enumerate(ticked):
+                        events[lo + b] += [(x, y, n, tick & 0xFFFF) for x, y, n, tick in got]
             model.deliver_pending()   # as on the chip: the last spikes reach their cores
             final_v[lo:hi] = model.cores[out_tile].v[:, :image.classes]
             sops += sum(core.counters.sops for core in model.cores.values())
             if progress:
                 progress(hi, count)
-        return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs, sops,
+        return RunResult(self.target, decode(counts, final_v), counts, final_v, events, sops,
                          None, time.perf_counter() - start)
 
     def close(self):

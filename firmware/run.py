@@ -71,7 +71,7 @@ def run_mnist(*, target: str, model: str = "random", data: str | None = None, co
     spikes = rate_encode(pictures, steps, seed, dataset.indices[:count])
     with Chip.open(target, profile=profile, baudrate=baudrate) as chip:
         chip.load(image)
-        result = chip.run(spikes, progress=_Progress(progress))
+        result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
     return {
         "target": target,

@@ -265,7 +265,7 @@ def link_figures(*, images: int = 20, sim_images: int = 3, steps: int = 25, seed
     events = int(spikes[:, :images].sum())
     golden = GoldenChip(profile.info())
     golden.load(image)
-    g = golden.run(spikes)
+    g = golden.run(spikes, outputs=False)
     with SimTransport(profile) as sim_transport:
         sim = LinkChip(Link(sim_transport), target="sim")
         sim.load(image)

@@ -115,7 +115,8 @@ class ChipModel:
                         bad[n] += 1
             self._bad_routes[src] = bad
         self._routes_mm = {key: m.astype(np.float32) for key, m in self._routes.items()}
-        self._pending = {tile: np.zeros((batch, p.shape.axons), np.int64)
+        # Event counts per axon, as float32 (exact: far below 2**24), ready for the matmul.
+        self._pending = {tile: np.zeros((batch, p.shape.axons), np.float32)
                          for tile, p in program.cores.items()}
 
     def _deliver(self, tile, counts: np.ndarray) -> None:
@@ -128,7 +129,8 @@ class ChipModel:
         over = counts.sum(axis=1) > core.shape.events_per_tick - core._delivered
         if over.any():
             for b in np.flatnonzero(over):
-                core.deliver(np.repeat(np.arange(counts.shape[1]), counts[b]), run=int(b))
+                core.deliver(np.repeat(np.arange(counts.shape[1]), counts[b].astype(np.int64)),
+                             run=int(b))
             counts = np.where(over[:, None], 0, counts)
         core.deliver_spikes(counts)
 
@@ -142,18 +144,20 @@ class ChipModel:
             self._deliver(tile, self._pending[tile])
             self._pending[tile][:] = 0
 
-    def step(self, host_events=None, *, host_spikes=None) -> list[list[OutputEvent]]:
+    def step(self, host_events=None, *, host_spikes=None,
+             collect: bool = True) -> list[list[OutputEvent]] | None:
         """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it;
         ``host_spikes`` maps a tile to an array ``(batch, A)`` of its axons' event counts
         (the fast way to give a whole batch its input).
 
-        Returns, per run, the output events of this tick's update.
+        Returns, per run, the output events of this tick's update (None without
+        ``collect``); :attr:`spikes` maps every tile to its ``(batch, N)`` spikes of the tick.
         """
         counts = {tile: pending.copy() for tile, pending in self._pending.items()}
         for tile in self._pending:
             self._pending[tile][:] = 0
         for tile, spikes in (host_spikes or {}).items():
-            counts[tile] += np.asarray(spikes, dtype=np.int64)
+            counts[tile] += spikes
         if host_events is not None:
             if len(host_events) != self.batch:
                 raise ValueError(f"host_events must have one list per run ({self.batch}), "
@@ -166,15 +170,17 @@ class ChipModel:
                         self.mesh_drops += 1
         for tile in self.cores:
             self._deliver(tile, counts[tile])
-        spikes = {tile: core.update() for tile, core in self.cores.items()}
-        outputs = [[] for _ in range(self.batch)]
+        self.spikes = spikes = {tile: core.update() for tile, core in self.cores.items()}
+        outputs = [[] for _ in range(self.batch)] if collect else None
         for (x, y), fired in spikes.items():
-            to_host = self.program.cores[x, y].to_host
-            for b, n in zip(*np.nonzero(fired & to_host)):
-                outputs[b].append((x, y, int(n), self.tick))
-            self.mesh_drops += int((fired.astype(np.int64) @ self._bad_routes[x, y]).sum())
+            if collect:
+                to_host = self.program.cores[x, y].to_host
+                for b, n in zip(*np.nonzero(fired & to_host)):
+                    outputs[b].append((x, y, int(n), self.tick))
+            if self._bad_routes[x, y].any():
+                self.mesh_drops += int((fired.astype(np.int64) @ self._bad_routes[x, y]).sum())
         for (src, dst), matrix in self._routes_mm.items():
             # Exact in float32: every sum is at most N times a route's multiplicity.
-            self._pending[dst] += (spikes[src].astype(np.float32) @ matrix).astype(np.int64)
+            self._pending[dst] += spikes[src].astype(np.float32) @ matrix
         self.tick += 1
         return outputs

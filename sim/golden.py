@@ -274,13 +274,13 @@ class CoreModel:
                              f"not {spikes.shape}")
         if spikes.size and spikes.min() < 0:
             raise ValueError("spikes must hold non-negative event counts")
-        count = spikes.sum(axis=1, dtype=np.int64)
+        count = spikes.sum(axis=1).astype(np.int64)   # exact: counts are small integers
         over = self._delivered + count > self.shape.events_per_tick
         if over.any():
             raise ValueError(
                 f"run {int(np.flatnonzero(over)[0])} exceeds events_per_tick="
                 f"{self.shape.events_per_tick}; deliver its events in order with deliver()")
-        self.i += (spikes.astype(self._mm_dtype) @ self._weights_mm).astype(np.int64)
+        self.i += (spikes.astype(self._mm_dtype, copy=False) @ self._weights_mm).astype(np.int64)
         self._delivered += count
         total = int(count.sum())
         self.counters.events += total
