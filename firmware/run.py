@@ -73,6 +73,11 @@ def run_mnist(*, target: str, model: str = "random", data: str | None = None, co
         chip.load(image)
         result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
+    from .energy import operations_report
+    sizes = image.meta.get("sizes") or [image.inputs, image.classes]
+    operations = operations_report(
+        sizes, result.sops / count,
+        counted_by="golden model" if target == "golden" else "hardware counters")
     return {
         "target": target,
         "model": model,
@@ -87,6 +92,7 @@ def run_mnist(*, target: str, model: str = "random", data: str | None = None, co
         "cycles_per_image": None if result.cycles is None else result.cycles / count,
         "seconds": result.seconds,
         "images_per_second": count / result.seconds if result.seconds else None,
+        "operations": operations.as_dict(),
     }
 
 
@@ -97,6 +103,11 @@ def format_report(report: dict) -> str:
         f"T = {report['steps']}, seed {report['seed']}, model {report['model']}",
         f"accuracy: {report['accuracy']:.2%} ({report['correct']}/{report['images']})",
         f"images/s: {report['images_per_second']:.1f}",
-        f"synaptic ops per image: {report['sops_per_image']:,.0f}",
         f"cycles per image: {'n/a' if cycles is None else f'{cycles:,.0f}'}",
+        str(_operations(report["operations"])),
     ])
+
+
+def _operations(d: dict):
+    from .energy import OperationsReport
+    return OperationsReport(d["sops_per_image"], d["ann_macs_per_image"], d["counted_by"])

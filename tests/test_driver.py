@@ -155,3 +155,14 @@ def test_cli_run_json(capsys):
     assert report["cycles_per_image"] is None and report["sops_per_image"] > 0
     assert main(["run", "--count", "5000"]) == 1
     assert "has only 1000 images" in capsys.readouterr().err
+
+
+def test_operations_report():
+    from spikefab.firmware.energy import PJ_PER_OP, operations_report
+    report = operations_report([784, 128, 10], 50_000, counted_by="golden model")
+    assert report.ann_macs_per_image == 784 * 128 + 128 * 10
+    assert report.snn_pj == pytest.approx(50_000 * PJ_PER_OP["int32_add"])
+    assert report.ann_fp32_pj == pytest.approx(101_632 * 4.6)
+    assert "Horowitz" in str(report) and "golden model" in str(report)
+    with pytest.raises(ValueError, match="at least two positive widths"):
+        operations_report([784], 1, counted_by="x")
