@@ -62,7 +62,8 @@ def _cmd_run(args) -> int:
     try:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
                            count=args.count, steps=args.steps, seed=args.seed,
-                           profile=args.profile, progress=not args.json, baudrate=args.baud)
+                           profile=args.profile, progress=not args.json, baudrate=args.baud,
+                           plot=args.plot)
     except LinkError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker")
     run.add_argument("--baud", type=_positive, default=1_000_000, help="serial targets only")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--plot", metavar="PNG", help="draw the spike raster (input, layers, "
+                     "output) of the first image (needs matplotlib)")
     run.set_defaults(run=_cmd_run)
 
     train = sub.add_parser("train", help="train a hardware-exact 784-H-10 spiking network on "

@@ -57,7 +57,7 @@ class _Progress:
 
 def run_mnist(*, target: str, model: str = "random", data: str | None = None, count: int = 100,
               steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
-              progress: bool = True, baudrate: int = 1_000_000) -> dict:
+              progress: bool = True, baudrate: int = 1_000_000, plot: str | None = None) -> dict:
     """Run ``count`` MNIST test images (or the bundled slice) and return the report dict."""
     from ..sim.encoding import rate_encode
     from .driver import Chip
@@ -73,6 +73,15 @@ def run_mnist(*, target: str, model: str = "random", data: str | None = None, co
         chip.load(image)
         result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
+    if plot:
+        from .driver import GoldenChip
+        from .plot import layer_spikes, plot_raster
+        from .profiles import get_profile
+        golden = GoldenChip(get_profile(profile).info())
+        golden.load(image)
+        plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
+                    title=f"{dataset.name} image {int(dataset.indices[0])}, T = {steps}, "
+                          f"predicted {int(result.predictions[0])}", label=int(labels[0]))
     from .energy import operations_report
     sizes = image.meta.get("sizes") or [image.inputs, image.classes]
     operations = operations_report(

@@ -166,3 +166,20 @@ def test_operations_report():
     assert "Horowitz" in str(report) and "golden model" in str(report)
     with pytest.raises(ValueError, match="at least two positive widths"):
         operations_report([784], 1, counted_by="x")
+
+
+def test_raster_plot(tmp_path, base_seed):
+    """The rasters are the golden chip's spikes: the output panel counts what run() counts."""
+    from spikefab.firmware.plot import layer_spikes, plot_raster
+    seed = base_seed + 14
+    image = _network(seed)
+    spikes = _spikes(seed, 10, 1, image.inputs)
+    chip = GoldenChip(get_profile("tiny").info())
+    chip.load(image)
+    result = chip.run(spikes)
+    rasters = layer_spikes(image, chip.program, spikes[:, 0])
+    assert [r.shape[1] for r in rasters] == [40, 12, 6]
+    assert np.array_equal(rasters[0][:10], spikes[:, 0] > 0)
+    assert np.array_equal(rasters[-1].sum(axis=0), result.counts[0]), seed
+    plot_raster(rasters, tmp_path / "raster.png", title="test", label=3)
+    assert (tmp_path / "raster.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
