@@ -44,7 +44,8 @@ def _cmd_bench(args) -> int:
 def _cmd_compile(args) -> int:
     from .compiler import compile_model, summary
     from .model import Model
-    image = compile_model(Model.load(args.model), args.profile)
+    from .run import model_path
+    image = compile_model(Model.load(model_path(args.model)), args.profile)
     image.save(args.output)
     print(summary(image))
     print(f"wrote {args.output}")
@@ -173,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_cmd_bench)
 
     compile_ = sub.add_parser("compile", help="compile a model (.npz) into a chip image")
-    compile_.add_argument("model", metavar="MODEL", help="the model, in spikefab's .npz format")
+    compile_.add_argument("model", metavar="MODEL", help="the model, in spikefab's .npz format, "
+                          "or a bundled model's name (mnist-accurate, mnist-fast)")
     compile_.add_argument("-o", "--output", metavar="IMAGE", required=True,
                           help="where to write the chip image")
     compile_.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker",

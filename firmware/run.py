@@ -13,7 +13,26 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_network", "run_mnist"]
+__all__ = ["BUNDLED_MODELS", "model_path", "load_network", "run_mnist"]
+
+#: Models shipped with spikefab (firmware/models/), addressable by name in every command.
+BUNDLED_MODELS = ("mnist-accurate", "mnist-fast")
+
+
+def model_path(model: str) -> Path:
+    """The file for ``--model``: a bundled model's name, or a path."""
+    if model in BUNDLED_MODELS:
+        from importlib.resources import files
+        path = Path(str(files("spikefab.firmware") / "models" / f"{model}.npz"))
+        if not path.exists():
+            raise ValueError(f"--model {model}: this installation does not include it "
+                             f"(expected {path})")
+        return path
+    path = Path(model)
+    if not path.exists():
+        raise ValueError(f"--model {model!r}: no such file (give a model .npz, a compiled "
+                         f"image, one of {', '.join(BUNDLED_MODELS)}, or 'random')")
+    return path
 
 
 def load_network(model: str, *, profile: str, seed: int):
@@ -28,10 +47,7 @@ def load_network(model: str, *, profile: str, seed: int):
     if model == "random":
         network = random_model([784, 128, 10], seed=seed)
     else:
-        path = Path(model)
-        if not path.exists():
-            raise ValueError(f"--model {model!r}: no such file (give a model .npz, a compiled "
-                             f"image, or 'random')")
+        path = model_path(model)
         if path.read_bytes()[:8] == b"SPKFIMG\x00":
             image = ChipImage.load(path)
             return image, image.steps
