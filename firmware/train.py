@@ -18,29 +18,43 @@ Every tick ``t`` of a run of ``T`` steps:
    every layer, leak as the factor ``1 - 2**-k``, subtract reset, no saturation -- the same
    network with the rounding taken out, so that quantizing it is a small step.
 2. *Quantization-aware* (``qat_epochs`` epochs): the forward pass **is** the integer model.
-   Each layer gets a fixed integer scale at the start of the phase, ``theta_int =
-   round(w_max / max|W|)`` (``w_max = 2**(w_bits-1) - 1``) and ``s = 1 / theta_int``; every
-   step the float master weights and biases are rounded, ``W_int = clip(round(W / s))``,
-   ``B_int = round(B / s)`` (the straight-through estimator carries the gradient past the
-   rounding), and the run is computed in exact integer arithmetic (float32 holding integers
-   far below ``2**24``, so every sum is exact): ``V >> k`` as ``floor(V * 2**-k)``, the
-   saturation, the threshold comparison. :func:`integer_forward` runs that very code on a
-   :class:`~spikefab.firmware.model.Model`; the tests check it against the golden model bit
-   for bit.
+   Each layer gets an integer scale at the start of the phase, ``theta_int = round(w_max /
+   max|W|)`` (``w_max = 2**(w_bits-1) - 1``) and ``s = 1 / theta_int``: the per-layer scale
+   is folded into the threshold. Every step the float master weights and biases are rounded,
+   ``W_int = clip(round(W / s))``, ``B_int = round(B / s)`` (the straight-through estimator
+   carries the gradient past the rounding: ``dL/dW = dL/dW_int / s``), and the run is
+   computed in exact integer arithmetic (float32 holding integers far below ``2**24``, so
+   every sum is exact): ``V >> k`` as ``floor(V * 2**-k)``, the saturation, the threshold
+   comparison. The masters are kept within the range the rounding can represent. (A run that
+   is quantization-aware from the first epoch recalibrates the scale every epoch instead and
+   does not clip the masters: its weights start far smaller than they end.)
+   :func:`integer_forward` runs that very code on a :class:`~spikefab.firmware.model.Model`;
+   the tests check it against the golden model bit for bit.
+
+Both phases use Adam with a cosine learning-rate schedule (restarted for the second phase).
+The computation is vectorized over the batch and over time: each layer's input currents for
+all ticks are one matrix product, so is each weight gradient; only the elementwise membrane
+recurrence loops over the ticks. Memory is ``O(T * batch * (inputs + hidden))``.
 
 The spike's derivative is a fast sigmoid (SuperSpike) surrogate in units of the threshold,
 ``d spike / d V' = 1 / (theta * (1 + beta |V' - theta| / theta)**2)``; the hidden layers' reset
-is detached from the graph (the usual choice), the output layer's is not. Saturation passes
-the gradient where the membrane is inside the range.
+is detached from the graph (the usual choice), the output layer's is not. The leak's floor
+passes the gradient straight through (factor ``1 - 2**-k``); saturation passes it where the
+membrane is inside the range.
 
-**Loss**: cross-entropy on the *charge* of each output neuron, ``c + V_final / theta`` (spike
-count plus the final membrane in units of the threshold), scaled by ``logit_scale / T``. Its
-order is the decision rule's: :func:`spikefab.sim.golden.decode` picks the most spikes, then
-the higher final membrane, and for membranes in ``[0, theta)`` -- all of them whenever the
-membrane does not go negative after the first spike -- ``(c, V)`` compares exactly as
-``c + V / theta``. Without leak it is also the output layer's whole input summed over the run
-(subtract reset conserves charge), a smooth target where a loss on the counts alone would see
-integer steps. Predictions (the accuracy figures) always come from ``decode``.
+**Loss**: cross-entropy on the *charge* of each output neuron, ``q = c + V_final / theta``
+(spike count plus the final membrane in units of the threshold), as logits ``logit_scale / T
+* q`` next to one constant logit 0 that is never the label. Why the charge: its order is the
+decision rule's. :func:`spikefab.sim.golden.decode` picks the most spikes, then the higher
+final membrane, and for membranes in ``[0, theta)`` -- all of them unless a membrane goes
+negative after spiking -- ``(c, V)`` compares exactly as ``c + V / theta``. It is also smooth
+where the counts alone are integer steps: without leak it is the output layer's summed input
+(subtract reset conserves charge), so the output layer's gradient is exact, not a surrogate.
+Why the constant logit: softmax does not care about a common offset, so charges alone could
+all sit below zero and no output would ever spike (the class would be decided by membranes
+only); against a fixed 0 the right class must end clearly positive -- it spikes -- and the
+others negative, so spike counts decide as the rule intends. Predictions (every accuracy
+figure) come from ``decode``.
 
 **Inputs**: every epoch draws fresh spike trains with the inference encoder,
 ``rate_encode(images, T, seed_e, indices)``, keyed on each image's index in its file and an
@@ -62,6 +76,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -71,8 +86,16 @@ from ..sim.golden import ResetMode, decode
 from .model import Layer, Model
 
 __all__ = [
-    "TrainConfig", "TrainResult", "ForwardTrace", "train", "train_mnist", "integer_forward",
-    "golden_evaluate", "split_indices", "shift_images", "VAL_START",
+    "VAL_START",
+    "ForwardTrace",
+    "TrainConfig",
+    "TrainResult",
+    "golden_evaluate",
+    "integer_forward",
+    "shift_images",
+    "split_indices",
+    "train",
+    "train_mnist",
 ]
 
 #: First training-file image of the validation split of :func:`train_mnist`.
@@ -116,6 +139,8 @@ class TrainConfig:
         ``beta`` of the fast-sigmoid surrogate.
     logit_scale : float
         Logits are ``logit_scale / T`` times each output neuron's charge.
+    init_gain : float
+        Initial weights are uniform with ``gain * sqrt(3 / inputs)`` as bound.
     seed : int
         Seeds everything (weights, batches, shifts, training spike trains).
     eval_seed : int
@@ -125,7 +150,7 @@ class TrainConfig:
     steps: int = 25
     w_bits: int = 8
     v_bits: int = 16
-    leak: int = 0
+    leak: int = 2
     epochs: int = 30
     qat_epochs: int | None = None
     batch_size: int = 128
@@ -133,14 +158,14 @@ class TrainConfig:
     qat_lr: float = 3e-4
     lr_floor: float = 0.02
     weight_decay: float = 0.0
-    shift: int = 2
+    shift: int = 1
     slope: float = 5.0
-    logit_scale: float = 20.0
+    logit_scale: float = 8.0
     init_gain: float = 1.0
     seed: int = 0
     eval_seed: int = 0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every field; raises ValueError naming the field."""
         def integer(name, lo, hi=None):
             value = getattr(self, name)
@@ -207,7 +232,8 @@ class _Run:
 
 
 def _forward(layers: list[_Layer], x: np.ndarray) -> list[_Run]:
-    """Run the chain on input spikes ``x`` (``(T, batch, inputs)``) for ``T + L - 1`` ticks.
+    """Run the chain on input spikes ``x`` (``(T, batch, inputs)``, 0/1) for ``T + L - 1``
+    ticks.
 
     In integer mode this is the chip's arithmetic exactly: every value is an integer held in
     float32 well inside its 24-bit mantissa (``|I| <= inputs * 2**(w_bits-1)``, ``|V| <
@@ -232,20 +258,22 @@ def _forward(layers: list[_Layer], x: np.ndarray) -> list[_Run]:
         theta = np.float32(layer.theta)
         scale = np.float32(2.0 ** -layer.leak)
         decay = np.float32(1.0 - 2.0 ** -layer.leak)
+        subtract = layer.reset == ResetMode.SUBTRACT
         for t in range(ticks):
+            u = potential[t]
             if layer.leak == 0:
-                u = v + current[t]
+                np.add(v, current[t], out=u)
             elif layer.integer:
-                u = v - np.floor(v * scale) + current[t]
+                np.subtract(v, np.floor(v * scale), out=u)
+                u += current[t]
             else:
-                u = v * decay + current[t]
+                np.multiply(v, decay, out=u)
+                u += current[t]
             if saturate:
-                in_range[t] = (u >= layer.v_lo) & (u <= layer.v_hi)
+                np.logical_and(u >= layer.v_lo, u <= layer.v_hi, out=in_range[t])
                 np.clip(u, layer.v_lo, layer.v_hi, out=u)
-            potential[t] = u
-            fired = u >= theta
-            spikes[t] = fired
-            if layer.reset == ResetMode.SUBTRACT:
+            fired = np.greater_equal(u, theta, out=spikes[t])
+            if subtract:
                 v = u - theta * fired
             else:
                 v = np.where(fired, np.float32(0), u)
@@ -259,7 +287,13 @@ def _forward(layers: list[_Layer], x: np.ndarray) -> list[_Run]:
 def _backward(layers: list[_Layer], runs: list[_Run], grad_counts: np.ndarray,
               grad_final_v: np.ndarray, slope: float):
     """Gradients of the loss w.r.t. every layer's effective weights and bias, given those of
-    the output counts and the output layer's final membranes (both ``(batch, classes)``)."""
+    the output counts and the output layer's final membranes (both ``(batch, classes)``).
+
+    Per tick, backwards (``p`` = ``V'`` before the reset, ``s`` = spike, ``sigma`` the
+    surrogate ``d s / d p``): ``g_p = g_V + (g_s - theta g_V) sigma`` (output layer: the reset
+    is in the graph) or ``g_V + g_s sigma`` (hidden layers: detached reset), times 0 where
+    saturated; ``g_I = g_B = g_p``; ``g_V`` of the tick before ``= (1 - 2**-k) g_p``.
+    """
     grads = [None] * len(layers)
     grad_spikes = None   # d loss / d spikes of the current layer, (ticks, batch, outputs)
     for l in range(len(layers) - 1, -1, -1):
@@ -267,25 +301,32 @@ def _backward(layers: list[_Layer], runs: list[_Run], grad_counts: np.ndarray,
         last = l == len(layers) - 1
         ticks = run.potential.shape[0]
         theta = np.float32(layer.theta)
-        decay = np.float32(1.0 - 2.0 ** -layer.leak)  # d L / d V (floor: straight through)
-        g_v = (grad_final_v.astype(np.float32) if last
-               else np.zeros(run.final_v.shape, np.float32))
-        g_current = np.empty_like(run.potential)
-        inv = np.float32(1.0 / layer.theta)
-        beta = np.float32(slope)
+        # d L / d V: 1 without leak, else 1 - 2**-k (the floor passes straight through)
+        decay = np.float32(1.0 - 2.0 ** -layer.leak if layer.leak else 1.0)
+        # The surrogate at every tick at once: 1 / (theta (1 + beta |p - theta| / theta)^2).
+        surrogate = np.abs(run.potential - theta)
+        surrogate *= np.float32(slope / layer.theta)
+        surrogate += 1
+        np.square(surrogate, out=surrogate)
+        np.divide(np.float32(1.0 / layer.theta), surrogate, out=surrogate)
+        if last:
+            drive = grad_counts * surrogate           # g_s sigma
+            keep = 1 - theta * surrogate               # g_V's factor
+            g_v = grad_final_v.astype(np.float32)
+        else:
+            drive = grad_spikes * surrogate
+            keep = None
+            g_v = np.zeros(run.final_v.shape, np.float32)
+        mask = run.in_range
+        g_current = drive   # overwritten tick by tick, backwards
         for t in range(ticks - 1, -1, -1):
-            g_s = grad_counts if last else grad_spikes[t]
-            z = np.abs(run.potential[t] - theta)
-            z *= inv * beta
-            z += 1
-            surrogate = inv / (z * z)
-            if last:          # reset in the graph
-                g_p = g_v + (g_s - theta * g_v) * surrogate
-            else:             # detached reset
-                g_p = g_v + g_s * surrogate
-            if run.in_range is not None:
-                g_p = g_p * run.in_range[t]
-            g_current[t] = g_p
+            g_p = g_current[t]
+            if keep is not None:
+                g_p += g_v * keep[t]
+            else:
+                g_p += g_v
+            if mask is not None:
+                g_p *= mask[t]
             g_v = g_p * decay
         n_in, n_out = layer.weights.shape
         flat = g_current.reshape(-1, n_out)
@@ -371,7 +412,7 @@ def integer_forward(model: Model, spikes: np.ndarray, *, batch_size: int = 1000)
     layers = _model_layers(model)
     parts = []
     for lo in range(0, spikes.shape[1], batch_size):
-        runs = _forward(layers, spikes[:, lo:lo + batch_size].astype(np.float32))
+        runs = _forward(layers, spikes[:, lo:lo + batch_size])
         parts.append(runs)
     out_spikes = [np.concatenate([p[l].spikes for p in parts], axis=1)
                   for l in range(len(layers))]
@@ -389,9 +430,9 @@ def _check_data(images, labels, name: str, inputs: int | None = None):
     if images.ndim < 2:
         raise ValueError(f"{name} images must be (count, pixels) or (count, rows, cols), "
                          f"not shape {images.shape}")
+    if len(images) == 0 or images.size == 0:
+        raise ValueError(f"{name} images are empty (shape {images.shape})")
     flat = images.reshape(len(images), -1)
-    if len(flat) == 0:
-        raise ValueError(f"{name} images are empty")
     if not np.issubdtype(flat.dtype, np.integer) or flat.min() < 0 or flat.max() > 255:
         raise ValueError(f"{name} images must hold integer pixels in [0, 255]")
     if inputs is not None and flat.shape[1] != inputs:
@@ -553,7 +594,7 @@ def _accuracy(layers: list[_Layer], spikes: np.ndarray, labels: np.ndarray,
               batch_size: int = 1000) -> float:
     correct = 0
     for lo in range(0, len(labels), batch_size):
-        runs = _forward(layers, spikes[:, lo:lo + batch_size].astype(np.float32))
+        runs = _forward(layers, spikes[:, lo:lo + batch_size])
         counts = runs[-1].spikes.sum(axis=0, dtype=np.int64)
         final_v = runs[-1].final_v.astype(np.int64)
         correct += int((decode(counts, final_v) == labels[lo:lo + batch_size]).sum())
@@ -628,58 +669,76 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
     adam = _Adam(flat_params, config.weight_decay)
     history = []
     w_lo, w_hi = -(1 << (config.w_bits - 1)), (1 << (config.w_bits - 1)) - 1
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
-        qat = epoch >= float_epochs
-        if qat and thetas is None:
-            thetas = _scales(params, config.w_bits, config.v_bits)
-            adam = _Adam(flat_params, config.weight_decay)   # a fresh start for the new phase
-        phase_epoch = epoch - float_epochs if qat else epoch
-        phase_len = config.qat if qat else float_epochs
-        base_lr = config.qat_lr if qat else config.lr
-        order = rng.permutation(len(images))
-        epoch_seed = _derived_seed(config.seed, epoch, 0xE4C)
-        total_loss = 0.0
-        lr = base_lr
-        for k in range(batches):
-            progress_frac = (phase_epoch + k / batches) / phase_len
-            lr = base_lr * (config.lr_floor + (1 - config.lr_floor)
-                            * 0.5 * (1 + math.cos(math.pi * progress_frac)))
-            pick = order[k * config.batch_size:(k + 1) * config.batch_size]
-            batch_images = images[pick]
-            if config.shift:
-                dx = rng.integers(-config.shift, config.shift + 1, size=len(pick))
-                dy = rng.integers(-config.shift, config.shift + 1, size=len(pick))
-                batch_images = shift_images(batch_images, dx, dy)
-            x = rate_encode(batch_images, config.steps, epoch_seed, indices[pick])
-            if qat:
-                layers = _quantized(params, thetas, config)
-            else:
-                layers = _float_layers(params, config)
-            runs = _forward(layers, x.astype(np.float32))
-            loss, g_counts, g_v = _loss(layers[-1], runs[-1], labels[pick], scale)
-            grads = _backward(layers, runs, g_counts, g_v, config.slope)
-            flat_grads = []
-            for (grad_w, grad_b), layer in zip(grads, layers):
-                # Straight through the rounding: d W_int / d W = theta_int (= 1 / s).
-                factor = layer.theta if qat else 1.0
-                flat_grads += [grad_w.astype(np.float64) * factor,
-                               grad_b.astype(np.float64) * factor]
-            adam.step(flat_params, flat_grads, lr, decay_mask)
-            if qat:   # keep the masters inside the representable range
-                for (weights, _), theta in zip(params, thetas):
-                    np.clip(weights, (w_lo - 0.5) / theta, (w_hi + 0.5) / theta, out=weights)
-            total_loss += loss * len(pick)
-            report.batch(epoch, "qat" if qat else "float", k + 1, batches, loss)
-        entry = {"epoch": epoch + 1, "phase": "qat" if qat else "float",
-                 "loss": total_loss / len(images), "lr": lr}
-        if has_val:
-            current = _quantized(params, thetas or _scales(params, config.w_bits,
-                                                           config.v_bits), config)
-            entry["val_accuracy"] = _accuracy(current, val_spikes, val_labels)
-        entry["seconds"] = time.perf_counter() - t0
-        history.append(entry)
-        report.epoch(entry)
+    # A helper thread encodes the next batch while this one trains (encoding is a pure
+    # function of the images, the seed and the indices: no effect on the result).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for epoch in range(config.epochs):
+            t0 = time.perf_counter()
+            qat = epoch >= float_epochs
+            if qat and (thetas is None or not float_epochs):
+                # After a float phase the scale is fixed from its weights; a run that is
+                # quantization-aware throughout recalibrates it every epoch (its weights
+                # start far smaller than they end).
+                thetas = _scales(params, config.w_bits, config.v_bits)
+            if qat and epoch == float_epochs:
+                adam = _Adam(flat_params, config.weight_decay)   # fresh for the new phase
+            phase_epoch = epoch - float_epochs if qat else epoch
+            phase_len = config.qat if qat else float_epochs
+            base_lr = config.qat_lr if qat else config.lr
+            order = rng.permutation(len(images))
+            epoch_seed = _derived_seed(config.seed, epoch, 0xE4C)
+            total_loss = 0.0
+            lr = base_lr
+
+            def encode(k, order=order, epoch_seed=epoch_seed):
+                """Batch k's images (shifted: the generator is used here, in batch order) and
+                the encoding of its spikes, started on the helper thread."""
+                pick = order[k * config.batch_size:(k + 1) * config.batch_size]
+                batch_images = images[pick]
+                if config.shift:
+                    dx = rng.integers(-config.shift, config.shift + 1, size=len(pick))
+                    dy = rng.integers(-config.shift, config.shift + 1, size=len(pick))
+                    batch_images = shift_images(batch_images, dx, dy)
+                return pick, pool.submit(rate_encode, batch_images, config.steps, epoch_seed,
+                                         indices[pick])
+
+            upcoming = encode(0)
+            for k in range(batches):
+                progress_frac = (phase_epoch + k / batches) / phase_len
+                lr = base_lr * (config.lr_floor + (1 - config.lr_floor)
+                                * 0.5 * (1 + math.cos(math.pi * progress_frac)))
+                pick, future = upcoming
+                x = future.result()
+                if k + 1 < batches:   # encode the next batch while this one trains
+                    upcoming = encode(k + 1)
+                if qat:
+                    layers = _quantized(params, thetas, config)
+                else:
+                    layers = _float_layers(params, config)
+                runs = _forward(layers, x)
+                loss, g_counts, g_v = _loss(layers[-1], runs[-1], labels[pick], scale)
+                grads = _backward(layers, runs, g_counts, g_v, config.slope)
+                flat_grads = []
+                for (grad_w, grad_b), layer in zip(grads, layers):
+                    # Straight through the rounding: d W_int / d W = theta_int (= 1 / s).
+                    factor = layer.theta if qat else 1.0
+                    flat_grads += [grad_w.astype(np.float64) * factor,
+                                   grad_b.astype(np.float64) * factor]
+                adam.step(flat_params, flat_grads, lr, decay_mask)
+                if qat and float_epochs:   # keep the masters inside the representable range
+                    for (weights, _), theta in zip(params, thetas):
+                        np.clip(weights, (w_lo - 0.5) / theta, (w_hi + 0.5) / theta, out=weights)
+                total_loss += loss * len(pick)
+                report.batch(epoch, "qat" if qat else "float", k + 1, batches, loss)
+            entry = {"epoch": epoch + 1, "phase": "qat" if qat else "float",
+                     "loss": total_loss / len(images), "lr": lr}
+            if has_val:
+                current = _quantized(params, thetas or _scales(params, config.w_bits,
+                                                               config.v_bits), config)
+                entry["val_accuracy"] = _accuracy(current, val_spikes, val_labels)
+            entry["seconds"] = time.perf_counter() - t0
+            history.append(entry)
+            report.epoch(entry)
     final = _quantized(params, thetas or _scales(params, config.w_bits, config.v_bits), config)
     model = _export(final, config, name)
     val_accuracy = history[-1].get("val_accuracy") if has_val else None
@@ -774,6 +833,7 @@ def train_command(data, config: TrainConfig, output, *, name: str | None = None,
     accuracy on the golden model (:func:`golden_evaluate`, encoder seed ``config.eval_seed``),
     also on the part of it that is the bundled slice. Returns a report dict."""
     from pathlib import Path
+
     from .mnist import SLICE_COUNT, SLICE_START, load_mnist
     config = config.validate()
     output = Path(output)
@@ -818,17 +878,20 @@ def train_command(data, config: TrainConfig, output, *, name: str | None = None,
 
 
 def format_train_report(report: dict) -> str:
-    lines = [f"wrote {report['output']} (model {report['model']}, "
-             f"{'-'.join(map(str, report['sizes']))}, T = {report['steps']}, "
-             f"{report['w_bits']}-bit weights, sha256 {report['sha256'][:12]})",
-             f"validation accuracy (integer model on the golden model, {report['golden']}, "
-             f"encoder seed {report['eval_seed']}, training images "
-             f"{report['val_images'][0]}-{report['val_images'][1]}): "
-             f"{report['val_accuracy']:.2%} ({report['val_correct']}/{report['val_count']})"]
+    """The text ``spikefab train`` prints for a :func:`train_command` report."""
+    first, last = report["val_images"]
+    lines = [
+        (f"wrote {report['output']} (model {report['model']}, "
+         f"{'-'.join(map(str, report['sizes']))}, T = {report['steps']}, "
+         f"{report['w_bits']}-bit weights, sha256 {report['sha256'][:12]})"),
+        (f"validation accuracy (integer model on the golden model, {report['golden']}, "
+         f"encoder seed {report['eval_seed']}, training images {first}-{last}): "
+         f"{report['val_accuracy']:.2%} ({report['val_correct']}/{report['val_count']})"),
+    ]
     if report["slice"]:
         s = report["slice"]
         lines.append(f"  of which the bundled slice (59000-59999): {s['accuracy']:.2%} "
                      f"({s['correct']}/{s['images']})")
     minutes = report["train_seconds"] / 60
-    lines.append(f"training time: {report['train_seconds']:.0f} s ({minutes:.1f} min)")
+    lines.append(f"training time: {report['train_seconds']:.1f} s ({minutes:.1f} min)")
     return "\n".join(lines)
