@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
     run.add_argument("--target", default="golden", metavar="golden|sim|serial:PORT",
                      help="the golden model, the RTL simulation, or a board (default: golden)")
-    run.add_argument("--model", default="random", metavar="M",
-                     help="a model .npz, a compiled image, or 'random' (default)")
+    run.add_argument("--model", default="mnist-accurate", metavar="M",
+                     help="a bundled model (mnist-accurate, the default), a model .npz, a "
+                     "compiled image, or 'random'")
     run.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
                      "(t10k-*-idx?-ubyte[.gz]); the bundled 1000-image slice when omitted")
     run.add_argument("--count", type=_positive, default=100, metavar="N")

@@ -71,7 +71,7 @@ class _Progress:
               flush=True)
 
 
-def run_mnist(*, target: str, model: str = "random", data: str | None = None, count: int = 100,
+def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None, count: int = 100,
               steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
               progress: bool = True, baudrate: int = 1_000_000, plot: str | None = None) -> dict:
     """Run ``count`` MNIST test images (or the bundled slice) and return the report dict."""
