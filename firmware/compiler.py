@@ -34,23 +34,13 @@ from ..sim.golden import ResetMode
 from .image import ChipImage, MemoryWrite, max_record_words
 from .model import Model
 from .profiles import ChipProfile, get_profile
-from .protocol import Region
+from .protocol import Region, route_dest, route_entry
 
 __all__ = ["CompileError", "compile_model", "route_entry", "route_dest", "summary"]
 
 
 class CompileError(ValueError):
     """The model does not fit the profile; the message names each layer and by how much."""
-
-
-def route_entry(start: int = 0, count: int = 0, to_host: bool = False) -> int:
-    """A ROUTE_INDEX word (``hdl.tile.RouteEntry``): ``start | count << 10 | to_host << 21``."""
-    return start | count << 10 | int(to_host) << 21
-
-
-def route_dest(x: int, y: int, axon: int) -> int:
-    """A ROUTE_DEST word (``hdl.tile.RouteDest``): ``x | y << 3 | axon << 6``."""
-    return x | y << 3 | axon << 6
 
 
 def _check(model: Model, profile: ChipProfile) -> None:

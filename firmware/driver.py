@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .protocol import (ADDRESS_BYTES, MAX_OUTPUTS, MAX_PAYLOAD, ChipInfo, Command, LinkStatus,
-                       ProtocolError, Region, SlipDecoder, Status, frame, pack_event_word,
-                       parse_body, unpack_outputs)
+                       ProtocolError, Region, Register, SlipDecoder, Status, frame,
+                       pack_event_word, parse_body, unpack_outputs)
 
 __all__ = ["LinkError", "Link", "SerialTransport", "SimTransport", "ModelTransport", "Chip",
            "LinkChip", "GoldenChip", "RunResult", "image_frames"]
-
-SOPS = 4   # Reg.SOPS: the core's synaptic-operation counter
 
 
 class LinkError(RuntimeError):
@@ -281,7 +279,7 @@ class LinkChip(_ChipBase):
         return self.link.status()
 
     def _sops(self) -> int:
-        return sum(self.link.read(t, Region.REGISTER, SOPS, 1)[0]
+        return sum(self.link.read(t, Region.REGISTER, Register.SOPS, 1)[0]
                    for t in range(len(self.info.tiles)))
 
     def run(self, spikes, *, progress=None, outputs: bool = True) -> RunResult:

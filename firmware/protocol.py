@@ -60,7 +60,8 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME", "MAX_OUTPUTS", "PROTOCOL_VERSION",
-    "Command", "Status", "Region", "ProtocolError", "crc16", "slip_encode", "SlipDecoder",
+    "Command", "Status", "Region", "Register", "ROUTE_ENTRY_BITS", "ROUTE_DEST_BITS",
+    "route_entry", "unpack_route_entry", "route_dest", "unpack_route_dest", "ProtocolError", "crc16", "slip_encode", "SlipDecoder",
     "frame", "parse_body", "TileInfo", "ChipInfo", "LinkStatus", "pack_event_word",
     "unpack_event_word", "OUTPUT_BYTES", "unpack_outputs",
 ]
@@ -131,6 +132,42 @@ class Region(enum.IntEnum):
     REGISTER = 4
     ROUTE_INDEX = 5
     ROUTE_DEST = 6
+
+
+class Register(enum.IntEnum):
+    """Offsets in the REGISTER region (the gateware's ``hdl.memory_map.Reg`` is this class):
+    parameters, then 32-bit wrapping counters."""
+    THRESHOLD = 0
+    LEAK = 1
+    RESET = 2
+    EVENTS = 3
+    SOPS = 4
+    TICKS = 5
+    DROP_RANGE = 6
+    DROP_BUDGET = 7
+
+
+#: Route-table words (the bits of ``hdl.tile.RouteEntry`` and ``hdl.tile.RouteDest``).
+ROUTE_ENTRY_BITS, ROUTE_DEST_BITS = 22, 16
+
+
+def route_entry(start: int = 0, count: int = 0, to_host: bool = False) -> int:
+    """A ROUTE_INDEX word: ``start | count << 10 | to_host << 21``; the neuron's destinations
+    are ``ROUTE_DEST[start : start + count]``."""
+    return start | count << 10 | int(to_host) << 21
+
+
+def unpack_route_entry(word: int) -> tuple[int, int, bool]:
+    return word & 0x3FF, (word >> 10) & 0x7FF, bool(word >> 21 & 1)
+
+
+def route_dest(x: int, y: int, axon: int) -> int:
+    """A ROUTE_DEST word: ``x | y << 3 | axon << 6``."""
+    return x | y << 3 | axon << 6
+
+
+def unpack_route_dest(word: int) -> tuple[int, int, int]:
+    return word & 7, (word >> 3) & 7, (word >> 6) & 0x3FF
 
 
 class ProtocolError(ValueError):

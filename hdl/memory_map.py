@@ -26,6 +26,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..firmware.protocol import Register
 from ..sim.golden import CoreShape
 
 __all__ = ["Region", "Reg", "COUNTER_BITS", "CoreMemoryMap", "MemoryBusSignature"]
@@ -41,15 +42,8 @@ class Region(enum.IntEnum):
     REGISTER = 4
 
 
-class Reg(enum.IntEnum):
-    THRESHOLD = 0
-    LEAK = 1
-    RESET = 2
-    EVENTS = 3
-    SOPS = 4
-    TICKS = 5
-    DROP_RANGE = 6
-    DROP_BUDGET = 7
+#: Register offsets: defined once, with the wire protocol the host reads them over.
+Reg = Register
 
 
 class CoreMemoryMap:

@@ -16,16 +16,15 @@ import struct
 import numpy as np
 
 from ..firmware.protocol import (ADDRESS_BYTES, MAX_OUTPUTS, ChipInfo, Command, LinkStatus,
-                                 ProtocolError, Region, SlipDecoder, Status, frame, pack_output,
-                                 parse_body, unpack_event_word)
+                                 ProtocolError, Region, Register, ROUTE_DEST_BITS,
+                                 ROUTE_ENTRY_BITS, SlipDecoder, Status, frame, pack_output,
+                                 parse_body, unpack_event_word, unpack_route_dest,
+                                 unpack_route_entry)
 from .chip import ChipModel, ChipProgram, CoreProgram
 from .golden import CoreShape, NeuronConfig, ResetMode
 
 __all__ = ["LinkModel"]
 
-# Register offsets (the same numbers as spikefab.hdl.memory_map.Reg).
-THRESHOLD, LEAK, RESET, EVENTS, SOPS, TICKS, DROP_RANGE, DROP_BUDGET = range(8)
-ROUTE_ENTRY_BITS, ROUTE_DEST_BITS = 22, 16
 COUNTER_MASK = (1 << 32) - 1
 
 
@@ -75,13 +74,11 @@ class _Tile:
         abits = max(depth - 1, 1).bit_length()
         routes, to_host = [], np.zeros(self.info.neurons, bool)
         for n, entry in enumerate(self.route_index):
-            start, count = entry & 0x3FF, (entry >> 10) & 0x7FF
-            to_host[n] = bool(entry >> 21 & 1)
+            start, count, to_host[n] = unpack_route_entry(entry)
             dests = []
             for k in range(count):
                 addr = ((start + k) & 0x3FF) & ((1 << abits) - 1)
-                raw = self.route_dest[addr] if addr < depth else 0
-                dests.append((raw & 7, (raw >> 3) & 7, raw >> 6))
+                dests.append(unpack_route_dest(self.route_dest[addr] if addr < depth else 0))
             routes.append(dests)
         return routes, to_host
 
@@ -227,9 +224,9 @@ class LinkModel:
         if region == Region.ACCUMULATOR:
             return int(self._i[k][offset]) & core_mask
         if region == Region.REGISTER:
-            if offset < 3:
+            if offset < Register.EVENTS:
                 return (tile.threshold, tile.leak, tile.reset)[offset]
-            return self._counters[k][offset - 3] & COUNTER_MASK
+            return self._counters[k][offset - Register.EVENTS] & COUNTER_MASK
         if region == Region.ROUTE_INDEX:
             return tile.route_index[offset]
         return tile.route_dest[offset]
@@ -247,14 +244,14 @@ class LinkModel:
             self._i[k][offset] = _signed(word, tile.shape.accumulator_bits)
         elif region == Region.REGISTER:
             # A parameter value the golden model would reject is ignored, as in the core.
-            if offset == THRESHOLD and 1 <= word <= tile.shape.v_max:
+            if offset == Register.THRESHOLD and 1 <= word <= tile.shape.v_max:
                 tile.threshold = word
-            elif offset == LEAK and word < info.v_bits:
+            elif offset == Register.LEAK and word < info.v_bits:
                 tile.leak = word
-            elif offset == RESET and word <= max(ResetMode):
+            elif offset == Register.RESET and word <= max(ResetMode):
                 tile.reset = word
-            elif offset >= EVENTS:
-                self._counters[k][offset - EVENTS] = word & COUNTER_MASK
+            elif offset >= Register.EVENTS:
+                self._counters[k][offset - Register.EVENTS] = word & COUNTER_MASK
         elif region == Region.ROUTE_INDEX:
             tile.route_index[offset] = word & ((1 << ROUTE_ENTRY_BITS) - 1)
         else:

@@ -9,6 +9,8 @@ import pytest
 
 from spikefab.firmware.cli import main
 from spikefab.firmware.compiler import CompileError, compile_model, route_dest, route_entry
+from spikefab.firmware.protocol import (ROUTE_DEST_BITS, ROUTE_ENTRY_BITS, unpack_route_dest,
+                                        unpack_route_entry)
 from spikefab.firmware.image import (IMAGE_VERSION, MAGIC, ChipImage, ImageError, MemoryWrite,
                                      max_record_words)
 from spikefab.firmware.model import Layer, Model, ModelError, random_model
@@ -339,6 +341,10 @@ def test_route_words_follow_the_gateware_layouts():
     for x, y, axon in [(0, 0, 0), (1, 2, 300), (7, 7, 1023)]:
         assert route_dest(x, y, axon) == RouteDest.const(
             {"x": x, "y": y, "axon": axon}).as_bits()
+        assert unpack_route_dest(route_dest(x, y, axon)) == (x, y, axon)
+    for start, count, to_host in [(5, 1, False), (1023, 2047, True)]:
+        assert unpack_route_entry(route_entry(start, count, to_host)) == (start, count, to_host)
+    assert (ROUTE_ENTRY_BITS, ROUTE_DEST_BITS) == (RouteEntry.size, RouteDest.size)
 
 
 # ---- end to end: the image through the host link, against the model ----
