@@ -377,7 +377,6 @@ class GoldenChip(_ChipBase):
         steps, count, _ = spikes.shape
         start = time.perf_counter()
         in_tile, out_tile = tuple(image.input_tile), tuple(image.output_tile)
-        axons = self.program.cores[in_tile].shape.axons
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
         events = [[] for _ in range(count)] if outputs else []
@@ -386,12 +385,8 @@ class GoldenChip(_ChipBase):
         for lo in range(0, count, batch):
             hi = min(count, lo + batch)
             model = ChipModel(self.program, batch=hi - lo)
-            padded = np.zeros((hi - lo, axons), np.uint8)
             for t in range(steps + image.drain_ticks):
-                host = {}
-                if t < steps:
-                    padded[:, :image.inputs] = spikes[t, lo:hi]
-                    host = {in_tile: padded}
+                host = {in_tile: spikes[t, lo:hi]} if t < steps else {}
                 ticked = model.step(host_spikes=host, collect=outputs)
                 counts[lo:hi] += model.spikes[out_tile][:, :image.classes] & to_host
                 if outputs:

@@ -115,24 +115,22 @@ class ChipModel:
                         bad[n] += 1
             self._bad_routes[src] = bad
         self._routes_mm = {key: m.astype(np.float32) for key, m in self._routes.items()}
+        self._routed = {dst for _, dst in self._routes}   # tiles that spikes are routed to
         # Event counts per axon, as float32 (exact: far below 2**24), ready for the matmul.
         self._pending = {tile: np.zeros((batch, p.shape.axons), np.float32)
                          for tile, p in program.cores.items()}
 
     def _deliver(self, tile, counts: np.ndarray) -> None:
-        """A tick's events for one core, for every run. A run that brings the core more events
-        than ``events_per_tick`` gets them one by one, lowest axon first, so the excess is
-        dropped and counted as in the hardware; *which* events the hardware drops depends on
-        their order of arrival, so such runs are not bit-exact (the compiler never builds
-        them)."""
+        """A tick's events for one core, for every run (``counts`` may cover only the first
+        axons). A run that brings the core more events than ``events_per_tick`` gets them one
+        by one, lowest axon first, so the excess is dropped and counted as in the hardware;
+        *which* events the hardware drops depends on their order of arrival, so such runs are
+        not bit-exact (the compiler never builds them)."""
         core = self.cores[tile]
-        over = counts.sum(axis=1) > core.shape.events_per_tick - core._delivered
-        if over.any():
-            for b in np.flatnonzero(over):
-                core.deliver(np.repeat(np.arange(counts.shape[1]), counts[b].astype(np.int64)),
-                             run=int(b))
-            counts = np.where(over[:, None], 0, counts)
-        core.deliver_spikes(counts)
+        over = core.accumulate(counts)
+        for b in np.flatnonzero(over):
+            core.deliver(np.repeat(np.arange(counts.shape[1]), counts[b].astype(np.int64)),
+                         run=int(b))
 
     def deliver_pending(self) -> None:
         """Deliver the events the last update's spikes were routed to, without updating.
@@ -142,22 +140,28 @@ class ChipModel:
         """
         for tile in self.cores:
             self._deliver(tile, self._pending[tile])
-            self._pending[tile][:] = 0
+            self._pending[tile] = np.zeros_like(self._pending[tile])
 
     def step(self, host_events=None, *, host_spikes=None,
              collect: bool = True) -> list[list[OutputEvent]] | None:
         """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it;
-        ``host_spikes`` maps a tile to an array ``(batch, A)`` of its axons' event counts
-        (the fast way to give a whole batch its input).
+        ``host_spikes`` maps a tile to an array ``(batch, k)``, ``k <= A``, of the event
+        counts of its first ``k`` axons (the fast way to give a whole batch its input).
 
         Returns, per run, the output events of this tick's update (None without
         ``collect``); :attr:`spikes` maps every tile to its ``(batch, N)`` spikes of the tick.
         """
-        counts = {tile: pending.copy() for tile, pending in self._pending.items()}
-        for tile in self._pending:
-            self._pending[tile][:] = 0
-        for tile, spikes in (host_spikes or {}).items():
-            counts[tile] += spikes
+        host_spikes = host_spikes or {}
+        counts = {}
+        for tile, pending in self._pending.items():
+            spikes = host_spikes.get(tile)
+            if tile in self._routed or host_events is not None:
+                counts[tile] = pending
+                self._pending[tile] = np.zeros_like(pending)
+                if spikes is not None:
+                    counts[tile][:, :spikes.shape[1]] += spikes
+            else:   # only the host's spikes, if any: deliver them as they are
+                counts[tile] = spikes
         if host_events is not None:
             if len(host_events) != self.batch:
                 raise ValueError(f"host_events must have one list per run ({self.batch}), "
@@ -169,7 +173,8 @@ class ChipModel:
                     else:
                         self.mesh_drops += 1
         for tile in self.cores:
-            self._deliver(tile, counts[tile])
+            if counts[tile] is not None:
+                self._deliver(tile, counts[tile])
         self.spikes = spikes = {tile: core.update() for tile, core in self.cores.items()}
         outputs = [[] for _ in range(self.batch)] if collect else None
         for (x, y), fired in spikes.items():

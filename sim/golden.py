@@ -167,17 +167,24 @@ def lif_update(v: np.ndarray, i: np.ndarray, b: np.ndarray, config: NeuronConfig
                v_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """One update of rule 2 on arrays of any (broadcastable) shape.
 
-    Returns ``(new_v, spikes)``; inputs are not modified. All arithmetic is exact in int64.
+    Returns ``(new_v, spikes)``; inputs are not modified. The arithmetic is exact: int64, or
+    int32 when ``v`` and ``i`` are both int32 (every legal core fits it: ``|V|, |B| <= 2**23``
+    and ``|I| < 2**24``, so ``L + I + B`` stays below ``2**31``).
     """
-    v = np.asarray(v, dtype=np.int64)
-    leaked = v if config.leak == 0 else v - (v >> config.leak)
-    new_v = saturate(leaked + np.asarray(i, dtype=np.int64) + np.asarray(b, dtype=np.int64),
-                     v_bits)
+    v, i, b = np.asarray(v), np.asarray(i), np.asarray(b)
+    dtype = (np.int32 if v.dtype == np.int32 and i.dtype == np.int32 and v_bits <= 24
+             else np.int64)
+    v = v.astype(dtype, copy=False)
+    new_v = v - (v >> config.leak) if config.leak else v.copy()
+    new_v += i
+    new_v += b.astype(dtype, copy=False)
+    np.clip(new_v, -(1 << (v_bits - 1)), (1 << (v_bits - 1)) - 1, out=new_v)
     spikes = new_v >= config.threshold
+    # Reset as arithmetic on the spike mask: much faster than masked assignment.
     if ResetMode(config.reset) is ResetMode.SUBTRACT:
-        new_v = np.where(spikes, new_v - config.threshold, new_v)
+        new_v -= spikes * dtype(config.threshold)
     else:
-        new_v = np.where(spikes, 0, new_v)
+        new_v *= ~spikes
     return new_v, spikes
 
 
@@ -207,10 +214,11 @@ class CoreModel:
 
     Members
     -------
-    v : ndarray, shape ``(batch, N)``, int64
+    v : ndarray, shape ``(batch, N)``, int32
         Membranes; may be set directly (e.g. to start from a given state).
-    i : ndarray, shape ``(batch, N)``, int64
-        Accumulators of the current tick.
+    i : ndarray, shape ``(batch, N)``, int32
+        Accumulators of the current tick (int32 holds every legal core's, see
+        :func:`lif_update`).
     counters : CoreCounters
     """
 
@@ -224,15 +232,17 @@ class CoreModel:
             bias = np.zeros(shape.neurons, dtype=np.int64)
         self.bias = self._check_array("bias", bias, (shape.neurons,), shape.v_min, shape.v_max)
         self.batch = _check_int("batch", batch, 1, 1 << 30)
-        self.v = np.zeros((batch, shape.neurons), dtype=np.int64)
-        self.i = np.zeros((batch, shape.neurons), dtype=np.int64)
+        self.v = np.zeros((batch, shape.neurons), dtype=np.int32)
+        self.i = np.zeros((batch, shape.neurons), dtype=np.int32)
         self._delivered = np.zeros(batch, dtype=np.int64)  # in-range events this tick
         self.counters = CoreCounters()
         # Exact float matmul is much faster than int matmul; it is exact while every partial sum
         # is an integer the float's mantissa holds (2**24 for float32, 2**53 for float64).
         bound = shape.events_per_tick * -shape.w_min
         self._mm_dtype = np.float32 if bound < (1 << 24) else np.float64
-        self._weights_mm = self.weights.astype(self._mm_dtype)
+        # One more column of ones: the same product counts each run's events.
+        self._weights_mm = np.hstack([self.weights, np.ones((shape.axons, 1), np.int64)]
+                                     ).astype(self._mm_dtype)
 
     @staticmethod
     def _check_array(name, value, shape, lo, hi) -> np.ndarray:
@@ -264,23 +274,44 @@ class CoreModel:
     def deliver_spikes(self, spikes: np.ndarray) -> None:
         """Deliver one tick of axon spikes for the whole batch at once.
 
-        ``spikes`` has shape ``(batch, A)`` and holds 0/1 (or event counts per axon). A run whose
-        events would exceed the budget raises: its result would depend on order, so use
+        ``spikes`` has shape ``(batch, k)`` with ``k <= A`` (axons ``k ..`` get no events) and
+        holds 0/1 (or event counts per axon). A run whose events would exceed the budget
+        raises, and nothing is delivered: its result would depend on order, so use
         :meth:`deliver` for it.
         """
-        spikes = np.asarray(spikes)
-        if spikes.shape != (self.batch, self.shape.axons):
-            raise ValueError(f"spikes must have shape {(self.batch, self.shape.axons)}, "
-                             f"not {spikes.shape}")
-        if spikes.size and spikes.min() < 0:
-            raise ValueError("spikes must hold non-negative event counts")
-        count = spikes.sum(axis=1).astype(np.int64)   # exact: counts are small integers
-        over = self._delivered + count > self.shape.events_per_tick
+        product, count, over = self._product(spikes)
         if over.any():
             raise ValueError(
                 f"run {int(np.flatnonzero(over)[0])} exceeds events_per_tick="
                 f"{self.shape.events_per_tick}; deliver its events in order with deliver()")
-        self.i += (spikes.astype(self._mm_dtype, copy=False) @ self._weights_mm).astype(np.int64)
+        self._apply(product, count)
+
+    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
+        """Like :meth:`deliver_spikes`, but a run whose events would exceed the budget gets
+        none of them; returns which runs those were, shape ``(batch,)``, bool."""
+        product, count, over = self._product(spikes)
+        if over.any():
+            product[over] = 0
+            count[over] = 0
+        self._apply(product, count)
+        return over
+
+    def _product(self, spikes):
+        spikes = np.asarray(spikes)
+        if spikes.ndim != 2 or spikes.shape[0] != self.batch or \
+                spikes.shape[1] > self.shape.axons:
+            raise ValueError(f"spikes must have shape ({self.batch}, k) with k <= "
+                             f"{self.shape.axons}, not {spikes.shape}")
+        if spikes.size and spikes.min() < 0:
+            raise ValueError("spikes must hold non-negative event counts")
+        # Exact: every sum is an integer the float's mantissa holds (see __init__); the last
+        # column counts the events.
+        product = spikes.astype(self._mm_dtype, copy=False) @ self._weights_mm[:spikes.shape[1]]
+        count = product[:, -1].astype(np.int64)
+        return product, count, self._delivered + count > self.shape.events_per_tick
+
+    def _apply(self, product, count) -> None:
+        self.i += product[:, :-1].astype(np.int32)
         self._delivered += count
         total = int(count.sum())
         self.counters.events += total
@@ -298,14 +329,14 @@ class CoreModel:
         """Run ``T`` ticks of axon spikes, shape ``(T, batch, A)``: deliver, then update.
 
         Returns spikes of shape ``(T, batch, N)`` (bool), and with ``trace=True`` also the
-        membranes after each update, same shape, int64.
+        membranes after each update, same shape, int32.
         """
         inputs = np.asarray(inputs)
         if inputs.ndim != 3:
             raise ValueError(f"inputs must have shape (T, batch, A), not {inputs.shape}")
         steps = inputs.shape[0]
         spikes = np.zeros((steps, self.batch, self.shape.neurons), dtype=bool)
-        vs = np.zeros(spikes.shape, dtype=np.int64) if trace else None
+        vs = np.zeros(spikes.shape, dtype=np.int32) if trace else None
         for t in range(steps):
             self.deliver_spikes(inputs[t])
             spikes[t] = self.update()

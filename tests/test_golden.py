@@ -89,6 +89,44 @@ class TestCore:
         with pytest.raises(ValueError, match="exceeds events_per_tick=1"):
             m.deliver_spikes(np.array([[1, 1]]))
 
+    def test_refused_tick_changes_nothing(self):
+        m = _model([[1], [1]], events_per_tick=1)
+        m.deliver([0])
+        before = (m.i.copy(), m._delivered.copy(), m.counters)
+        with pytest.raises(ValueError, match="exceeds events_per_tick=1"):
+            m.deliver_spikes(np.array([[0, 1]]))
+        assert np.array_equal(m.i, before[0]) and m.counters == before[2]
+
+    def test_accumulate_skips_only_the_over_budget_runs(self):
+        w = np.array([[3, 1], [5, -2]])
+        shape = CoreShape(axons=2, neurons=2, events_per_tick=2)
+        m = CoreModel(shape, w, NeuronConfig(100, 0), batch=3)
+        over = m.accumulate(np.array([[1, 1], [2, 1], [0, 1]]))
+        assert over.tolist() == [False, True, False]
+        assert m.i.tolist() == [[8, -1], [0, 0], [5, -2]]
+        assert m.counters.events == 3 and m.counters.sops == 6
+
+    def test_narrow_delivery_means_the_first_axons(self):
+        rng = np.random.default_rng(3)
+        w = rng.integers(-128, 128, size=(10, 4))
+        spikes = rng.integers(0, 2, size=(1, 6))
+        a, b = _model(w), _model(w)
+        a.deliver_spikes(spikes)
+        b.deliver_spikes(np.hstack([spikes, np.zeros((1, 4), int)]))
+        assert np.array_equal(a.i, b.i) and a.counters == b.counters
+        with pytest.raises(ValueError, match=r"k <= 10"):
+            a.deliver_spikes(np.zeros((1, 11), int))
+
+    def test_int32_state_is_exact_at_the_widest_core(self):
+        shape = CoreShape(axons=1024, neurons=1, v_bits=24, events_per_tick=65535)
+        lo = shape.events_per_tick * shape.w_min          # the accumulator's extremes
+        for v, i, b in [(shape.v_min, lo, shape.v_min), (shape.v_max, -lo, shape.v_max)]:
+            config = NeuronConfig(shape.v_max, 0)
+            narrow = lif_update(np.array([v], np.int32), np.array([i], np.int32), np.array([b]),
+                                config, 24)
+            wide = lif_update(np.array([v]), np.array([i]), np.array([b]), config, 24)
+            assert narrow[0].tolist() == wide[0].tolist() and narrow[1].tolist() == wide[1].tolist()
+
     def test_trace(self):
         m = _model([[6]], threshold=10)
         spikes, v = m.run(np.ones((3, 1, 1), np.uint8), trace=True)
@@ -122,6 +160,12 @@ def test_delivery_order_never_matters(data, w_bits, leak, reset):
        b=st.integers(-32768, 32767), theta=st.integers(1, 32767), leak=st.integers(0, 15),
        reset=st.sampled_from(list(ResetMode)))
 def test_saturation_bounds_hold(v, i, b, theta, leak, reset):
+    # int32 state (what CoreModel keeps) and int64 give the same update.
+    config = NeuronConfig(theta, leak, reset)
+    narrow = lif_update(np.array([v], np.int32), np.array([i], np.int32), np.array([b]), config, 16)
+    wide = lif_update(np.array([v], np.int64), np.array([i], np.int64), np.array([b]), config, 16)
+    assert narrow[0].dtype == np.int32 and wide[0].dtype == np.int64
+    assert narrow[0].tolist() == wide[0].tolist() and narrow[1].tolist() == wide[1].tolist()
     new_v, spike = lif_update(np.array([v]), np.array([i]), np.array([b]),
                               NeuronConfig(theta, leak, reset), 16)
     leaked = v if leak == 0 else v - (v >> leak)
