@@ -23,6 +23,23 @@ def _positive(text: str) -> int:
 
 
 def _cmd_demo(args) -> int:
+    if args.core:
+        return _core_demo(args)
+    from ..sim.demo import run_mnist_demo
+    from .run import _Progress
+    print("building the RTL simulation of the iCEBreaker chip (about 2 minutes the first time, "
+          "then cached in build/) ...", flush=True)
+    try:
+        result = run_mnist_demo(model=args.model, count=args.count,
+                                seed=0 if args.seed is None else args.seed,
+                                progress=_Progress(True))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    print(result.report())
+    return 1 if result.disagreements else 0
+
+
+def _core_demo(args) -> int:
     from ..sim.demo import run_demo
     from ..sim.golden import AXON_LIMIT, NEURON_LIMIT
     if args.axons > AXON_LIMIT or args.neurons > NEURON_LIMIT:
@@ -30,7 +47,7 @@ def _cmd_demo(args) -> int:
     print("building and simulating the core (the first build takes about 15 s) ...",
           flush=True)
     result = run_demo(axons=args.axons, neurons=args.neurons, ticks=args.ticks,
-                      lanes=args.lanes, seed=args.seed)
+                      lanes=args.lanes, seed=1 if args.seed is None else args.seed)
     print(result.report())
     return 0 if result.agree else 1
 
@@ -161,12 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spikefab {version('spikefab')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="simulate one core in RTL and in the golden model")
-    demo.add_argument("--axons", type=_positive, default=64)
-    demo.add_argument("--neurons", type=_positive, default=32)
-    demo.add_argument("--ticks", type=_positive, default=48)
-    demo.add_argument("--lanes", type=int, choices=(1, 2, 4, 8, 16), default=8)
-    demo.add_argument("--seed", type=int, default=1)
+    demo = sub.add_parser("demo", help="stream bundled MNIST through the RTL simulation of the "
+                          "chip and the golden model, and compare")
+    demo.add_argument("--model", default="mnist-accurate", metavar="M",
+                      help="a bundled model (mnist-accurate, mnist-fast) or a model .npz")
+    demo.add_argument("--count", type=_positive, default=20, metavar="N",
+                      help="how many bundled images (default 20)")
+    demo.add_argument("--seed", type=int, default=None,
+                      help="encoder seed (default 0; with --core, the scenario seed, default 1)")
+    core = demo.add_argument_group("--core: one LIF core on a small random network instead")
+    core.add_argument("--core", action="store_true")
+    core.add_argument("--axons", type=_positive, default=64)
+    core.add_argument("--neurons", type=_positive, default=32)
+    core.add_argument("--ticks", type=_positive, default=48)
+    core.add_argument("--lanes", type=int, choices=(1, 2, 4, 8, 16), default=8)
     demo.set_defaults(run=_cmd_demo)
 
     bench = sub.add_parser("bench", help="measure the figures in BENCHMARKS.md")

@@ -1,4 +1,10 @@
-"""The demo: one core on a small random network, in RTL and in the golden model, side by side."""
+"""The demos: RTL and golden model side by side.
+
+:func:`run_mnist_demo` (``make demo``, ``spikefab demo``) streams bundled MNIST images through
+the RTL simulation of the iCEBreaker chip loaded with a shipped model, over the host link, and
+through the golden model; :func:`run_demo` (``spikefab demo --core``) runs one core on a small
+random network.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from .encoding import rate_encode
 from .golden import CoreShape, NeuronConfig, ResetMode
 from .scenario import CoreScenario, CoreTrace, Pattern, compare_traces
 
-__all__ = ["DemoResult", "demo_scenario", "run_demo", "raster"]
+__all__ = ["DemoResult", "demo_scenario", "run_demo", "raster", "MnistDemo", "run_mnist_demo"]
 
 
 def demo_scenario(*, axons: int, neurons: int, ticks: int, seed: int) -> CoreScenario:
@@ -93,3 +99,88 @@ def run_demo(*, axons: int = 64, neurons: int = 32, ticks: int = 48, lanes: int 
     expected = scenario.expected()
     problems = compare_traces(expected, observed, label="demo")
     return DemoResult(scenario, expected, observed, problems, lanes, seconds)
+
+
+@dataclass
+class MnistDemo:
+    model: str
+    steps: int
+    labels: np.ndarray
+    indices: np.ndarray
+    rtl: "RunResult"
+    golden: "RunResult"
+    build_seconds: float
+
+    @property
+    def disagreements(self) -> list[str]:
+        """Every way in which the RTL's run differs from the golden model's."""
+        problems = []
+        for b in range(len(self.labels)):
+            rtl = sorted(self.rtl.outputs[b])
+            golden = sorted(self.golden.outputs[b])
+            if rtl != golden:
+                extra, missing = set(rtl) - set(golden), set(golden) - set(rtl)
+                problems.append(f"image {b}: output spikes differ (RTL only: {sorted(extra)[:4]}, "
+                                f"golden only: {sorted(missing)[:4]})")
+            if not np.array_equal(self.rtl.final_v[b], self.golden.final_v[b]):
+                problems.append(f"image {b}: final output membranes {self.rtl.final_v[b]} != "
+                                f"{self.golden.final_v[b]}")
+        if self.rtl.sops != self.golden.sops:
+            problems.append(f"synaptic ops {self.rtl.sops} != {self.golden.sops}")
+        return problems
+
+    def report(self) -> str:
+        count = len(self.labels)
+        rtl_ok = int((self.rtl.predictions == self.labels).sum())
+        golden_ok = int((self.golden.predictions == self.labels).sum())
+        events = sum(len(e) for e in self.rtl.outputs)
+        lines = [
+            f"MNIST on the iCEBreaker chip (784-128-10, two cores, host link), model {self.model}, "
+            f"T = {self.steps}, {count} bundled images (training-file images "
+            f"{int(self.indices[0])}..{int(self.indices[-1])}, never trained on)",
+            "",
+            "image  label  RTL  golden   output spikes per class (RTL)",
+        ]
+        for b in range(count):
+            lines.append(f"{int(self.indices[b]):5d}  {int(self.labels[b]):5d}  "
+                         f"{int(self.rtl.predictions[b]):3d}  {int(self.golden.predictions[b]):6d}"
+                         f"   {' '.join(f'{int(c):2d}' for c in self.rtl.counts[b])}")
+        lines += [
+            "",
+            f"accuracy: RTL {rtl_ok / count:.1%} ({rtl_ok}/{count}), "
+            f"golden model {golden_ok / count:.1%} ({golden_ok}/{count})",
+        ]
+        problems = self.disagreements
+        if problems:
+            lines.append("RTL and golden model DISAGREE:")
+            lines += ["  " + p for p in problems[:20]]
+        else:
+            lines.append(f"RTL (Verilator) == golden model: all {events} output spikes (neuron and "
+                         f"tick), all final output membranes, all {self.rtl.sops:,} synaptic ops")
+        lines.append(f"RTL: {self.rtl.cycles / count:,.0f} mesh cycles per image, "
+                     f"{count / max(self.rtl.seconds, 1e-9):.1f} images/s simulated "
+                     f"(build {self.build_seconds:.0f} s); golden model "
+                     f"{count / max(self.golden.seconds, 1e-9):,.0f} images/s")
+        return "\n".join(lines)
+
+
+def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int = 0,
+                   progress=None) -> MnistDemo:
+    """Run ``count`` bundled MNIST images through the RTL simulation and the golden model."""
+    from ..firmware.driver import Chip
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.run import load_network
+    dataset = bundled_slice()
+    if not 1 <= count <= len(dataset.labels):
+        raise ValueError(f"count must be in [1, {len(dataset.labels)}], not {count}")
+    image, steps = load_network(model, profile="icebreaker", seed=seed)
+    spikes = rate_encode(dataset.images[:count], steps, seed, dataset.indices[:count])
+    results = {}
+    for target in ("golden", "sim"):
+        start = time.perf_counter()
+        with Chip.open(target, profile="icebreaker") as chip:
+            build_seconds = time.perf_counter() - start
+            chip.load(image)
+            results[target] = chip.run(spikes, progress=progress if target == "sim" else None)
+    return MnistDemo(model, steps, dataset.labels[:count], dataset.indices[:count],
+                     results["sim"], results["golden"], build_seconds)
