@@ -79,7 +79,8 @@ def _cmd_run(args) -> int:
                   "minutes) ...", file=sys.stderr, flush=True)
     try:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
-                           count=args.count, steps=args.steps, seed=args.seed,
+                           split=args.split, first=args.first, count=args.count,
+                           steps=args.steps, seed=args.seed,
                            profile=args.profile, progress=not args.json, baudrate=args.baud,
                            plot=args.plot)
     except LinkError as exc:
@@ -215,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "compiled image, or 'random'")
     run.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
                      "(t10k-*-idx?-ubyte[.gz]); the bundled 1000-image slice when omitted")
+    run.add_argument("--split", choices=("test", "train"), default="test",
+                     help="with --data: the t10k files (default) or the training files")
+    run.add_argument("--first", type=int, default=0, metavar="K",
+                     help="start at image K of the data (e.g. --split train --first 55000 "
+                     "--count 5000: the shipped models' validation images)")
     run.add_argument("--count", type=_positive, default=100, metavar="N")
     run.add_argument("--steps", type=_positive, metavar="T", help="ticks per image "
                      "(default: the model's, else 25)")

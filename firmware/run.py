@@ -71,21 +71,26 @@ class _Progress:
               flush=True)
 
 
-def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None, count: int = 100,
+def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
+              split: str = "test", first: int = 0, count: int = 100,
               steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
               progress: bool = True, baudrate: int = 1_000_000, plot: str | None = None) -> dict:
-    """Run ``count`` MNIST test images (or the bundled slice) and return the report dict."""
+    """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
+    bundled slice) and return the report dict."""
     from ..sim.encoding import rate_encode
     from .driver import Chip
     from .mnist import bundled_slice, load_mnist
-    dataset = bundled_slice() if data is None else load_mnist(data, split="test")
-    if count > len(dataset.labels):
-        raise ValueError(f"--count {count}: {dataset.name} has only {len(dataset.labels)} images")
+    dataset = bundled_slice() if data is None else load_mnist(data, split=split)
+    if first < 0 or first + count > len(dataset.labels):
+        raise ValueError(f"--first {first} --count {count}: {dataset.name} has "
+                         f"{len(dataset.labels)} images")
     image, model_steps = load_network(model, profile=profile, seed=seed)
     steps = steps or model_steps or 25
-    pictures, labels = dataset.images[:count], dataset.labels[:count]
+    chosen = slice(first, first + count)
+    pictures, labels = dataset.images[chosen], dataset.labels[chosen]
+    indices = dataset.indices[chosen]
     encode_start = time.perf_counter()
-    spikes = rate_encode(pictures, steps, seed, dataset.indices[:count])
+    spikes = rate_encode(pictures, steps, seed, indices)
     encode_seconds = time.perf_counter() - encode_start
     with Chip.open(target, profile=profile, baudrate=baudrate) as chip:
         chip.load(image)
@@ -98,7 +103,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         golden = GoldenChip(get_profile(profile).info())
         golden.load(image)
         plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
-                    title=f"{dataset.name} image {int(dataset.indices[0])}, T = {steps}, "
+                    title=f"{dataset.name} image {int(indices[0])}, T = {steps}, "
                           f"predicted {int(result.predictions[0])}", label=int(labels[0]))
     from .energy import operations_report
     sizes = image.meta.get("sizes") or [image.inputs, image.classes]
@@ -109,6 +114,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         "target": target,
         "model": model,
         "data": dataset.name,
+        "first_index": int(indices[0]),
         "images": count,
         "steps": steps,
         "seed": seed,
@@ -127,7 +133,8 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
 def format_report(report: dict) -> str:
     cycles = report["cycles_per_image"]
     return "\n".join([
-        f"target {report['target']}: {report['images']} images of {report['data']}, "
+        f"target {report['target']}: {report['images']} images of {report['data']} "
+        f"(from index {report['first_index']}), "
         f"T = {report['steps']}, seed {report['seed']}, model {report['model']}",
         f"accuracy: {report['accuracy']:.2%} ({report['correct']}/{report['images']})",
         f"images/s: {report['images_per_second']:.1f} on the target; "

@@ -13,7 +13,7 @@ from .encoding import rate_encode
 from .golden import CoreModel, CoreShape, NeuronConfig, ResetMode
 from .scenario import CoreScenario
 
-__all__ = ["event_cost", "golden_throughput", "router_throughput", "router_latency", "chip_figures",
+__all__ = ["event_cost", "golden_throughput", "mnist_figures", "mnist_table", "router_throughput", "router_latency", "chip_figures",
            "link_figures", "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
@@ -108,6 +108,59 @@ def run_benchmarks(*, quick: bool = False) -> str:
                   f"| synaptic ops per second of simulation | {r['sops_per_second']:,.0f} |"]
     lines += ["", link_table(link_figures(images=5 if quick else 20,
                                           sim_images=1 if quick else 3))]
+    lines += ["", mnist_table([mnist_figures(model, sim_images=2 if quick else 10)
+                               for model in ("mnist-accurate", "mnist-fast")])]
+    return "\n".join(lines)
+
+
+def mnist_figures(model: str, *, sim_images: int = 10, repeats: int = 3, seed: int = 0) -> dict:
+    """A shipped model on the bundled slice (1000 images never trained on): hardware-exact
+    accuracy, golden-model images/s (batched; best of ``repeats``), synaptic ops per image, and
+    the first ``sim_images`` through the RTL simulation: cycles per image and whether every
+    output event, final membrane and synaptic-op count equals the golden model's."""
+    from ..firmware.driver import GoldenChip, Link, LinkChip, SimTransport
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.profiles import get_profile
+    from ..firmware.run import load_network
+    profile = get_profile("icebreaker")
+    image, steps = load_network(model, profile="icebreaker", seed=seed)
+    data = bundled_slice()
+    t0 = time.perf_counter()
+    spikes = rate_encode(data.images, steps, seed, data.indices)
+    encode_seconds = time.perf_counter() - t0
+    golden = GoldenChip(profile.info())
+    golden.load(image)
+    runs = [golden.run(spikes, outputs=False) for _ in range(repeats)]
+    best = min(r.seconds for r in runs)
+    g = golden.run(spikes[:, :sim_images])
+    with SimTransport(profile) as transport:
+        sim = LinkChip(Link(transport), target="sim")
+        sim.load(image)
+        r = sim.run(spikes[:, :sim_images])
+    same = (r.sops == g.sops and np.array_equal(r.final_v, g.final_v)
+            and all(sorted(a) == sorted(b) for a, b in zip(r.outputs, g.outputs)))
+    count = len(data.labels)
+    return {
+        "model": model, "steps": steps,
+        "accuracy": float((runs[0].predictions == data.labels).mean()), "images": count,
+        "golden_images_per_s": count / best,
+        "golden_images_per_s_with_encoding": count / (best + encode_seconds),
+        "sops_per_image": runs[0].sops / count,
+        "sim_images": sim_images, "cycles_per_image": r.cycles / sim_images,
+        "sim_images_per_s": sim_images / r.seconds, "sim_equals_golden": same,
+    }
+
+
+def mnist_table(rows: list[dict]) -> str:
+    lines = ["| shipped model (icebreaker profile) | T | bundled-slice accuracy | golden images/s "
+             "| with encoding | synaptic ops/image | RTL cycles/image | RTL == golden |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['steps']} | {r['accuracy']:.2%} ({r['images']}) | "
+                     f"{r['golden_images_per_s']:,.0f} | "
+                     f"{r['golden_images_per_s_with_encoding']:,.0f} | "
+                     f"{r['sops_per_image']:,.0f} | {r['cycles_per_image']:,.0f} | "
+                     f"{r['sim_equals_golden']} ({r['sim_images']} images) |")
     return "\n".join(lines)
 
 

@@ -154,7 +154,13 @@ def test_cli_run_json(capsys):
     assert report["images"] == 7 and len(report["predictions"]) == 7
     assert report["cycles_per_image"] is None and report["sops_per_image"] > 0
     assert main(["run", "--count", "5000"]) == 1
-    assert "has only 1000 images" in capsys.readouterr().err
+    assert "--first 0 --count 5000: mnist-slice has 1000 images" in capsys.readouterr().err
+    # --first: the same images give the same spikes, hence predictions, wherever a run starts.
+    assert main(["run", "--first", "3", "--count", "4", "--steps", "5", "--json"]) == 0
+    later = json.loads(capsys.readouterr().out)
+    assert later["first_index"] == 59003 and later["predictions"] == report["predictions"][3:]
+    assert main(["run", "--first", "998", "--count", "3"]) == 1
+    assert "--first 998 --count 3: mnist-slice has 1000 images" in capsys.readouterr().err
 
 
 def test_operations_report():
