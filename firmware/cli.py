@@ -8,6 +8,10 @@ import sys
 __all__ = ["main", "run"]
 
 
+PROFILE_NAMES = ("icebreaker", "ulx3s", "tiny")      #: firmware.profiles.PROFILES
+BOARD_NAMES = ("icebreaker", "ulx3s-85f")             #: boards.top.BOARDS
+
+
 class CommandError(Exception):
     """A failure the user can act on: printed without a traceback, exit status 1."""
 
@@ -86,6 +90,37 @@ def _cmd_run(args) -> int:
     except LinkError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _cmd_build(args) -> int:
+    import json
+    from ..boards.build import ProgramError, build_board, program_board
+    from ..boards.synthesis import SynthesisError
+    if not args.json:
+        print(f"building the {args.board} bitstream with YoWASP (a few minutes; the first use "
+              f"of each tool compiles it once) ...", file=sys.stderr, flush=True)
+    try:
+        report = build_board(args.board, build_dir=args.build_dir, profile=args.profile,
+                             clock_mhz=args.clock, baudrate=args.baud, seed=args.seed)
+    except (ValueError, SynthesisError) as error:
+        raise CommandError(str(error)) from None
+    print(json.dumps(report.as_dict()) if args.json else report)
+    if not report.fits():
+        raise CommandError(f"the design does not fit the {args.board}'s FPGA")
+    if not report.timing_met:
+        raise CommandError(f"timing not met: Fmax {report.fmax_mhz:.1f} MHz < "
+                           f"{report.target_mhz:g} MHz; try --clock {int(report.fmax_mhz)} "
+                           f"or another --seed")
+    if args.program:
+        try:
+            program_board(report)
+        except ProgramError as error:
+            raise CommandError(str(error)) from None
+        if not args.json:
+            print(f"programmed the {args.board}: talk to it with "
+                  f"spikefab run --target serial:PORT --profile {report.profile} "
+                  f"--baud {report.baudrate}")
     return 0
 
 
@@ -204,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "or a bundled model's name (mnist-accurate, mnist-fast)")
     compile_.add_argument("-o", "--output", metavar="IMAGE", required=True,
                           help="where to write the chip image")
-    compile_.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker",
+    compile_.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
                           help="the chip to compile for (default: icebreaker)")
     compile_.set_defaults(run=_cmd_compile)
 
@@ -225,12 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=_positive, metavar="T", help="ticks per image "
                      "(default: the model's, else 25)")
     run.add_argument("--seed", type=int, default=0, metavar="S")
-    run.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker")
-    run.add_argument("--baud", type=_positive, default=1_000_000, help="serial targets only")
+    run.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker")
+    run.add_argument("--baud", type=_positive, default=3_000_000,
+                     help="serial targets only: the bitstream's rate (spikefab build --baud; 3 Mbaud)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--plot", metavar="PNG", help="draw the spike raster (input, layers, "
                      "output) of the first image (needs matplotlib)")
     run.set_defaults(run=_cmd_run)
+
+    build = sub.add_parser("build", help="build a board's bitstream (YoWASP) and report its "
+                           "resources and Fmax")
+    build.add_argument("--board", required=True, choices=BOARD_NAMES)
+    build.add_argument("--profile", choices=PROFILE_NAMES, help="the chip to put on it "
+                       "(default: the board's own: icebreaker, ulx3s)")
+    build.add_argument("--clock", type=float, metavar="MHZ", help="the PLL's frequency "
+                       "(default: 42 on the iCEBreaker, 90 on the ULX3S)")
+    build.add_argument("--baud", type=_positive, default=3_000_000,
+                       help="UART rate (default 3 Mbaud)")
+    build.add_argument("--build-dir", default="build/boards", metavar="DIR")
+    build.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+    build.add_argument("--json", action="store_true", help="print one JSON object")
+    build.add_argument("--program", action="store_true",
+                       help="then load it into the board (openFPGALoader)")
+    build.set_defaults(run=_cmd_build)
 
     train = sub.add_parser("train", help="train a hardware-exact 784-H-10 spiking network on "
                            "MNIST (firmware/train.py)")
@@ -251,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="Adam learning rate of the float phase")
     train.add_argument("--seed", type=int, metavar="S", help="seeds everything (0)")
     train.add_argument("--name", help="the model's name")
-    train.add_argument("--profile", choices=("icebreaker", "tiny"), default="icebreaker",
+    train.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
                        help="the chip the validation runs on (golden model)")
     train.add_argument("-o", "--output", metavar="MODEL", required=True,
                        help="where to write the model (.npz)")

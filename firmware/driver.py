@@ -84,7 +84,7 @@ class SerialTransport:
     request while it works, and a UART has no flow control."""
     window = 1
 
-    def __init__(self, port: str, *, baudrate: int = 1_000_000, timeout: float = 2.0):
+    def __init__(self, port: str, *, baudrate: int = 3_000_000, timeout: float = 2.0):
         try:
             import serial
         except ImportError:
@@ -228,7 +228,7 @@ class Chip:
     TARGETS = ("golden", "sim", "serial:PORT")
 
     @staticmethod
-    def open(target: str, *, profile: str = "icebreaker", baudrate: int = 1_000_000,
+    def open(target: str, *, profile: str = "icebreaker", baudrate: int = 3_000_000,
              timeout: float = 2.0):
         from .profiles import get_profile
         chip_profile = get_profile(profile)

@@ -10,6 +10,8 @@ image's :class:`~spikefab.firmware.protocol.ChipInfo`.
 ``icebreaker``    iCE40 UP5K: a 784-128-10 MNIST net. Tile (0, 0): 1024 x 128 x 8-bit
                   synapses in the UP5K's four SPRAMs (its whole 1 Mbit), 8 lanes;
                   tile (1, 0): 128 x 16 in block RAM.
+``ulx3s``         ULX3S (ECP5-85F): the same 784-128-10 net with twice the lanes, all in
+                  block RAM (DP16KD): 16 weights per cycle, so 8 cycles per layer-1 event.
 ``tiny``          Two small tiles for fast tests: 64 x 16 and 16 x 8, 4 lanes each.
 ================  ====================================================================
 """
@@ -86,6 +88,16 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
             (0, 0): TileConfig(CoreShape(1024, 128, w_bits=8, v_bits=16), lanes=8,
                                memory="spram", destinations=128),
             (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=8,
+                               memory="block", destinations=16),
+        }),
+    ChipProfile(
+        name="ulx3s",
+        description="ULX3S (ECP5-85F): a 784-128-10 MNIST net, 16 lanes, synapses in block RAM",
+        cols=2, rows=1, host=(0, 0),
+        tiles={
+            (0, 0): TileConfig(CoreShape(1024, 128, w_bits=8, v_bits=16), lanes=16,
+                               memory="block", destinations=128),
+            (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=16,
                                memory="block", destinations=16),
         }),
     ChipProfile(

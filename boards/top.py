@@ -1,0 +1,212 @@
+"""Board top levels: a chip profile's :class:`~spikefab.hdl.system.ChipSystem` on a real board.
+
+What every board gets:
+
+* the clock: the board's oscillator through a PLL to ``clock_mhz``; every core's domain runs on
+  that same clock (the chip's clock crossings stay in, so the design is the one the GALS tests
+  prove), held in reset until the PLL locks and 16 us more (iCE40 block RAM reads zero for a few
+  microseconds after configuration);
+* the host link on the board's USB UART (8N1 at ``baudrate``), behind a receive queue of
+  ``rx_fifo_depth`` bytes in block RAM, so the host may send the next frames while the chip
+  works on one (the driver keeps at most that many bytes in flight);
+* LEDs: green blinks with link traffic, red lights for a second after a NAK.
+
+The gateware between the pins is exactly what ``tests/test_host_link_rtl.py`` simulates, so the
+driver's ``serial:PORT`` transport works unchanged.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+
+from ..firmware.profiles import get_profile
+from ..hdl.system import ChipSystem
+from ..hdl.uart import UART
+from .clocks import ecp5_pll, ice40_pll
+
+__all__ = ["BoardTop", "ICEBreakerTop", "ULX3STop", "BOARDS", "board_top"]
+
+
+class BoardTop(Elaboratable):
+    """The chip of ``profile`` on a board; subclasses make the clock and name the LEDs.
+
+    Parameters
+    ----------
+    profile : str
+        The chip profile (:mod:`spikefab.firmware.profiles`).
+    clock_mhz : float
+        The PLL's target; the achieved frequency is :attr:`clock_mhz` afterwards.
+    baudrate : int
+        UART bits per second; the clock must give at least 4 cycles per bit, within 1 %.
+    rx_fifo_depth : int
+        Bytes of receive queue (block RAM).
+    """
+
+    #: Board name as the ``spikefab build --board`` option spells it.
+    name = None
+    #: amaranth-boards platform class.
+    platform_class = None
+    #: Input clock of the PLL, MHz.
+    osc_mhz = None
+
+    def __init__(self, *, profile: str, clock_mhz: float, baudrate: int = 3_000_000,
+                 rx_fifo_depth: int = 2048):
+        self.profile = get_profile(profile)
+        self.pll = self.make_pll(clock_mhz)
+        self.clock_mhz = self.pll.f_out_mhz
+        divisor = round(self.clock_mhz * 1e6 / baudrate)
+        error = abs(self.clock_mhz * 1e6 / divisor - baudrate) / baudrate if divisor else 1
+        if divisor < 4 or error > 0.01:
+            raise ValueError(f"{baudrate} baud from {self.clock_mhz:g} MHz: {divisor} cycles per "
+                             f"bit, {error:.1%} off; the UART needs >= 4 cycles per bit within "
+                             f"1 %: pick another --baud or --clock")
+        self.baudrate = baudrate
+        self.divisor = divisor
+        self.rx_fifo_depth = rx_fifo_depth
+        self.system = ChipSystem(self.profile.chip(), output_depth=self.profile.output_depth)
+
+    def make_pll(self, clock_mhz: float):
+        raise NotImplementedError
+
+    def clocking(self, m: Module, platform) -> Signal:
+        """Drive ``ClockSignal("sync")`` from the PLL; return its lock signal."""
+        raise NotImplementedError
+
+    def leds(self, platform) -> tuple[Value, Value]:
+        """``(activity, error)`` LED outputs."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.domains.por = ClockDomain("por", reset_less=True, local=True)
+        lock = self.clocking(m, platform)
+        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+        # Reset until the PLL has locked and then 16 us more.
+        hold = int(16e-6 * self.clock_mhz * 1e6)
+        timer = Signal(range(hold + 1))
+        with m.If(~lock):
+            m.d.por += timer.eq(0)
+        with m.Elif(timer != hold):
+            m.d.por += timer.eq(timer + 1)
+        m.d.comb += ResetSignal("sync").eq(timer != hold)
+
+        m.submodules.system = system = self.system
+        chip = system.chip
+        for tile in chip.order:
+            domain = chip.domain(tile)
+            m.domains += ClockDomain(domain)
+            m.d.comb += [ClockSignal(domain).eq(ClockSignal("sync")),
+                         ResetSignal(domain).eq(ResetSignal("sync"))]
+
+        m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
+        pins = platform.request("uart", 0)
+        m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
+        wiring.connect(m, uart.rx_bytes, system.rx)
+        wiring.connect(m, system.tx, uart.tx_bytes)
+
+        activity, error = self.leds(platform)
+        traffic = (uart.rx_bytes.valid & uart.rx_bytes.ready) | \
+                  (uart.tx_bytes.valid & uart.tx_bytes.ready)
+        m.d.comb += [activity.eq(_stretch(m, traffic, int(self.clock_mhz * 1e6) // 20)),
+                     error.eq(_stretch(m, system.nak | uart.overrun | uart.framing_error,
+                                       int(self.clock_mhz * 1e6)))]
+        return m
+
+
+def _stretch(m: Module, pulse: Value, cycles: int) -> Value:
+    """High for ``cycles`` after the last cycle ``pulse`` was high."""
+    count = Signal(range(cycles + 1))
+    with m.If(pulse):
+        m.d.sync += count.eq(cycles)
+    with m.Elif(count != 0):
+        m.d.sync += count.eq(count - 1)
+    return count != 0
+
+
+class ICEBreakerTop(BoardTop):
+    """iCEBreaker (iCE40 UP5K, 12 MHz oscillator, FTDI channel B as the UART)."""
+    name = "icebreaker"
+    osc_mhz = 12
+
+    @property
+    def platform_class(self):
+        from amaranth_boards.icebreaker import ICEBreakerPlatform
+        return ICEBreakerPlatform
+
+    def make_pll(self, clock_mhz):
+        return ice40_pll(self.osc_mhz, clock_mhz)
+
+    def clocking(self, m, platform):
+        pll, lock, clk = self.pll, Signal(), Signal()
+        platform.add_clock_constraint(clk, self.clock_mhz * 1e6)
+        m.d.comb += ClockSignal("sync").eq(clk)
+        # The 12 MHz pin feeds the PLL pad directly (SB_PLL40_PAD), as the board wires it.
+        m.submodules.pll = Instance(
+            "SB_PLL40_PAD",
+            p_FEEDBACK_PATH="SIMPLE", p_DIVR=pll.divr, p_DIVF=pll.divf, p_DIVQ=pll.divq,
+            p_FILTER_RANGE=pll.filter_range,
+            i_PACKAGEPIN=platform.request("clk12", dir="-").io,
+            i_RESETB=Const(1), i_BYPASS=Const(0),
+            o_PLLOUTGLOBAL=clk, o_LOCK=lock)
+        return lock
+
+    def leds(self, platform):
+        return platform.request("led_g", 0).o, platform.request("led_r", 0).o
+
+
+class ULX3STop(BoardTop):
+    """ULX3S with an ECP5-85F (25 MHz oscillator, FT231X as the UART)."""
+    name = "ulx3s-85f"
+    osc_mhz = 25
+
+    @property
+    def platform_class(self):
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+        return ULX3S_85F_Platform
+
+    def make_pll(self, clock_mhz):
+        return ecp5_pll(self.osc_mhz, clock_mhz)
+
+    def clocking(self, m, platform):
+        pll, lock, clk = self.pll, Signal(), Signal()
+        platform.add_clock_constraint(clk, self.clock_mhz * 1e6)
+        m.d.comb += ClockSignal("sync").eq(clk)
+        clk25 = platform.request("clk25", 0)
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=str(self.osc_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.clock_mhz:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+            p_CLKI_DIV=pll.clki_div, p_CLKFB_DIV=pll.clkfb_div, p_CLKOP_DIV=pll.clkop_div,
+            p_CLKOP_CPHASE=pll.clkop_cphase, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            i_CLKI=clk25.i, i_CLKFB=clk, i_RST=Const(0), i_STDBY=Const(0),
+            i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
+            i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
+            i_ENCLKOP=Const(0),
+            o_CLKOP=clk, o_LOCK=lock)
+        return lock
+
+    def leds(self, platform):
+        return platform.request("led", 0).o, platform.request("led", 7).o
+
+
+#: Supported boards: name -> (top class, default profile, default clock in MHz).
+BOARDS = {
+    "icebreaker": (ICEBreakerTop, "icebreaker", 42.0),
+    "ulx3s-85f": (ULX3STop, "ulx3s", 90.0),
+}
+
+
+def board_top(board: str, *, profile: str | None = None, clock_mhz: float | None = None,
+              **kwargs) -> BoardTop:
+    """The top level for ``board`` (one of :data:`BOARDS`), with its defaults."""
+    try:
+        cls, default_profile, default_clock = BOARDS[board]
+    except KeyError:
+        raise ValueError(f"unknown board {board!r}; supported: {', '.join(BOARDS)}") from None
+    return cls(profile=profile or default_profile, clock_mhz=clock_mhz or default_clock,
+               **kwargs)
