@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .synthesis import SynthesisError, tool_path
+from .synthesis import DROP_SPRAM_INIT, SynthesisError, tool_path
 from .top import BOARDS, board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
@@ -99,7 +99,7 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     if family == "ice40":
         # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",
-                      "script_after_read": "delete t:$meminit_v2 r:WORDS>=16384"}
+                      "script_after_read": DROP_SPRAM_INIT}
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in _TOOLS | {"OPENFPGALOADER": None}}
     os.environ.update(_environment())

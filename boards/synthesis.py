@@ -14,7 +14,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40"]
+__all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT"]
+
+#: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
+#: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
+#: this deletes the initial value of every memory (the post-synthesis simulation found the
+#: INFO ROM empty that way).
+DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
 
 #: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
@@ -66,7 +72,7 @@ def synthesize_ice40(component, directory: Path, *, device: str = "up5k",
     (directory / f"{name}.il").write_text(rtlil.convert(component, name=name, emit_src=False))
     script = "; ".join([
         f"read_rtlil {name}.il",
-        "delete t:$meminit_v2 r:WORDS>=16384",
+        DROP_SPRAM_INIT,
         f"synth_ice40 -top {name} -spram -json {name}.json",
         f"tee -q -o {name}.stat.json stat -json",
     ])

@@ -2,10 +2,10 @@
 
 What every board gets:
 
-* the clock: the board's oscillator through a PLL to ``clock_mhz``; every core's domain runs on
-  that same clock (the chip's clock crossings stay in, so the design is the one the GALS tests
-  prove), held in reset until the PLL locks and 16 us more (iCE40 block RAM reads zero for a few
-  microseconds after configuration);
+* the clock: the board's oscillator through a PLL to ``clock_mhz``; the mesh and every core run
+  on it (the chip is built with ``clocking="single"``: synchronous queues where the GALS chip
+  has clock crossings), held in reset until the PLL locks and 16 us more (iCE40 block RAM reads
+  zero for a few microseconds after configuration);
 * the host link on the board's USB UART (8N1 at ``baudrate``), behind a receive queue of
   ``rx_fifo_depth`` bytes in block RAM, so the host may send the next frames while the chip
   works on one (the driver keeps at most that many bytes in flight);
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from amaranth.hdl import *
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 
 from ..firmware.profiles import get_profile
 from ..hdl.system import ChipSystem
@@ -41,6 +42,10 @@ class BoardTop(Elaboratable):
         UART bits per second; the clock must give at least 4 cycles per bit, within 1 %.
     rx_fifo_depth : int
         Bytes of receive queue (block RAM).
+    pll : bool
+        Without it the chip runs straight from the oscillator pin, at a nominal
+        ``clock_mhz``: the form the post-synthesis simulation uses (a PLL has no simulation
+        model), otherwise the same design.
     """
 
     #: Board name as the ``spikefab build --board`` option spells it.
@@ -51,10 +56,10 @@ class BoardTop(Elaboratable):
     osc_mhz = None
 
     def __init__(self, *, profile: str, clock_mhz: float, baudrate: int = 3_000_000,
-                 rx_fifo_depth: int = 2048):
+                 rx_fifo_depth: int = 2048, pll: bool = True):
         self.profile = get_profile(profile)
-        self.pll = self.make_pll(clock_mhz)
-        self.clock_mhz = self.pll.f_out_mhz
+        self.pll = self.make_pll(clock_mhz) if pll else None
+        self.clock_mhz = self.pll.f_out_mhz if pll else clock_mhz
         divisor = round(self.clock_mhz * 1e6 / baudrate)
         error = abs(self.clock_mhz * 1e6 / divisor - baudrate) / baudrate if divisor else 1
         if divisor < 4 or error > 0.01:
@@ -64,7 +69,8 @@ class BoardTop(Elaboratable):
         self.baudrate = baudrate
         self.divisor = divisor
         self.rx_fifo_depth = rx_fifo_depth
-        self.system = ChipSystem(self.profile.chip(), output_depth=self.profile.output_depth)
+        self.system = ChipSystem(self.profile.chip(clocking="single"),
+                                 output_depth=self.profile.output_depth)
 
     def make_pll(self, clock_mhz: float):
         raise NotImplementedError
@@ -81,7 +87,11 @@ class BoardTop(Elaboratable):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
-        lock = self.clocking(m, platform)
+        if self.pll is None:
+            clk, lock = platform.request(platform.default_clk, 0).i, Const(1)
+            m.d.comb += ClockSignal("sync").eq(clk)
+        else:
+            lock = self.clocking(m, platform)
         m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
         # Reset until the PLL has locked and then 16 us more.
         hold = int(16e-6 * self.clock_mhz * 1e6)
@@ -94,8 +104,7 @@ class BoardTop(Elaboratable):
 
         m.submodules.system = system = self.system
         chip = system.chip
-        for tile in chip.order:
-            domain = chip.domain(tile)
+        for domain in chip.domains:      # none: the board's chip is built with one clock
             m.domains += ClockDomain(domain)
             m.d.comb += [ClockSignal(domain).eq(ClockSignal("sync")),
                          ResetSignal(domain).eq(ResetSignal("sync"))]
@@ -103,7 +112,12 @@ class BoardTop(Elaboratable):
         m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
         pins = platform.request("uart", 0)
         m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
-        wiring.connect(m, uart.rx_bytes, system.rx)
+        # A register between the queue's block RAM and the frame receiver: block RAM's read
+        # data arrives late in the cycle (5.8 ns on the ECP5), too late for the SLIP and CRC
+        # logic behind it at the target clock.
+        m.submodules.rx_stage = rx_stage = SyncFIFOBuffered(width=8, depth=1)
+        wiring.connect(m, uart.rx_bytes, rx_stage.w_stream)
+        wiring.connect(m, rx_stage.r_stream, system.rx)
         wiring.connect(m, system.tx, uart.tx_bytes)
 
         activity, error = self.leds(platform)

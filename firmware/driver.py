@@ -61,9 +61,11 @@ class SimTransport:
 
     def __init__(self, profile, *, periods_ps: dict | None = None):
         from ..sim.link_rtl import SimLink, link_build
-        # One clock for the whole chip unless clock periods are asked for: much faster.
-        build = link_build(profile.chip(), output_depth=profile.output_depth,
-                           label=f"link-{profile.name}", one_clock=not periods_ps)
+        # Without clock periods, the chip a board runs: one clock (``clocking="single"``), which
+        # is also much faster to simulate; with them, every core in its own clock domain.
+        chip = profile.chip(clocking="gals" if periods_ps else "single")
+        build = link_build(chip, output_depth=profile.output_depth,
+                           label=f"link-{profile.name}-{chip.clocking}")
         self.link = SimLink(build, periods_ps=periods_ps)
 
     def exchange(self, data: bytes) -> bytes:

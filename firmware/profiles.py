@@ -11,7 +11,8 @@ image's :class:`~spikefab.firmware.protocol.ChipInfo`.
                   synapses in the UP5K's four SPRAMs (its whole 1 Mbit), 8 lanes;
                   tile (1, 0): 128 x 16 in block RAM.
 ``ulx3s``         ULX3S (ECP5-85F): the same 784-128-10 net with twice the lanes, all in
-                  block RAM (DP16KD): 16 weights per cycle, so 8 cycles per layer-1 event.
+                  block RAM (DP16KD): 16 weights per cycle, so 8 cycles per layer-1 event;
+                  synapse words registered (the deep block-RAM multiplexer would limit Fmax).
 ``tiny``          Two small tiles for fast tests: 64 x 16 and 16 x 8, 4 lanes each.
 ================  ====================================================================
 """
@@ -96,9 +97,9 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
         cols=2, rows=1, host=(0, 0),
         tiles={
             (0, 0): TileConfig(CoreShape(1024, 128, w_bits=8, v_bits=16), lanes=16,
-                               memory="block", destinations=128),
+                               memory="block", destinations=128, register_reads=True),
             (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=16,
-                               memory="block", destinations=16),
+                               memory="block", destinations=16, register_reads=True),
         }),
     ChipProfile(
         name="tiny",

@@ -2,7 +2,10 @@
 
 Clock domains (GALS): routers, route expanders and the tick controller run in the mesh domain
 (``sync``); the core of tile ``(x, y)`` runs in its own domain ``core_x_y`` (give it the mesh's
-clock where no separate clock is wanted), and every crossing is an ``AsyncFIFO``.
+clock where no separate clock is wanted), and every crossing is an ``AsyncFIFO``. With
+``clocking="single"`` (boards with one clock) the cores run in ``sync`` too and the crossings
+are synchronous FIFOs: the same queues in the same places, without the synchronizers and
+gray-code pointers, and the bus queues one request deep.
 
 **The tick barrier** (why it holds across any clock ratio; see docs/chip.md): the controller
 counts, in the mesh domain, every packet that enters the mesh (host injections, spike
@@ -38,11 +41,13 @@ __all__ = ["TileConfig", "Space", "chip_request_layout", "Chip"]
 
 @dataclass(frozen=True)
 class TileConfig:
-    """The core of one tile: its shape, lanes, synapse memory style, route-table capacity."""
+    """The core of one tile: its shape, lanes, synapse memory style, route-table capacity, and
+    whether synapse words are registered (:class:`LIFCore`'s ``register_reads``)."""
     shape: CoreShape
     lanes: int = 8
     memory: str = "block"
     destinations: int = 64
+    register_reads: bool = False
 
 
 class Space(enum.IntEnum):
@@ -74,6 +79,8 @@ class Chip(wiring.Component):
         A core on every tile.
     host : (int, int)
         The tile whose router has the host port.
+    clocking : "gals" or "single"
+        Every core in its own clock domain (:meth:`domain`), or all on ``sync``.
     test_hooks : bool
         Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will.
 
@@ -99,7 +106,10 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), fifo_depth: int = 2,
-                 test_hooks: bool = False):
+                 clocking: str = "gals", test_hooks: bool = False):
+        if clocking not in ("gals", "single"):
+            raise ValueError(f"clocking must be 'gals' or 'single', not {clocking!r}")
+        self.clocking = clocking
         if not (1 <= cols <= MESH_LIMIT and 1 <= rows <= MESH_LIMIT):
             raise ValueError(f"the mesh must be between 1 x 1 and 8 x 8, not {cols} x {rows}")
         want = {(x, y) for y in range(rows) for x in range(cols)}
@@ -113,7 +123,8 @@ class Chip(wiring.Component):
         self.fifo_depth = fifo_depth
         self.test_hooks = test_hooks
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
-        self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory)
+        self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
+                                 register_reads=c.register_reads)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         data_bits = self.request_layout["data"].shape.width
@@ -136,6 +147,17 @@ class Chip(wiring.Component):
     def domain(tile) -> str:
         """The clock domain of a tile's core (a clock and a reset port of the top level)."""
         return f"core_{tile[0]}_{tile[1]}"
+
+    @property
+    def domains(self) -> list[str]:
+        """The clock domains besides ``sync`` that the platform or simulator must provide."""
+        return [] if self.clocking == "single" else [self.domain(t) for t in self.order]
+
+    def _queue(self, *, width: int, depth: int, w_domain: str, r_domain: str):
+        """A queue between two domains: an ``AsyncFIFO``, or a synchronous one when single."""
+        if self.clocking == "single":
+            return SyncFIFOBuffered(width=width, depth=depth)
+        return AsyncFIFO(width=width, depth=depth, w_domain=w_domain, r_domain=r_domain)
 
     def elaborate(self, platform):
         m = Module()
@@ -195,7 +217,7 @@ class Chip(wiring.Component):
         for k, tile in enumerate(self.order):
             x, y = tile
             config, core = self.tiles[tile], self.cores[tile]
-            domain = self.domain(tile)
+            domain = self.domain(tile) if self.clocking == "gals" else "sync"
             router = routers[tile]
             # The core domains are left to the platform (or the simulator) to create, like sync:
             # each becomes a clock and a reset port of the top level.
@@ -205,12 +227,12 @@ class Chip(wiring.Component):
             wiring.connect(m, seq.core_update, core.update)
             wiring.connect(m, core.spikes, seq.core_spikes)
 
-            ingress = AsyncFIFO(width=Ingress.size, depth=8, w_domain="sync", r_domain=domain)
+            ingress = self._queue(width=Ingress.size, depth=8, w_domain="sync", r_domain=domain)
             # Room for every spike of an update and its DONE token: an update can always finish,
             # whatever the mesh is doing, so that the core returns to taking events. Without it
             # core -> egress -> mesh -> ingress -> core is a cycle that can deadlock.
-            egress = AsyncFIFO(width=Egress.size, depth=config.shape.neurons + 2,
-                               w_domain=domain, r_domain="sync")
+            egress = self._queue(width=Egress.size, depth=config.shape.neurons + 2,
+                                 w_domain=domain, r_domain="sync")
             m.submodules[f"ingress_{x}_{y}"] = ingress
             m.submodules[f"egress_{x}_{y}"] = egress
             m.d.comb += [seq.ingress.payload.eq(ingress.r_data),
@@ -240,10 +262,11 @@ class Chip(wiring.Component):
             dones.append(expander.done)
 
             # The core's bus, across its clock domain.
-            req_fifo = AsyncFIFO(width=core.memory_map.request_layout.size, depth=4,
-                                 w_domain="sync", r_domain=domain)
-            resp_fifo = AsyncFIFO(width=core.memory_map.data_bits, depth=4,
-                                  w_domain=domain, r_domain="sync")
+            bus_depth = 4 if self.clocking == "gals" else 1
+            req_fifo = self._queue(width=core.memory_map.request_layout.size, depth=bus_depth,
+                                   w_domain="sync", r_domain=domain)
+            resp_fifo = self._queue(width=core.memory_map.data_bits, depth=bus_depth,
+                                    w_domain=domain, r_domain="sync")
             m.submodules[f"bus_req_{x}_{y}"] = req_fifo
             m.submodules[f"bus_resp_{x}_{y}"] = resp_fifo
             core_req = Signal(core.memory_map.request_layout)

@@ -55,7 +55,14 @@ class LIFCore(wiring.Component):
     memory : str
         Synapse memory style: ``"block"`` or ``"spram"`` (see :class:`SynapseMemory`).
     spike_fifo_depth : int
-        Depth of the spike output queue; more than :attr:`LIFDatapath.LATENCY`.
+        Depth of the spike output queue; more than the datapath's latency (3, or 4 with
+        ``register_reads``).
+    register_reads : bool
+        Register what block RAM reads before logic uses it: the synapse words before the
+        adders (and the bus), and a neuron's V, B and I before the LIF datapath. Block RAM's read
+        data arrives late in the cycle (5.8 ns on the ECP5), so this is what lets a core run
+        near 100 MHz there. Events still cost ``R`` cycles each; an update and a bus read take
+        one more cycle.
 
     Members
     -------
@@ -73,7 +80,7 @@ class LIFCore(wiring.Component):
     """
 
     def __init__(self, shape: CoreShape, *, lanes: int = 8, memory: str = "block",
-                 spike_fifo_depth: int = 8):
+                 spike_fifo_depth: int = 8, register_reads: bool = False):
         if not isinstance(shape, CoreShape):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
         if lanes not in LANE_CHOICES:
@@ -81,13 +88,15 @@ class LIFCore(wiring.Component):
         if memory not in MEMORY_STYLES:
             raise ValueError(f"memory must be one of {MEMORY_STYLES}, not {memory!r}")
         if (isinstance(spike_fifo_depth, bool) or not isinstance(spike_fifo_depth, int)
-                or not LIFDatapath.LATENCY < spike_fifo_depth <= 256):
+                or not LIFDatapath.LATENCY + int(bool(register_reads)) < spike_fifo_depth <= 256):
             raise ValueError(f"spike_fifo_depth must be an integer in "
-                             f"[{LIFDatapath.LATENCY + 1}, 256], not {spike_fifo_depth!r}")
+                             f"[{LIFDatapath.LATENCY + int(bool(register_reads)) + 1}, 256], "
+                             f"not {spike_fifo_depth!r}")
         self.shape = shape
         self.lanes = lanes
         self.memory_style = memory
         self.spike_fifo_depth = spike_fifo_depth
+        self.register_reads = bool(register_reads)
         self.memory_map = CoreMemoryMap(shape, lanes)
         super().__init__({
             "events": In(stream.Signature(AxonEvent)),
@@ -128,7 +137,7 @@ class LIFCore(wiring.Component):
                                 Reg.DROP_BUDGET)}
         delivered = Signal(range(shape.events_per_tick + 1))  # in-range events this tick
 
-        m.submodules.lif = lif = LIFDatapath(shape)
+        m.submodules.lif = lif = LIFDatapath(shape, input_register=self.register_reads)
         m.d.comb += [lif.threshold.eq(threshold), lif.leak.eq(leak), lif.reset.eq(reset_mode)]
 
         m.submodules.spike_fifo = spike_fifo = SyncFIFOBuffered(width=8,
@@ -141,10 +150,24 @@ class LIFCore(wiring.Component):
         acc_valid = Signal()  # the synapse and I words of row acc_row arrive this cycle
         acc_row = Signal.like(ev_row)
         m.d.sync += acc_valid.eq(0)
+        # With register_reads the EVENT state only reads the synapse word; a cycle later
+        # (reg_valid) the word is registered and the I word of its row is read, and a cycle
+        # after that both meet in the adders. Either way I is read one cycle before it is
+        # written, through a port transparent for the write.
+        reg_valid = Signal()
+        reg_row = Signal.like(ev_row)
+        if self.register_reads:
+            addend = Signal.like(syn.r_data)
+            m.d.sync += [addend.eq(syn.r_data), reg_valid.eq(0)]
+            with m.If(reg_valid):
+                m.d.comb += [i_rd.addr.eq(reg_row), i_rd.en.eq(1)]
+                m.d.sync += [acc_valid.eq(1), acc_row.eq(reg_row)]
+        else:
+            addend = syn.r_data
         with m.If(acc_valid):
             m.d.comb += [i_wr.addr.eq(acc_row), i_wr.en.eq(1)]
             for j in range(lanes):
-                m.d.comb += i_wr.data[j].eq(i_rd.data[j] + syn.r_data[j])
+                m.d.comb += i_wr.data[j].eq(i_rd.data[j] + addend[j])
 
         # ---- update walk ----
         up_n = Signal(range(n_neurons + 1))
@@ -157,7 +180,7 @@ class LIFCore(wiring.Component):
         m.d.sync += s1_valid.eq(0)
         # Credit check: an issued neuron always finds room in the spike queue, so the datapath
         # never has to stall. Count every neuron between issue and the queue.
-        pipeline = Signal(range(LIFDatapath.LATENCY + 3))
+        pipeline = Signal(range(lif.latency + 3))
         issue = Signal()
         retire = Signal()
         m.d.comb += retire.eq(lif.o_valid)
@@ -222,7 +245,7 @@ class LIFCore(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.idle.eq(~acc_valid)
+                m.d.comb += self.idle.eq(~acc_valid & ~reg_valid)
                 with m.If(self.update.valid):
                     m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
                     m.next = "UPDATE"
@@ -237,10 +260,13 @@ class LIFCore(wiring.Component):
                         m.next = "EVENT"
 
             with m.State("EVENT"):
-                m.d.comb += [syn.addr.eq(ev_addr), syn.r_en.eq(1),
-                             i_rd.addr.eq(ev_row), i_rd.en.eq(1)]
-                m.d.sync += [acc_valid.eq(1), acc_row.eq(ev_row),
-                             ev_addr.eq(ev_addr + 1), ev_row.eq(ev_row + 1)]
+                m.d.comb += [syn.addr.eq(ev_addr), syn.r_en.eq(1)]
+                if self.register_reads:
+                    m.d.sync += [reg_valid.eq(1), reg_row.eq(ev_row)]
+                else:
+                    m.d.comb += [i_rd.addr.eq(ev_row), i_rd.en.eq(1)]
+                    m.d.sync += [acc_valid.eq(1), acc_row.eq(ev_row)]
+                m.d.sync += [ev_addr.eq(ev_addr + 1), ev_row.eq(ev_row + 1)]
                 with m.If(ev_row == rows - 1):
                     with m.If(self.events.valid & ~self.update.valid & ~self.bus.req.valid):
                         m.d.comb += take_event.eq(1)
@@ -279,6 +305,10 @@ class LIFCore(wiring.Component):
                     b_rd.addr.eq(offset), b_rd.en.eq(1),
                     i_rd.addr.eq(req_row), i_rd.en.eq(1),
                 ]
+                m.next = "BUS_WAIT" if self.register_reads else "BUS_ACCESS"
+
+            with m.State("BUS_WAIT"):
+                # The synapse word reaches its register; the other read ports hold their data.
                 m.next = "BUS_ACCESS"
 
             with m.State("BUS_ACCESS"):
@@ -321,7 +351,7 @@ class LIFCore(wiring.Component):
                     with m.If(in_region):
                         with m.Switch(region):
                             with m.Case(Region.SYNAPSE):
-                                m.d.comb += word.eq(syn.r_data)
+                                m.d.comb += word.eq(addend)
                             with m.Case(Region.MEMBRANE):
                                 m.d.comb += word.eq(v_rd.data)
                             with m.Case(Region.BIAS):

@@ -19,6 +19,10 @@ class LIFDatapath(wiring.Component):
     Parameters
     ----------
     shape : CoreShape
+    input_register : bool
+        Register the inputs first (one more cycle of latency): when they come straight from
+        block RAM, whose read data arrives late in the cycle, the leak's shifter and adder
+        behind it would otherwise limit the clock.
 
     Members
     -------
@@ -27,13 +31,16 @@ class LIFDatapath(wiring.Component):
     i_valid, i_index, i_v, i_acc, i_bias : In
         A neuron entering the pipeline: its index, membrane ``V``, accumulator ``I``, bias ``B``.
     o_valid, o_index, o_v, o_spike : Out
-        The same neuron :attr:`LATENCY` cycles later: its new membrane and whether it spiked.
+        The same neuron :attr:`latency` cycles later: its new membrane and whether it spiked.
     """
 
+    #: Latency without the input register; :attr:`latency` is this one's.
     LATENCY = 3
 
-    def __init__(self, shape: CoreShape):
+    def __init__(self, shape: CoreShape, *, input_register: bool = False):
         self._shape = shape
+        self.input_register = input_register
+        self.latency = self.LATENCY + int(input_register)
         vb = shape.v_bits
         super().__init__({
             "threshold": In(vb - 1),
@@ -53,6 +60,12 @@ class LIFDatapath(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         shape = self._shape
+        inputs = (self.i_valid, self.i_index, self.i_v, self.i_acc, self.i_bias)
+        if self.input_register:
+            registered = tuple(Signal.like(s, name=f"r_{s.name}") for s in inputs)
+            m.d.sync += [r.eq(s) for r, s in zip(registered, inputs)]
+            inputs = registered
+        i_valid, i_index, i_v, i_acc, i_bias = inputs
 
         # Stage 1: leak, and the two inputs summed.
         s1_valid = Signal()
@@ -60,10 +73,10 @@ class LIFDatapath(wiring.Component):
         s1_leaked = Signal(signed(shape.v_bits + 1))
         s1_input = Signal(signed(max(shape.accumulator_bits, shape.v_bits) + 1))
         m.d.sync += [
-            s1_valid.eq(self.i_valid),
-            s1_index.eq(self.i_index),
-            s1_leaked.eq(Mux(self.leak == 0, self.i_v, self.i_v - (self.i_v >> self.leak))),
-            s1_input.eq(self.i_acc + self.i_bias),
+            s1_valid.eq(i_valid),
+            s1_index.eq(i_index),
+            s1_leaked.eq(Mux(self.leak == 0, i_v, i_v - (i_v >> self.leak))),
+            s1_input.eq(i_acc + i_bias),
         ]
 
         # Stage 2: the saturating sum.

@@ -57,8 +57,7 @@ class ChunkedPort(wiring.Component):
         if self.one_clock:
             # Every core on the mesh's clock: one clock for the simulator to toggle, which is
             # several times faster than one per domain. (The barrier's GALS proof is elsewhere.)
-            for tile in system.chip.order:
-                domain = system.chip.domain(tile)
+            for domain in system.chip.domains:
                 m.domains += ClockDomain(domain)
                 m.d.comb += [ClockSignal(domain).eq(ClockSignal("sync")),
                              ResetSignal(domain).eq(ResetSignal("sync"))]
@@ -102,7 +101,7 @@ def link_build(chip, *, output_depth: int = 256, label: str = "link",
     build = RTLBuild(ChunkedPort(system, one_clock=one_clock),
                      label + ("-1clk" if one_clock else ""), ports_only=True)
     build.info = system.info
-    build.domains = [] if one_clock else [chip.domain(t) for t in chip.order]
+    build.domains = [] if one_clock else chip.domains
     return build
 
 

@@ -104,23 +104,30 @@ class RTLBuild:
 
     Parameters
     ----------
-    component : amaranth.lib.wiring.Component
-        The design; its Verilog top module is named ``toplevel``.
+    component : amaranth.lib.wiring.Component or None
+        The design; its Verilog top module is named ``toplevel``. ``None`` with ``verilog``.
     label : str
         A readable prefix for the build folder.
     toplevel : str
+    verilog : str, optional
+        Verilog to build instead of the component's (e.g. a synthesized netlist).
+    libraries : list of Path
+        More Verilog files, e.g. the cell models a netlist needs.
     """
 
     def __init__(self, component, label: str, *, toplevel: str = "top",
-                 ports_only: bool = False):
+                 ports_only: bool = False, verilog: str | None = None,
+                 libraries: tuple = ()):
         self.simulator = simulator_name()
         _prepare_environment(self.simulator)
         self.toplevel = toplevel
         self.ports_only = ports_only
-        self.verilog = verilog_of(component, toplevel)
+        self.verilog = verilog if verilog is not None else verilog_of(component, toplevel)
+        self.libraries = [Path(p) for p in libraries]
         key = hashlib.sha256(json.dumps([
             self.verilog, self.simulator, importlib.metadata.version("cocotb"),
             "--public-depth 1" if ports_only else "--public-flat-rw",
+            [p.read_text() for p in self.libraries],
         ]).encode()).hexdigest()[:16]
         self.directory = build_dir_root() / "rtl" / f"{label}-{self.simulator}-{key}"
         self._runner = None
@@ -158,7 +165,7 @@ class RTLBuild:
             source.write_text(self.verilog)
             args = ["-Wno-fatal"] if self.simulator == "verilator" else []
             try:
-                self.runner.build(sources=[source], hdl_toplevel=self.toplevel,
+                self.runner.build(sources=[*self.libraries, source], hdl_toplevel=self.toplevel,
                                   build_dir=self.directory, build_args=args,
                                   timescale=("1ns", "1ps"),
                                   log_file=self.directory / "build.log")

@@ -39,9 +39,12 @@ def test_profiles_describe_their_chips():
     assert PROFILES["icebreaker"].tiles[0, 0].memory == "spram"
     tiny = get_profile("tiny").info()
     assert [(t.axons, t.neurons, t.lanes) for t in tiny.tiles] == [(64, 16, 4), (16, 8, 4)]
-    with pytest.raises(ValueError, match="unknown chip profile 'ulx3s'; known profiles: "
-                                         "icebreaker, tiny"):
-        get_profile("ulx3s")
+    ulx = get_profile("ulx3s").info()
+    assert [(t.axons, t.neurons, t.lanes) for t in ulx.tiles] == [(1024, 128, 16), (128, 16, 16)]
+    assert all(t.register_reads and t.memory == "block" for t in PROFILES["ulx3s"].tiles.values())
+    with pytest.raises(ValueError, match="unknown chip profile 'ecp5'; known profiles: "
+                                         "icebreaker, tiny, ulx3s"):
+        get_profile("ecp5")
 
 
 # ---- models ----

@@ -38,10 +38,11 @@ def _run(dut, testbench):
     sim.run()
 
 
-def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed):
+@pytest.mark.parametrize("register_reads", [False, True])
+def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, register_reads):
     rng = np.random.default_rng(base_seed)
     shape = CoreShape(axons=10, neurons=5, w_bits=8)
-    dut = LIFCore(shape, lanes=4)
+    dut = LIFCore(shape, lanes=4, register_reads=register_reads)
     mm = dut.memory_map
     weights = rng.integers(-128, 128, size=(10, 5))
     values = {region: rng.integers(-32768, 32768, size=5)

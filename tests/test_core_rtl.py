@@ -51,7 +51,14 @@ PATTERNS = [
     (Pattern("random", p=0.5, seed=BASE_SEED), Pattern("random", p=0.3, seed=BASE_SEED + 1)),
 ]
 
-CONFIGS = CORNERS + random_configs(BASE_SEED, 6)
+# The same cores with the synapse register (LIFCore(register_reads=True)), block RAM as on ECP5.
+REGISTERED = [("ulx3s-layer1-reg", CoreShape(1024, 128, w_bits=8), 16, "block", 3),
+              ("one-row-budget-reg", CoreShape(16, 8, w_bits=8, events_per_tick=10), 8,
+               "block", 3),
+              ("one-lane-v12-reg", CoreShape(24, 5, w_bits=8, v_bits=12), 1, "block", 3),
+              ("w4-ragged-row-reg", CoreShape(100, 37, w_bits=4), 4, "spram", 3)]
+
+CONFIGS = CORNERS + random_configs(BASE_SEED, 6) + REGISTERED
 
 
 def _check_corners_are_reached(shape, expected):
@@ -76,7 +83,8 @@ def test_core_matches_golden_model(label, shape, lanes, memory, count):
     corners = corner_scenarios(shape, seeds[0])
     _check_corners_are_reached(shape, {c.name: c.expected() for c in corners})
     scenarios += corners
-    traces = simulate_core(shape, scenarios, lanes=lanes, memory=memory, run_name=label)
+    traces = simulate_core(shape, scenarios, lanes=lanes, memory=memory,
+                           register_reads=label.endswith("-reg"), run_name=label)
     problems = []
     for scenario, trace in zip(scenarios, traces):
         problems += compare_traces(scenario.expected(), trace,

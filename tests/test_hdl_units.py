@@ -18,14 +18,15 @@ def _simulate(dut, testbench):
     sim.run()
 
 
+@pytest.mark.parametrize("input_register", [False, True])
 @pytest.mark.parametrize("v_bits, w_bits, axons", [(16, 8, 1024), (12, 4, 37)])
-def test_lif_datapath_matches_golden(base_seed, v_bits, w_bits, axons):
+def test_lif_datapath_matches_golden(base_seed, v_bits, w_bits, axons, input_register):
     """Random and extreme neurons under random parameters, one per cycle, with idle gaps."""
     seed = base_seed + v_bits
     rng = np.random.default_rng(seed)
     shape = CoreShape(axons=axons, neurons=1, w_bits=w_bits, v_bits=v_bits)
     acc_lo, acc_hi = -(1 << (shape.accumulator_bits - 1)), (1 << (shape.accumulator_bits - 1)) - 1
-    dut = LIFDatapath(shape)
+    dut = LIFDatapath(shape, input_register=input_register)
     configs = [NeuronConfig(int(t), int(k), ResetMode(int(r))) for t, k, r in zip(
         rng.choice([1, shape.v_max, *rng.integers(1, shape.v_max, 6)], 12),
         rng.choice([0, v_bits - 1, *rng.integers(0, v_bits, 6)], 12),
@@ -45,7 +46,7 @@ def test_lif_datapath_matches_golden(base_seed, v_bits, w_bits, axons):
             ctx.set(dut.leak, config.leak)
             ctx.set(dut.reset, config.reset)
             seen = []
-            for k in range(count + LIFDatapath.LATENCY):
+            for k in range(count + dut.latency):
                 if k < count:
                     ctx.set(dut.i_valid, int(valid[k]))
                     ctx.set(dut.i_index, k % 256)
