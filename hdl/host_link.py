@@ -368,6 +368,7 @@ class HostLink(wiring.Component):
         m.d.comb += in_range.eq((offset_f < size) & (range_count <= size - offset_f))
         memory_command = (cmd == Command.WRITE) | (cmd == Command.READ) | (cmd == Command.FILL)
         verdict = Signal(4)
+        checked = Signal(4)         # verdict, registered
         with m.If(~is_command):
             m.d.comb += verdict.eq(Status.COMMAND)
         with m.Elif(~length_ok):
@@ -458,14 +459,18 @@ class HostLink(wiring.Component):
                                  injecting.eq(0), resetting.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
-                gather(hdr, 12, "DECIDE")
+                gather(hdr, 12, "CHECK")
+            with m.State("CHECK"):
+                # The checks are 32-bit arithmetic on the header: a cycle of their own.
+                m.d.sync += checked.eq(verdict)
+                m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
                 with m.If(rx_status != Status.OK):
                     m.d.sync += [status.eq(rx_status), bad_frames.eq(bad_frames + 1)]
                     m.next = "NAK"
-                with m.Elif(verdict != Status.OK):
-                    m.d.sync += status.eq(verdict)
+                with m.Elif(checked != Status.OK):
+                    m.d.sync += status.eq(checked)
                     m.next = "NAK"
                 with m.Else():
                     with m.Switch(cmd):
