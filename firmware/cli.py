@@ -31,10 +31,10 @@ def _cmd_demo(args) -> int:
         return _core_demo(args)
     from ..sim.demo import run_mnist_demo
     from .run import _Progress
-    print("building the RTL simulation of the iCEBreaker chip (about 2 minutes the first time, "
-          "then cached in build/) ...", flush=True)
+    print(f"building the RTL simulation of the {args.profile} chip (about 2 minutes the first "
+          "time, then cached in build/) ...", flush=True)
     try:
-        result = run_mnist_demo(model=args.model, count=args.count,
+        result = run_mnist_demo(model=args.model, count=args.count, profile=args.profile,
                                 seed=0 if args.seed is None else args.seed,
                                 progress=_Progress(True))
     except ValueError as error:
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a bundled model (mnist-accurate, mnist-fast) or a model .npz")
     demo.add_argument("--count", type=_positive, default=20, metavar="N",
                       help="how many bundled images (default 20)")
+    demo.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
+                      help="the chip to simulate (default icebreaker)")
     demo.add_argument("--seed", type=int, default=None,
                       help="encoder seed (default 0; with --core, the scenario seed, default 1)")
     core = demo.add_argument_group("--core: one LIF core on a small random network instead")

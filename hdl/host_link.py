@@ -382,7 +382,8 @@ class HostLink(wiring.Component):
 
         # ---- execution state ----
         ptr = Signal(FRAME_ADDR_BITS + 1)
-        j = Signal(range(13))
+        gather_max = max(12, wb)   # the header, or one memory word
+        j = Signal(range(gather_max + 1))
         tile = Signal(8)
         region = Signal(3)
         offset = Signal(32)
@@ -404,7 +405,7 @@ class HostLink(wiring.Component):
             with m.If(j < n):
                 m.d.sync += ptr.eq(ptr + 1)
             with m.If(j != 0):
-                m.d.sync += target.word_select((j - 1).as_unsigned()[:4], 8).eq(receiver.read_data)
+                m.d.sync += target.word_select((j - 1).as_unsigned()[:(gather_max - 1).bit_length()], 8).eq(receiver.read_data)
             m.d.sync += j.eq(j + 1)
             with m.If(j == n):
                 m.d.sync += j.eq(0)

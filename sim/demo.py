@@ -104,6 +104,7 @@ def run_demo(*, axons: int = 64, neurons: int = 32, ticks: int = 48, lanes: int 
 @dataclass
 class MnistDemo:
     model: str
+    profile: str
     steps: int
     labels: np.ndarray
     indices: np.ndarray
@@ -135,7 +136,7 @@ class MnistDemo:
         golden_ok = int((self.golden.predictions == self.labels).sum())
         events = sum(len(e) for e in self.rtl.outputs)
         lines = [
-            f"MNIST on the iCEBreaker chip (784-128-10, two cores, host link), model {self.model}, "
+            f"MNIST on the {self.profile} chip (784-128-10, host link), model {self.model}, "
             f"T = {self.steps}, {count} bundled images (training-file images "
             f"{int(self.indices[0])}..{int(self.indices[-1])}, never trained on)",
             "",
@@ -165,22 +166,23 @@ class MnistDemo:
 
 
 def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int = 0,
-                   progress=None) -> MnistDemo:
-    """Run ``count`` bundled MNIST images through the RTL simulation and the golden model."""
+                   profile: str = "icebreaker", progress=None) -> MnistDemo:
+    """Run ``count`` bundled MNIST images through the RTL simulation of ``profile``'s chip and
+    through the golden model."""
     from ..firmware.driver import Chip
     from ..firmware.mnist import bundled_slice
     from ..firmware.run import load_network
     dataset = bundled_slice()
     if not 1 <= count <= len(dataset.labels):
         raise ValueError(f"count must be in [1, {len(dataset.labels)}], not {count}")
-    image, steps = load_network(model, profile="icebreaker", seed=seed)
+    image, steps = load_network(model, profile=profile, seed=seed)
     spikes = rate_encode(dataset.images[:count], steps, seed, dataset.indices[:count])
     results = {}
     for target in ("golden", "sim"):
         start = time.perf_counter()
-        with Chip.open(target, profile="icebreaker") as chip:
+        with Chip.open(target, profile=profile) as chip:
             build_seconds = time.perf_counter() - start
             chip.load(image)
             results[target] = chip.run(spikes, progress=progress if target == "sim" else None)
-    return MnistDemo(model, steps, dataset.labels[:count], dataset.indices[:count],
+    return MnistDemo(model, profile, steps, dataset.labels[:count], dataset.indices[:count],
                      results["sim"], results["golden"], build_seconds)
