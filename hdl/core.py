@@ -219,6 +219,12 @@ class LIFCore(wiring.Component):
         req_row = offset[lane_bits:]
         resp_data = Signal(mm.data_bits)
         m.d.comb += [self.bus.resp.payload.eq(resp_data)]
+        # What a bus read of each memory returns: with register_reads, registered (BUS_WAIT).
+        if self.register_reads:
+            v_q, b_q = Signal.like(v_rd.data), Signal.like(b_rd.data)
+            i_q = Signal.like(i_rd.data[0])
+        else:
+            v_q, b_q, i_q = v_rd.data, b_rd.data, i_rd.data[req_lane]
 
         registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
                      **counters}
@@ -308,7 +314,11 @@ class LIFCore(wiring.Component):
                 m.next = "BUS_WAIT" if self.register_reads else "BUS_ACCESS"
 
             with m.State("BUS_WAIT"):
-                # The synapse word reaches its register; the other read ports hold their data.
+                # The synapse word reaches its register; the others are registered here too
+                # (block RAM's output is late: no region multiplexer right behind it).
+                if self.register_reads:
+                    m.d.sync += [v_q.eq(v_rd.data), b_q.eq(b_rd.data),
+                                 i_q.eq(i_rd.data[req_lane])]
                 m.next = "BUS_ACCESS"
 
             with m.State("BUS_ACCESS"):
@@ -353,11 +363,11 @@ class LIFCore(wiring.Component):
                             with m.Case(Region.SYNAPSE):
                                 m.d.comb += word.eq(addend)
                             with m.Case(Region.MEMBRANE):
-                                m.d.comb += word.eq(v_rd.data)
+                                m.d.comb += word.eq(v_q)
                             with m.Case(Region.BIAS):
-                                m.d.comb += word.eq(b_rd.data)
+                                m.d.comb += word.eq(b_q)
                             with m.Case(Region.ACCUMULATOR):
-                                m.d.comb += word.eq(i_rd.data[req_lane])
+                                m.d.comb += word.eq(i_q)
                             with m.Case(Region.REGISTER):
                                 for reg, sig in registers.items():
                                     with m.If(offset == reg):
