@@ -254,6 +254,14 @@ class Chip(wiring.Component):
 
             m.submodules[f"expander_{x}_{y}"] = expander = RouteExpander(
                 x=x, y=y, neurons=config.shape.neurons, destinations=config.destinations)
+            if self.clocking == "single":
+                # A register between the queue's block RAM and the expander, whose route-table
+                # address the spike is: block RAM's read data comes late in the cycle.
+                m.submodules[f"egress_stage_{x}_{y}"] = stage = SyncFIFOBuffered(
+                    width=Egress.size, depth=1)
+                m.d.comb += [stage.w_data.eq(egress.r_data), stage.w_en.eq(egress.r_rdy),
+                             egress.r_en.eq(stage.w_rdy)]
+                egress = stage
             m.d.comb += [expander.spikes.payload.eq(egress.r_data),
                          expander.spikes.valid.eq(egress.r_rdy),
                          egress.r_en.eq(expander.spikes.ready)]

@@ -215,6 +215,10 @@ class LIFCore(wiring.Component):
             (((region == Region.MEMBRANE) | (region == Region.BIAS) |
               (region == Region.ACCUMULATOR)) & (offset < n_neurons)) |
             ((region == Region.REGISTER) & (offset < len(Reg))))
+        # Registered: BUS_ACCESS comes at least a cycle after ``req`` is taken, and the offset
+        # comparisons are carry chains that would otherwise feed the memories' write enables.
+        in_region_q = Signal()
+        m.d.sync += in_region_q.eq(in_region)
         req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
         req_row = offset[lane_bits:]
         resp_data = Signal(mm.data_bits)
@@ -323,7 +327,7 @@ class LIFCore(wiring.Component):
 
             with m.State("BUS_ACCESS"):
                 with m.If(req.write):
-                    with m.If(in_region):
+                    with m.If(in_region_q):
                         with m.Switch(region):
                             with m.Case(Region.SYNAPSE):
                                 m.d.comb += [syn.addr.eq(offset), syn.w_en.eq(1),
@@ -358,7 +362,7 @@ class LIFCore(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     word = Signal(mm.data_bits)
-                    with m.If(in_region):
+                    with m.If(in_region_q):
                         with m.Switch(region):
                             with m.Case(Region.SYNAPSE):
                                 m.d.comb += word.eq(addend)
