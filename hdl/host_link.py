@@ -405,7 +405,8 @@ class HostLink(wiring.Component):
             with m.If(j < n):
                 m.d.sync += ptr.eq(ptr + 1)
             with m.If(j != 0):
-                m.d.sync += target.word_select((j - 1).as_unsigned()[:(gather_max - 1).bit_length()], 8).eq(receiver.read_data)
+                index = (j - 1).as_unsigned()[:(gather_max - 1).bit_length()]
+                m.d.sync += target.word_select(index, 8).eq(receiver.read_data)
             m.d.sync += j.eq(j + 1)
             with m.If(j == n):
                 m.d.sync += j.eq(0)
