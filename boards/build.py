@@ -64,6 +64,10 @@ class BuildReport:
         for name, r in self.resources.items():
             lines.append(f"  {name:<12} {r['used']:>6,} / {r['available']:>6,} "
                          f"({r['used'] / max(r['available'], 1):.0%})")
+        if self.bitstream is None and self.fmax_mhz == 0 and not self.fits():
+            lines.append(f"does NOT fit: not placed, no Fmax; {self.seconds:.0f} s "
+                         f"({self.build_dir})")
+            return "\n".join(lines)
         verdict = "met" if self.timing_met else "NOT MET"
         lines.append(f"Fmax {self.fmax_mhz:.1f} MHz against the {self.target_mhz:g} MHz clock: "
                      f"timing {verdict}; built in {self.seconds:.0f} s ({self.build_dir})")
@@ -109,6 +113,12 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     except Exception as error:   # amaranth raises subprocess errors from the flow
         if not do_build:
             raise
+        resources = _placer_resources(directory, family)
+        if resources and any(r["used"] > r["available"] for r in resources.values()):
+            # Too large to place: still a report (no bitstream), so --json has the figures.
+            return BuildReport(board, top.profile.name, None, top.clock_mhz, 0.0, False,
+                               resources, baudrate, time.perf_counter() - start,
+                               str(directory))
         raise SynthesisError(f"building {board} failed: {_diagnosis(directory)}; see the logs "
                              f"in {directory} (top.rpt: yosys, top.tim: nextpnr)") from error
     finally:
@@ -125,15 +135,31 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     return _report(board, top, directory, family, seconds)
 
 
+def _placer_resources(directory: Path, family: str) -> dict:
+    """Resources used and available, from the utilisation nextpnr logs before it places
+    (written whether or not the design fits)."""
+    log = directory / "top.tim"
+    if not log.exists():
+        return {}
+    return {_RESOURCES[family][kind]: {"used": used, "available": available}
+            for kind, used, available in _utilisation(log.read_text(errors="replace"))
+            if kind in _RESOURCES[family]}
+
+
+def _utilisation(log: str) -> list[tuple[str, int, int]]:
+    """``(cell type, used, available)`` from nextpnr's "Device utilisation" lines."""
+    return [(kind, int(used), int(available)) for kind, used, available in
+            re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.MULTILINE)]
+
+
 def _diagnosis(directory: Path) -> str:
     """What went wrong, from nextpnr's log: resources over capacity, else its first error."""
     log = directory / "top.tim"
     if not log.exists():
         return "yosys failed (no nextpnr log)"
     text = log.read_text(errors="replace")
-    over = [f"{kind} {used}/{available}" for kind, used, available in
-            re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.MULTILINE)
-            if int(used) > int(available)]
+    over = [f"{kind} {used}/{available}" for kind, used, available in _utilisation(text)
+            if used > available]
     if over:
         return "the design does not fit the FPGA: " + ", ".join(over)
     errors = re.findall(r"^ERROR: (.*)$", text, re.MULTILINE)

@@ -107,7 +107,9 @@ def _cmd_build(args) -> int:
         raise CommandError(str(error)) from None
     print(json.dumps(report.as_dict()) if args.json else report)
     if not report.fits():
-        raise CommandError(f"the design does not fit the {args.board}'s FPGA")
+        over = ", ".join(f"{name} {r['used']:,}/{r['available']:,}"
+                         for name, r in report.resources.items() if r["used"] > r["available"])
+        raise CommandError(f"the design does not fit the {args.board}'s FPGA: {over}")
     if not report.timing_met:
         raise CommandError(f"timing not met: Fmax {report.fmax_mhz:.1f} MHz < "
                            f"{report.target_mhz:g} MHz; try --clock {int(report.fmax_mhz)} "

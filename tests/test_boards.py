@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,42 @@ def test_cli_names_match_the_registries():
     from spikefab.firmware.cli import BOARD_NAMES, PROFILE_NAMES
     from spikefab.firmware.profiles import PROFILES
     assert set(BOARD_NAMES) == set(BOARDS) and set(PROFILE_NAMES) == set(PROFILES)
+
+
+def test_a_design_too_large_still_gets_a_report(tmp_path, monkeypatch, capsys):
+    # nextpnr stops before placing; its log has the utilisation, and the report carries it.
+    from spikefab.firmware.cli import main
+
+    def too_large(self, top, *, build_dir, **kwargs):
+        directory = Path(build_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "top.tim").write_text(
+            "Info: Device utilisation:\n"
+            "Info: \t         ICESTORM_LC:   10426/   5280   197%\n"
+            "Info: \t        ICESTORM_RAM:      34/     30   113%\n"
+            "Info: \t      ICESTORM_SPRAM:       4/      4   100%\n"
+            "ERROR: Unable to place cell 'x'\n")
+        raise RuntimeError("nextpnr failed")
+
+    from amaranth_boards.icebreaker import ICEBreakerPlatform as platform_class
+    monkeypatch.setattr(platform_class, "build", too_large)
+    report = build_board("icebreaker", build_dir=tmp_path)
+    assert report.bitstream is None and not report.fits() and not report.timing_met
+    assert report.resources["logic_cells"] == {"used": 10426, "available": 5280}
+    assert report.resources["spram"] == {"used": 4, "available": 4}
+    assert "does NOT fit" in str(report)
+    assert main(["build", "--board", "icebreaker", "--build-dir", str(tmp_path), "--json"]) != 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["bitstream"] is None and printed["resources"]["ebr"]["used"] == 34
+    assert "does not fit the icebreaker's FPGA: logic_cells 10,426/5,280, ebr 34/30" \
+        in captured.err
+    # A failure that is not about size stays an error naming nextpnr's complaint.
+    (tmp_path / "icebreaker" / "top.tim").write_text("ERROR: something else\n")
+
+    def broken(self, top, *, build_dir, **kwargs):
+        raise RuntimeError("nextpnr failed")
+
+    monkeypatch.setattr(platform_class, "build", broken)
+    with pytest.raises(Exception, match="something else"):
+        build_board("icebreaker", build_dir=tmp_path)
