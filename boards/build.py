@@ -113,12 +113,11 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     except Exception as error:   # amaranth raises subprocess errors from the flow
         if not do_build:
             raise
-        resources = _placer_resources(directory, family)
-        if resources and any(r["used"] > r["available"] for r in resources.values()):
-            # Too large to place: still a report (no bitstream), so --json has the figures.
-            return BuildReport(board, top.profile.name, None, top.clock_mhz, 0.0, False,
-                               resources, baudrate, time.perf_counter() - start,
-                               str(directory))
+        report = BuildReport(board, top.profile.name, None, top.clock_mhz, 0.0, False,
+                             _placer_resources(directory, family), baudrate,
+                             time.perf_counter() - start, str(directory))
+        if report.resources and not report.fits():
+            return report   # too large to place: still a report, so --json has the figures
         raise SynthesisError(f"building {board} failed: {_diagnosis(directory)}; see the logs "
                              f"in {directory} (top.rpt: yosys, top.tim: nextpnr)") from error
     finally:

@@ -30,7 +30,8 @@ def test_mnist_demo_reports_every_disagreement():
                        [[(1, 0, 3, 4)], [(1, 0, 3, 4)]], sops=100)
     rtl = RunResult("sim", np.zeros(2, np.int64), counts, final_v + [[0] * 9 + [1], [0] * 10],
                     [[(1, 0, 3, 4)], [(1, 0, 3, 5)]], sops=99, cycles=10, seconds=1.0)
-    demo = MnistDemo("m", "icebreaker", 25, np.zeros(2, np.int64), np.array([7, 8]), rtl, golden, 0.0)
+    demo = MnistDemo("m", "icebreaker", 25, np.zeros(2, np.int64), np.array([7, 8]), rtl, golden,
+                     0.0)
     problems = demo.disagreements
     assert len(problems) == 3
     assert problems[0].startswith("image 0: final output membranes")

@@ -1,7 +1,8 @@
 """The RTL host link (cocotb + Verilator) answers exactly as the golden LinkModel does.
 
-One chip (2 x 1 mesh, the cores on clocks 9.7x and 1.7x slower than the mesh) gets a seeded sequence
-of requests: every command, random memory traffic over every region, a network that spikes,
+Two chips (2 x 1 meshes, the cores on clocks 9.7x and 1.7x slower than the mesh; one with
+narrow memory words, one with the ULX3S profile's 16-byte words and registered synapse reads)
+each get a seeded sequence of requests: every command, random memory traffic over every region, a network that spikes,
 and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
 same events; their order within a tick may differ), and after every bad frame the whole chip
 state, read back, must be unchanged.

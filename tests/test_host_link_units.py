@@ -4,7 +4,6 @@ verdicts and buffers are exactly what ``SlipDecoder`` + ``parse_body`` make of t
 
 import random
 
-import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -217,7 +216,8 @@ def test_wide_memory_words_round_trip_through_the_link(base_seed):
             offset = rng.randrange(size)
             count = rng.randint(1, min(3, size - offset))
             words = bytes(rng.getrandbits(8) for _ in range(count * wb))
-            requests += [frame(len(requests) + 1, Command.WRITE, address(t, region, offset) + words),
+            requests += [frame(len(requests) + 1, Command.WRITE,
+                               address(t, region, offset) + words),
                          frame(len(requests) + 2, Command.READ, address(t, region, offset)
                                + count.to_bytes(2, "little")),
                          frame(len(requests) + 3, Command.FILL, address(t, region, offset)
