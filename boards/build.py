@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .synthesis import DROP_SPRAM_INIT, SynthesisError, tool_path
+from .synthesis import ICE40_PREPARE, NO_RW_CHECK, SynthesisError, tool_path
 from .top import BOARDS, board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
@@ -99,11 +99,13 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     directory = Path(build_dir) / board
     family = "ice40" if board == "icebreaker" else "ecp5"
     # Timing is judged here (the report says whether it was met), so nextpnr always finishes.
-    overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail"}
+    # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK).
+    overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
+                 "script_after_read": "\n".join(NO_RW_CHECK)}
     if family == "ice40":
         # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",
-                      "script_after_read": DROP_SPRAM_INIT}
+                      "script_after_read": "\n".join(ICE40_PREPARE)}
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in _TOOLS | {"OPENFPGALOADER": None}}
     os.environ.update(_environment())

@@ -14,7 +14,7 @@ import subprocess
 from importlib.resources import files
 from pathlib import Path
 
-from .synthesis import DROP_SPRAM_INIT, SynthesisError, tool_path
+from .synthesis import ICE40_PREPARE, SynthesisError, tool_path
 
 __all__ = ["ice40_cell_models", "ice40_netlist"]
 
@@ -77,7 +77,7 @@ def ice40_netlist(top, directory: Path) -> str:
     (directory / "top.il").write_text(plan.files["top.il"])
     (directory / "netlist.ys").write_text("\n".join([
         "read_rtlil top.il",
-        DROP_SPRAM_INIT,
+        *ICE40_PREPARE,
         "synth_ice40 -spram -top top",
         "write_verilog -noattr -noexpr netlist.v",
         "tee -q -o netlist.stat stat",

@@ -14,13 +14,27 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT"]
+__all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT",
+           "NO_RW_CHECK", "ICE40_PREPARE"]
 
 #: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
 #: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
 #: this deletes the initial value of every memory (the post-synthesis simulation found the
 #: INFO ROM empty that way).
 DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
+
+#: Yosys commands that give the memories marked ``no_rw_check`` (the cores' memories, which are
+#: never read at an address in the cycle it is written) a don't-care answer to a read-write
+#: collision. Yosys documents that meaning for the attribute but applies it only to read ports
+#: it assembles itself (``memory_dff``), and Amaranth emits finished synchronous ports; without
+#: this, yosys emulates "read the old value" on iCE40 block RAM with a register for every bit of
+#: the word (about 500 logic cells in the UP5K's layer-1 core). One read and one write port per
+#: marked memory: a mask of another width fails yosys's cell check loudly.
+NO_RW_CHECK = ["proc", "memory_collect",
+               "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i"]
+
+#: What the iCE40 flows run between reading the design and ``synth_ice40``.
+ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK]
 
 #: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
@@ -72,7 +86,7 @@ def synthesize_ice40(component, directory: Path, *, device: str = "up5k",
     (directory / f"{name}.il").write_text(rtlil.convert(component, name=name, emit_src=False))
     script = "; ".join([
         f"read_rtlil {name}.il",
-        DROP_SPRAM_INIT,
+        *ICE40_PREPARE,
         f"synth_ice40 -top {name} -spram -json {name}.json",
         f"tee -q -o {name}.stat.json stat -json",
     ])

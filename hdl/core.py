@@ -59,7 +59,8 @@ class LIFCore(wiring.Component):
         ``register_reads``).
     register_reads : bool
         Register what block RAM reads before logic uses it: the synapse words before the
-        adders (and the bus), and a neuron's V, B and I before the LIF datapath. Block RAM's read
+        adders and the bus (in :class:`SynapseMemory`, per bank of a deep memory, before the
+        bank multiplexer), and a neuron's V, B and I before the LIF datapath. Block RAM's read
         data arrives late in the cycle (5.8 ns on the ECP5), so this is what lets a core run
         near 100 MHz there. Events still cost ``R`` cycles each; an update and a bus read take
         one more cycle.
@@ -72,6 +73,11 @@ class LIFCore(wiring.Component):
     bus : In(MemoryBusSignature)
     idle : Out(1)
         No event, update or bus request is in progress.
+    rw_collision : Out(1)
+        For test benches: high in a cycle where a memory is read at the address being written.
+        The design never does that (block RAM's answer would be undefined, and the synthesis
+        flows tell yosys so: ``spikefab.boards.synthesis.NO_RW_CHECK``); the RTL benches check
+        it on every cycle. Nothing inside a chip uses it, so synthesis removes its logic.
 
     Raises
     ------
@@ -104,6 +110,7 @@ class LIFCore(wiring.Component):
             "update": In(Handshake),
             "bus": In(MemoryBusSignature(self.memory_map)),
             "idle": Out(1),
+            "rw_collision": Out(1),
         })
 
     def elaborate(self, platform):
@@ -115,16 +122,30 @@ class LIFCore(wiring.Component):
 
         # Memories. V and B are N words; I is R words of P lanes so an event touches a row/cycle.
         m.submodules.synapses = syn = SynapseMemory(
-            depth=mm.synapse_words, lanes=lanes, w_bits=shape.w_bits, style=self.memory_style)
+            depth=mm.synapse_words, lanes=lanes, w_bits=shape.w_bits, style=self.memory_style,
+            registered=self.register_reads)
+        # No memory here is read at an address in the cycle it is written there (see the I
+        # port below), so yosys is told not to build logic for that case (``no_rw_check``:
+        # block RAM's own answer to it is undefined, and emulating "read the old value" costs a
+        # register per bit of the word).
+        no_rw_check = {"no_rw_check": 1}
         m.submodules.membrane = v_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons,
-                                               init=[])
-        m.submodules.bias = b_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons, init=[])
-        m.submodules.accumulator = i_mem = Memory(shape=acc_word, depth=rows, init=[])
-        v_wr, b_wr, i_wr = v_mem.write_port(), b_mem.write_port(), i_mem.write_port()
+                                               init=[], attrs=no_rw_check)
+        m.submodules.bias = b_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons, init=[],
+                                           attrs=no_rw_check)
+        m.submodules.accumulator = i_mem = Memory(shape=acc_word, depth=rows, init=[],
+                                                  attrs=no_rw_check if rows > 1 else None)
+        v_wr, b_wr = v_mem.write_port(), b_mem.write_port()
+        # One write enable per lane: the host writes one neuron's I without touching the others.
+        i_wr = i_mem.write_port(granularity=1)
+        all_lanes = (1 << lanes) - 1
         v_rd, b_rd = v_mem.read_port(), b_mem.read_port()
-        # Transparent: an event's last row may be read again (next event, update, host) in the
-        # very cycle its sum is written back.
-        i_rd = i_mem.read_port(transparent_for=(i_wr,))
+        # An I row is never read in the cycle its sum is written back, except when a row is the
+        # whole word (R = 1): then the next event (or the update) reads the row being written,
+        # and the port must be transparent. Otherwise the port is plain block RAM; a soft
+        # bypass for transparency would cost a register and a multiplexer per bit. (With
+        # register_reads, IDLE takes no bus request until the last sum is written; see below.)
+        i_rd = i_mem.read_port(transparent_for=(i_wr,) if rows == 1 else ())
         for port in (v_rd, b_rd, i_rd):
             m.d.comb += port.en.eq(0)
 
@@ -153,19 +174,17 @@ class LIFCore(wiring.Component):
         # With register_reads the EVENT state only reads the synapse word; a cycle later
         # (reg_valid) the word is registered and the I word of its row is read, and a cycle
         # after that both meet in the adders. Either way I is read one cycle before it is
-        # written, through a port transparent for the write.
+        # written (see the I port above for why that never collides).
         reg_valid = Signal()
         reg_row = Signal.like(ev_row)
+        addend = syn.r_data   # registered in the synapse memory with register_reads
         if self.register_reads:
-            addend = Signal.like(syn.r_data)
-            m.d.sync += [addend.eq(syn.r_data), reg_valid.eq(0)]
+            m.d.sync += reg_valid.eq(0)
             with m.If(reg_valid):
                 m.d.comb += [i_rd.addr.eq(reg_row), i_rd.en.eq(1)]
                 m.d.sync += [acc_valid.eq(1), acc_row.eq(reg_row)]
-        else:
-            addend = syn.r_data
         with m.If(acc_valid):
-            m.d.comb += [i_wr.addr.eq(acc_row), i_wr.en.eq(1)]
+            m.d.comb += [i_wr.addr.eq(acc_row), i_wr.en.eq(all_lanes)]
             for j in range(lanes):
                 m.d.comb += i_wr.data[j].eq(i_rd.data[j] + addend[j])
 
@@ -202,7 +221,7 @@ class LIFCore(wiring.Component):
         ]
         with m.If(s1_valid & (s1_lane == 0)):
             # The row's I word is held in the read port from here on: clear it in memory.
-            m.d.comb += [i_wr.addr.eq(s1_row), i_wr.en.eq(1), i_wr.data.eq(0)]
+            m.d.comb += [i_wr.addr.eq(s1_row), i_wr.en.eq(all_lanes), i_wr.data.eq(0)]
         with m.If(lif.o_valid):
             m.d.comb += [v_wr.addr.eq(lif.o_index), v_wr.en.eq(1), v_wr.data.eq(lif.o_v)]
 
@@ -233,6 +252,14 @@ class LIFCore(wiring.Component):
         registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
                      **counters}
 
+        # A synapse write happens in the cycle after BUS_ACCESS (IDLE, which leaves the synapse
+        # memory alone; ``req`` still holds the request): its enable comes from a register,
+        # not from the state decode, since it fans out to every block of a large memory.
+        syn_write = Signal()
+        m.d.sync += syn_write.eq(0)
+        with m.If(syn_write):
+            m.d.comb += [syn.addr.eq(offset), syn.w_en.eq(1), syn.w_data.eq(req.data)]
+
         # ---- control ----
         take_event = Signal()
         event_ok = Signal()
@@ -255,11 +282,14 @@ class LIFCore(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.idle.eq(~acc_valid & ~reg_valid)
+                m.d.comb += self.idle.eq(~acc_valid & ~reg_valid & ~syn_write)
+                # With register_reads the last sum of an event is written two cycles after
+                # EVENT; a bus read issued before that could read its row stale.
+                bus_ok = ~acc_valid & ~reg_valid if self.register_reads else C(1)
                 with m.If(self.update.valid):
                     m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
                     m.next = "UPDATE"
-                with m.Elif(self.bus.req.valid):
+                with m.Elif(self.bus.req.valid & bus_ok):
                     m.d.comb += self.bus.req.ready.eq(1)
                     m.d.sync += req.eq(self.bus.req.payload)
                     m.next = "BUS_READ"
@@ -330,8 +360,7 @@ class LIFCore(wiring.Component):
                     with m.If(in_region_q):
                         with m.Switch(region):
                             with m.Case(Region.SYNAPSE):
-                                m.d.comb += [syn.addr.eq(offset), syn.w_en.eq(1),
-                                             syn.w_data.eq(req.data)]
+                                m.d.sync += syn_write.eq(1)   # in the next cycle, see above
                             with m.Case(Region.MEMBRANE):
                                 m.d.comb += [v_wr.addr.eq(offset), v_wr.en.eq(1),
                                              v_wr.data.eq(req.data)]
@@ -339,11 +368,11 @@ class LIFCore(wiring.Component):
                                 m.d.comb += [b_wr.addr.eq(offset), b_wr.en.eq(1),
                                              b_wr.data.eq(req.data)]
                             with m.Case(Region.ACCUMULATOR):
-                                # Read-modify-write of one lane of the row's word.
-                                m.d.comb += [i_wr.addr.eq(req_row), i_wr.en.eq(1)]
+                                # One lane of the row's word: its write enable alone.
+                                m.d.comb += [i_wr.addr.eq(req_row),
+                                             i_wr.en.eq(C(1, lanes) << req_lane)]
                                 for j in range(lanes):
-                                    m.d.comb += i_wr.data[j].eq(
-                                        Mux(req_lane == j, req.data, i_rd.data[j]))
+                                    m.d.comb += i_wr.data[j].eq(req.data)
                             with m.Case(Region.REGISTER):
                                 # A parameter value the golden model would reject is ignored.
                                 with m.Switch(offset):
@@ -385,4 +414,10 @@ class LIFCore(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += self.events.ready.eq(take_event)
+
+        def collision(rd, wr):
+            return rd.en & wr.en.any() & (rd.addr == wr.addr)
+        # The I port is transparent when R = 1, and a collision is then defined.
+        m.d.comb += self.rw_collision.eq(collision(v_rd, v_wr) | collision(b_rd, b_wr)
+                                         | (collision(i_rd, i_wr) if rows > 1 else 0))
         return m

@@ -24,6 +24,12 @@ class SynapseMemory(wiring.Component):
     drop the all-zero initial value (SPRAM has none: it is undefined at power-up, and the host
     loads every word it uses).
 
+    With ``registered``, read data passes a register first and arrives two cycles after
+    ``r_en``. A ``"block"`` memory deeper than :attr:`BANK_DEPTH` words is then built as banks
+    of that depth, each with its own register, and the bank multiplexer comes after the
+    registers: a large memory's blocks are spread over the die, and their late read data
+    (5.6 ns clock-to-out on the ECP5) would otherwise cross it and a multiplexer in one cycle.
+
     Parameters
     ----------
     depth : int
@@ -34,6 +40,8 @@ class SynapseMemory(wiring.Component):
         Width of one signed weight.
     style : str
         One of :data:`MEMORY_STYLES`.
+    registered : bool
+        Register the read data (see above).
 
     Members
     -------
@@ -41,11 +49,17 @@ class SynapseMemory(wiring.Component):
     r_data : Out(ArrayLayout(signed(w_bits), lanes))
     """
 
-    def __init__(self, *, depth: int, lanes: int, w_bits: int, style: str = "block"):
+    #: Words per bank of a registered block memory: an ECP5 DP16KD holds 4096 x 4 bits, so a
+    #: bank maps to blocks side by side, without a multiplexer between them.
+    BANK_DEPTH = 4096
+
+    def __init__(self, *, depth: int, lanes: int, w_bits: int, style: str = "block",
+                 registered: bool = False):
         if style not in MEMORY_STYLES:
             raise ValueError(f"memory style must be one of {MEMORY_STYLES}, not {style!r}")
         self.depth = depth
         self.style = style
+        self.registered = bool(registered)
         self.word = data.ArrayLayout(signed(w_bits), lanes)
         super().__init__({
             "addr": In(ceil_log2(depth)),
@@ -57,17 +71,41 @@ class SynapseMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        attrs = {"ram_style": "huge"} if self.style == "spram" else None
-        m.submodules.memory = memory = Memory(shape=self.word, depth=self.depth, init=[],
-                                              attrs=attrs)
-        wp = memory.write_port()
-        rp = memory.read_port(transparent_for=(wp,))
-        m.d.comb += [
-            wp.addr.eq(self.addr),
-            wp.en.eq(self.w_en),
-            wp.data.eq(self.w_data),
-            rp.addr.eq(self.addr),
-            rp.en.eq(self.r_en & ~self.w_en),
-            self.r_data.eq(rp.data),
-        ]
+        # The read is suppressed in a cycle that writes: no read-write collision can happen,
+        # and yosys need not build logic for one (``no_rw_check``).
+        attrs = {"no_rw_check": 1}
+        if self.style == "spram":
+            attrs["ram_style"] = "huge"
+        banked = self.registered and self.style == "block" and self.depth > self.BANK_DEPTH
+        bank_depth = self.BANK_DEPTH if banked else self.depth
+        low_bits = ceil_log2(bank_depth)
+        banks = []
+        for k in range(-(-self.depth // bank_depth)):
+            memory = Memory(shape=self.word, depth=min(bank_depth, self.depth - k * bank_depth),
+                            init=[], attrs=attrs)
+            m.submodules[f"memory{k}" if banked else "memory"] = memory
+            wp, rp = memory.write_port(), memory.read_port()
+            here = (self.addr >> low_bits) == k if banked else C(1)
+            m.d.comb += [
+                wp.addr.eq(self.addr[:low_bits]),
+                wp.en.eq(self.w_en & here),
+                wp.data.eq(self.w_data),
+                rp.addr.eq(self.addr[:low_bits]),
+                rp.en.eq(self.r_en & ~self.w_en),
+            ]
+            if self.registered:
+                data_q = Signal(self.word, name=f"data{k}")
+                m.d.sync += data_q.eq(rp.data)   # holds while the port holds
+                banks.append(data_q)
+            else:
+                banks.append(rp.data)
+        if not banked:
+            m.d.comb += self.r_data.eq(banks[0])
+            return m
+        # Which bank the data in the registers came from: the read's bank, two cycles on.
+        bank, bank_q = Signal(range(len(banks))), Signal(range(len(banks)))
+        with m.If(self.r_en & ~self.w_en):
+            m.d.sync += bank.eq(self.addr >> low_bits)
+        m.d.sync += bank_q.eq(bank)
+        m.d.comb += self.r_data.eq(Array(banks)[bank_q])
         return m

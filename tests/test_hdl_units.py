@@ -65,37 +65,56 @@ def test_lif_datapath_matches_golden(base_seed, v_bits, w_bits, axons, input_reg
         _simulate(dut, testbench)
 
 
-def test_synapse_memory_single_port(base_seed):
+@pytest.mark.parametrize("registered, bank_depth", [(False, None), (True, None), (True, 16)])
+def test_synapse_memory_single_port(base_seed, registered, bank_depth):
+    """Plain, registered, and registered in banks (three banks of 16, 16 and 8 words)."""
     rng = np.random.default_rng(base_seed)
-    dut = SynapseMemory(depth=40, lanes=4, w_bits=4)
+    dut = SynapseMemory(depth=40, lanes=4, w_bits=4, registered=registered)
+    if bank_depth:
+        dut.BANK_DEPTH = bank_depth
+    latency = 2 if registered else 1
     contents = rng.integers(-8, 8, size=(40, 4))
 
     async def testbench(ctx):
+        def data():
+            return [ctx.get(dut.r_data[j]) for j in range(4)]
+
         for addr in rng.permutation(40):
             ctx.set(dut.addr, int(addr))
             ctx.set(dut.w_en, 1)
             ctx.set(dut.w_data, contents[addr].tolist())
             await ctx.tick()
         ctx.set(dut.w_en, 0)
-        for addr in rng.permutation(40):
-            ctx.set(dut.addr, int(addr))
-            ctx.set(dut.r_en, 1)
+        # Back-to-back reads: each word arrives ``latency`` cycles after its address.
+        order = rng.permutation(40)
+        for k in range(len(order) + latency - 1):
+            if k < len(order):
+                ctx.set(dut.addr, int(order[k]))
+            ctx.set(dut.r_en, int(k < len(order)))
             await ctx.tick()
-            assert [ctx.get(dut.r_data[j]) for j in range(4)] == contents[addr].tolist()
+            if k >= latency - 1:
+                addr = order[k - latency + 1]
+                assert data() == contents[addr].tolist(), f"seed {base_seed}: word {addr}"
         # r_data holds while r_en is low, and a write cycle does not read.
-        held = [ctx.get(dut.r_data[j]) for j in range(4)]
+        held = data()
         ctx.set(dut.r_en, 0)
         ctx.set(dut.addr, 0)
-        await ctx.tick()
-        assert [ctx.get(dut.r_data[j]) for j in range(4)] == held
+        for _ in range(latency + 1):
+            await ctx.tick()
+            assert data() == held
         ctx.set(dut.r_en, 1)
         ctx.set(dut.w_en, 1)
         ctx.set(dut.w_data, [1, 2, 3, 4])
-        await ctx.tick()
-        assert [ctx.get(dut.r_data[j]) for j in range(4)] == held
-        ctx.set(dut.w_en, 0)
-        await ctx.tick()
-        assert [ctx.get(dut.r_data[j]) for j in range(4)] == [1, 2, 3, 4]
+        for _ in range(latency):
+            await ctx.tick()
+            ctx.set(dut.w_en, 0)
+            ctx.set(dut.r_en, 0)
+        assert data() == held
+        ctx.set(dut.r_en, 1)
+        for _ in range(latency):
+            await ctx.tick()
+            ctx.set(dut.r_en, 0)
+        assert data() == [1, 2, 3, 4]
 
     _simulate(dut, testbench)
 

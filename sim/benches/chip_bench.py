@@ -172,6 +172,16 @@ class ChipHarness:
                           seconds=seconds)
 
 
+async def watch_collisions(dut, k: int, clock, seen: list):
+    """Core ``k``'s memories are never read at the address being written (LIFCore's
+    ``rw_collision``); every cycle of its clock is checked."""
+    while True:
+        await RisingEdge(clock)
+        await ReadOnly()
+        if (int(dut.rw_collision.value) >> k) & 1:
+            seen.append(k)
+
+
 @cocotb.test()
 async def run_scenarios(dut):
     paths = [Path(p) for p in os.environ["SPIKEFAB_SCENARIOS"].split(os.pathsep) if p]
@@ -182,6 +192,10 @@ async def run_scenarios(dut):
     for x, y in tiles:
         period = first.core_periods_ps.get((x, y), first.mesh_period_ps)
         Clock(getattr(dut, f"core_{x}_{y}_clk"), period, unit="ps", impl="gpi").start()
+    collisions = []
+    for k, (x, y) in enumerate(tiles):
+        cocotb.start_soon(watch_collisions(dut, k, getattr(dut, f"core_{x}_{y}_clk"),
+                                           collisions))
     for path in paths:
         scenario = pickle.loads(path.read_bytes())
         harness = ChipHarness(dut, scenario)
@@ -201,4 +215,7 @@ async def run_scenarios(dut):
         await harness.load()
         dut._log.info("running %d ticks", scenario.ticks)
         result = await harness.run()
+        assert not collisions, (f"{scenario.name}: a core memory read at the address being "
+                                f"written, {len(collisions)} times (cores "
+                                f"{sorted(set(collisions))})")
         path.with_suffix(".result").write_bytes(pickle.dumps(result))

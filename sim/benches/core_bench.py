@@ -116,12 +116,26 @@ class CoreHarness:
         return np.array(v, np.int64), np.array(i, np.int64), counters
 
 
+async def watch_collisions(dut, seen: list):
+    """Every cycle: a memory read at the address being written is a design error (block RAM
+    answers it with undefined data on the boards), whatever the simulation shows."""
+    cycle = 0
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        cycle += 1
+        if dut.rw_collision.value:
+            seen.append(cycle)
+
+
 @cocotb.test()
 async def run_scenarios(dut):
     lanes = int(os.environ["SPIKEFAB_LANES"])
     paths = [Path(p) for p in os.environ["SPIKEFAB_SCENARIOS"].split(os.pathsep) if p]
     assert paths, "SPIKEFAB_SCENARIOS names no scenario"
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()  # C++ clock, on Icarus too
+    collisions = []
+    cocotb.start_soon(watch_collisions(dut, collisions))
     for path in paths:
         scenario = CoreScenario.load(path)
         start = time.perf_counter()
@@ -136,6 +150,9 @@ async def run_scenarios(dut):
             spikes.append(np.array(tick_spikes, np.int64))
             cycles.append((event_cycles, update_cycles))
         v, i, counters = await harness.read_state(scenario.shape)
+        assert not collisions, (f"scenario {scenario.name}: a memory read at the address being "
+                                f"written in {len(collisions)} cycles (first at cycle "
+                                f"{collisions[0]} of the run)")
         CoreTrace(spikes=spikes, v=v, i=i, counters=counters,
                   cycles=np.array(cycles, np.int64).reshape(-1, 2),
                   sim_cycles=harness.cycle, sim_seconds=time.perf_counter() - start).save(
