@@ -4,8 +4,8 @@ Clock domains (GALS): routers, route expanders and the tick controller run in th
 (``sync``); the core of tile ``(x, y)`` runs in its own domain ``core_x_y`` (give it the mesh's
 clock where no separate clock is wanted), and every crossing is an ``AsyncFIFO``. With
 ``clocking="single"`` (boards with one clock) the cores run in ``sync`` too and the crossings
-are synchronous FIFOs: the same queues in the same places, without the synchronizers and
-gray-code pointers, and the bus queues one request deep.
+are synchronous FIFOs: the same event queues in the same places, without the synchronizers
+and gray-code pointers; the chip bus reaches each core directly (no queue).
 
 **The tick barrier** (why it holds across any clock ratio; see docs/chip.md): the controller
 counts, in the mesh domain, every packet that enters the mesh (host injections, spike
@@ -82,7 +82,8 @@ class Chip(wiring.Component):
     clocking : "gals" or "single"
         Every core in its own clock domain (:meth:`domain`), or all on ``sync``.
     test_hooks : bool
-        Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will.
+        Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will, and
+        ``rw_collision`` (one bit per core, in its domain: :attr:`LIFCore.rw_collision`).
 
     Members
     -------
@@ -128,7 +129,8 @@ class Chip(wiring.Component):
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         data_bits = self.request_layout["data"].shape.width
-        hooks = {"mesh_stall": In(cols * rows)} if test_hooks else {}
+        hooks = ({"mesh_stall": In(cols * rows), "rw_collision": Out(cols * rows)}
+                 if test_hooks else {})
         super().__init__({
             **hooks,
             "host_in": In(stream.Signature(AERPacket)),
@@ -168,11 +170,12 @@ class Chip(wiring.Component):
             routers[x, y] = r = RouterNode(x=x, y=y, cols=self.cols, rows=self.rows,
                                            axons=axons, host=self.host,
                                            fifo_depth=self.fifo_depth,
-                                           stall_hook=self.test_hooks)
+                                           stall_hook=self.test_hooks, edge_ports=False)
             m.submodules[f"router_{x}_{y}"] = r
             if self.test_hooks:
                 m.d.comb += r.stall.eq(self.mesh_stall[self.order.index((x, y))])
-        # Mesh links; ports on the mesh's edge carry nothing (XY routing never sends there).
+        # Mesh links. The routers have no ports on the mesh's edge (XY routing never sends
+        # there).
         for (x, y), r in routers.items():
             for port, (dx, dy), back in ((Port.EAST, (1, 0), Port.WEST),
                                          (Port.SOUTH, (0, 1), Port.NORTH)):
@@ -180,10 +183,6 @@ class Chip(wiring.Component):
                     other = routers[x + dx, y + dy]
                     wiring.connect(m, r.port(port).tx, other.port(back).rx)
                     wiring.connect(m, other.port(back).tx, r.port(port).rx)
-            for port, (dx, dy) in ((Port.NORTH, (0, -1)), (Port.EAST, (1, 0)),
-                                   (Port.SOUTH, (0, 1)), (Port.WEST, (-1, 0))):
-                if (x + dx, y + dy) not in routers:
-                    m.d.comb += [r.port(port).rx.valid.eq(0), r.port(port).tx.ready.eq(0)]
 
         host_router = routers[self.host]
         wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
@@ -206,12 +205,14 @@ class Chip(wiring.Component):
         dones = []
 
         # Bus plumbing state.
-        bus_ports = {}
+        expanders = {}
         core_addr_ok = Signal(len(self.order))  # the address fits the tile's core bus
         ingress_drained = Signal(len(self.order))  # every queued event has entered the core
         req = Signal(self.request_layout)
+        core_req_valid = Signal(len(self.order))   # a request offered to tile k's core
         core_req_ready = Signal(len(self.order))
         core_resp_valid = Signal(len(self.order))
+        core_resp_ready = Signal(len(self.order))
         core_resp_data = []
 
         for k, tile in enumerate(self.order):
@@ -226,6 +227,8 @@ class Chip(wiring.Component):
             wiring.connect(m, seq.core_events, core.events)
             wiring.connect(m, seq.core_update, core.update)
             wiring.connect(m, core.spikes, seq.core_spikes)
+            if self.test_hooks:
+                m.d.comb += self.rw_collision[k].eq(core.rw_collision)
 
             ingress = self._queue(width=Ingress.size, depth=8, w_domain="sync", r_domain=domain)
             # Room for every spike of an update and its DONE token: an update can always finish,
@@ -269,30 +272,39 @@ class Chip(wiring.Component):
             produced.append(expander.packets.valid & expander.packets.ready)
             dones.append(expander.done)
 
-            # The core's bus, across its clock domain.
-            bus_depth = 4 if self.clocking == "gals" else 1
-            req_fifo = self._queue(width=core.memory_map.request_layout.size, depth=bus_depth,
-                                   w_domain="sync", r_domain=domain)
-            resp_fifo = self._queue(width=core.memory_map.data_bits, depth=bus_depth,
-                                    w_domain=domain, r_domain="sync")
-            m.submodules[f"bus_req_{x}_{y}"] = req_fifo
-            m.submodules[f"bus_resp_{x}_{y}"] = resp_fifo
+            # The core's bus: across its clock domain through two AsyncFIFOs, or, on one
+            # clock, straight to the core (its request and its answer are registers already).
             core_req = Signal(core.memory_map.request_layout)
             m.d.comb += [core_req.addr.as_value().eq(req.addr), core_req.write.eq(req.write),
-                         core_req.data.eq(req.data),
-                         req_fifo.w_data.eq(core_req),
-                         core.bus.req.payload.eq(req_fifo.r_data),
-                         core.bus.req.valid.eq(req_fifo.r_rdy),
-                         req_fifo.r_en.eq(core.bus.req.ready),
-                         resp_fifo.w_data.eq(core.bus.resp.payload),
-                         resp_fifo.w_en.eq(core.bus.resp.valid),
-                         core.bus.resp.ready.eq(resp_fifo.w_rdy),
-                         core_req_ready[k].eq(req_fifo.w_rdy),
-                         core_resp_valid[k].eq(resp_fifo.r_rdy)]
-            core_resp_data.append(resp_fifo.r_data)
+                         core_req.data.eq(req.data)]
+            if self.clocking == "gals":
+                req_fifo = AsyncFIFO(width=core.memory_map.request_layout.size, depth=4,
+                                     w_domain="sync", r_domain=domain)
+                resp_fifo = AsyncFIFO(width=core.memory_map.data_bits, depth=4,
+                                      w_domain=domain, r_domain="sync")
+                m.submodules[f"bus_req_{x}_{y}"] = req_fifo
+                m.submodules[f"bus_resp_{x}_{y}"] = resp_fifo
+                m.d.comb += [req_fifo.w_data.eq(core_req), req_fifo.w_en.eq(core_req_valid[k]),
+                             core.bus.req.payload.eq(req_fifo.r_data),
+                             core.bus.req.valid.eq(req_fifo.r_rdy),
+                             req_fifo.r_en.eq(core.bus.req.ready),
+                             resp_fifo.w_data.eq(core.bus.resp.payload),
+                             resp_fifo.w_en.eq(core.bus.resp.valid),
+                             core.bus.resp.ready.eq(resp_fifo.w_rdy),
+                             resp_fifo.r_en.eq(core_resp_ready[k]),
+                             core_req_ready[k].eq(req_fifo.w_rdy),
+                             core_resp_valid[k].eq(resp_fifo.r_rdy)]
+                core_resp_data.append(resp_fifo.r_data)
+            else:
+                m.d.comb += [core.bus.req.payload.eq(core_req),
+                             core.bus.req.valid.eq(core_req_valid[k]),
+                             core.bus.resp.ready.eq(core_resp_ready[k]),
+                             core_req_ready[k].eq(core.bus.req.ready),
+                             core_resp_valid[k].eq(core.bus.resp.valid)]
+                core_resp_data.append(core.bus.resp.payload)
             m.d.comb += core_addr_ok[k].eq((req.addr >> core.memory_map.addr_bits) == 0)
             m.d.comb += ingress_drained[k].eq(ingress.w_level == 0)
-            bus_ports[tile] = (req_fifo, resp_fifo, expander)
+            expanders[tile] = expander
 
         # ---- the tick controller ----
         in_flight = Signal(16)
@@ -332,7 +344,7 @@ class Chip(wiring.Component):
                             # Entries past a table's end are ignored (read 0), never wrapped.
                             m.next = "IGNORE"
                             for k, tile in enumerate(self.order):
-                                expander = bus_ports[tile][2]
+                                expander = expanders[tile]
                                 limit = Mux(req.space == Space.ROUTE_INDEX,
                                             self.tiles[tile].shape.neurons,
                                             self.tiles[tile].destinations)
@@ -360,7 +372,7 @@ class Chip(wiring.Component):
                         m.next = "IDLE"
             with m.State("ROUTE_READ"):  # an in-range entry: wait for the expander's port
                 for k, tile in enumerate(self.order):
-                    expander = bus_ports[tile][2]
+                    expander = expanders[tile]
                     for space, port in ((Space.ROUTE_INDEX, expander.index_read),
                                         (Space.ROUTE_DEST, expander.dest_read)):
                         with m.If((tile_index == k) & (req.space == space)):
@@ -382,9 +394,8 @@ class Chip(wiring.Component):
                 # before it serves its bus, so a read or write lands after every event that
                 # reached the tile before the request.
                 for k, tile in enumerate(self.order):
-                    req_fifo = bus_ports[tile][0]
                     with m.If((tile_index == k) & ingress_drained[k]):
-                        m.d.comb += req_fifo.w_en.eq(1)
+                        m.d.comb += core_req_valid[k].eq(1)
                         with m.If(core_req_ready[k]):
                             m.next = "CORE_WAIT"
             with m.State("CORE_WAIT"):
@@ -392,11 +403,10 @@ class Chip(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     for k, tile in enumerate(self.order):
-                        resp_fifo = bus_ports[tile][1]
                         with m.If(tile_index == k):
                             m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
                                          self.bus.resp.payload.eq(core_resp_data[k]),
-                                         resp_fifo.r_en.eq(self.bus.resp.ready)]
+                                         core_resp_ready[k].eq(self.bus.resp.ready)]
                             with m.If(core_resp_valid[k] & self.bus.resp.ready):
                                 m.next = "IDLE"
         return m

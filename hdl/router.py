@@ -75,10 +75,15 @@ class RouterNode(wiring.Component):
     layout : StructLayout
         The packet format; :data:`AERPacket` unless a narrower one with the same fields
         (``kind``, ``x``, ``y``, ``body.event.axon``) is wanted, e.g. to keep a proof small.
+    edge_ports : bool
+        Build the ports that face the mesh's edge too. XY routing never sends a packet there
+        and no neighbour sends one from there, so a chip leaves them out (each costs a queue,
+        an output register and its arbiter); a node tested alone keeps them, to be fed.
 
     Members
     -------
     north, east, south, west, local : Out(PortSignature(layout))
+        Without ``edge_ports``, only the directions that have a neighbour.
     host : Out(PortSignature(layout))
         Only on the host's tile.
     dropped : Out(range(7))
@@ -86,7 +91,8 @@ class RouterNode(wiring.Component):
     """
 
     def __init__(self, *, x: int, y: int, cols: int, rows: int, axons, host=None,
-                 fifo_depth: int = 2, stall_hook: bool = False, layout=AERPacket):
+                 fifo_depth: int = 2, stall_hook: bool = False, layout=AERPacket,
+                 edge_ports: bool = True):
         for name, value, limit in (("cols", cols, MESH_LIMIT), ("rows", rows, MESH_LIMIT)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise ValueError(f"{name} must be an integer in [1, {limit}], not {value!r}")
@@ -104,7 +110,10 @@ class RouterNode(wiring.Component):
         self.host_tile = host
         self.fifo_depth = fifo_depth
         self.layout = layout
-        self.ports = [Port.NORTH, Port.EAST, Port.SOUTH, Port.WEST, Port.LOCAL]
+        neighbours = {Port.NORTH: y > 0, Port.EAST: x < cols - 1, Port.SOUTH: y < rows - 1,
+                      Port.WEST: x > 0}
+        self.ports = [port for port, there in neighbours.items() if there or edge_ports]
+        self.ports.append(Port.LOCAL)
         if host == (x, y):
             self.ports.append(Port.HOST)
         members = {port.name.lower(): Out(PortSignature(layout)) for port in self.ports}

@@ -140,12 +140,11 @@ class RouteExpander(wiring.Component):
 
     The chip bus reads the tables through the expander's own read ports (one per table, so
     each table stays one block RAM): the requester holds ``en`` and ``addr`` until ``ack``,
-    which is high for one cycle with ``data``. A read is issued in the first cycle its port is
-    free and takes priority where it can:
+    which is high for one cycle with ``data`` (registered). A read is issued in the first cycle
+    its port is free, acknowledged two cycles later, and takes priority where it can:
 
     * the index port is only used when ``IDLE`` takes a spike; a bus read takes it instead (the
-      spike is taken one cycle later), so an index read is issued at once and acknowledged in
-      the next cycle;
+      spike is taken one cycle later), so an index read is issued at once;
     * the destination port is used by ``READ`` (which then waits a cycle for the bus read) and
       holds the destination while ``SEND_EVENT`` offers it, so a destination read waits only
       while a packet is offered and not taken.
@@ -201,14 +200,22 @@ class RouteExpander(wiring.Component):
         m.d.comb += [ir.en.eq(0), dr.en.eq(0)]
 
         # Bus reads of the tables. A read is issued in one cycle (``*_bus``: the port is the
-        # bus's), and its data, on the port's output in the next cycle, is acknowledged then;
-        # a request is not issued again in its acknowledge cycle, so each is served once.
+        # bus's); its data, on the port's output in the next cycle (``*_pending``), is
+        # registered there and acknowledged in the cycle after (block RAM's read data comes
+        # late in the cycle; the bus multiplexes every table behind it). A request is not
+        # issued again while pending or in its acknowledge cycle, so each is served once.
         index_bus, dest_bus = Signal(), Signal()
+        index_pending, dest_pending = Signal(), Signal()
         dest_held = Signal()  # the destination port holds data a send still needs
-        m.d.comb += [index_bus.eq(self.index_read.en & ~self.index_read.ack),
-                     dest_bus.eq(self.dest_read.en & ~self.dest_read.ack & ~dest_held),
-                     self.index_read.data.eq(ir.data), self.dest_read.data.eq(dr.data)]
-        m.d.sync += [self.index_read.ack.eq(index_bus), self.dest_read.ack.eq(dest_bus)]
+        m.d.comb += [index_bus.eq(self.index_read.en & ~index_pending & ~self.index_read.ack),
+                     dest_bus.eq(self.dest_read.en & ~dest_pending & ~self.dest_read.ack
+                                 & ~dest_held)]
+        m.d.sync += [index_pending.eq(index_bus), dest_pending.eq(dest_bus),
+                     self.index_read.ack.eq(index_pending), self.dest_read.ack.eq(dest_pending)]
+        with m.If(index_pending):
+            m.d.sync += self.index_read.data.eq(ir.data)
+        with m.If(dest_pending):
+            m.d.sync += self.dest_read.data.eq(dr.data)
         with m.If(index_bus):
             m.d.comb += [ir.addr.eq(self.index_read.addr), ir.en.eq(1)]
         with m.If(dest_bus):
