@@ -17,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import bits_for, ceil_log2
 
 from ..firmware.protocol import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
                                  MAX_OUTPUTS, ChipInfo, Command, Region, Status, TileInfo)
@@ -289,37 +289,67 @@ class HostLink(wiring.Component):
         wiring.connect(m, sender.bytes, wiring.flipped(self.tx))
 
         # ---- the output queue ----
-        m.submodules.outputs = outputs = SyncFIFOBuffered(width=AERPacket.size,
-                                                          depth=self.output_depth)
+        # ``output_depth`` events in all: a block-RAM queue and, behind it, a one-event register
+        # (the queue's read data arrives late in the cycle, and the response's byte multiplexer
+        # follows). During a run the register is always full, so the whole depth is used before
+        # an event is dropped.
+        if self.output_depth > 1:
+            m.submodules.output_queue = queue = SyncFIFOBuffered(width=AERPacket.size,
+                                                                 depth=self.output_depth - 1)
+            m.submodules.outputs = outputs = SyncFIFOBuffered(width=AERPacket.size, depth=1)
+            m.d.comb += [outputs.w_data.eq(queue.r_data), outputs.w_en.eq(queue.r_rdy),
+                         queue.r_en.eq(outputs.w_rdy)]
+            levels = queue.level + outputs.level
+        else:
+            m.submodules.outputs = queue = outputs = SyncFIFOBuffered(width=AERPacket.size,
+                                                                      depth=1)
+            levels = outputs.level
         output_drops = Signal(32)
-        m.d.comb += [self.host_out.ready.eq(1), outputs.w_data.eq(self.host_out.payload)]
+        m.d.comb += [self.host_out.ready.eq(1), queue.w_data.eq(self.host_out.payload)]
         with m.If(self.host_out.valid):
-            with m.If(outputs.w_rdy):
-                m.d.comb += outputs.w_en.eq(1)
+            with m.If(queue.w_rdy):
+                m.d.comb += queue.w_en.eq(1)
             with m.Else():
                 m.d.sync += output_drops.eq(output_drops + 1)
         pending = Signal(16)
-        m.d.comb += pending.eq(outputs.level)
+        m.d.comb += pending.eq(levels)
 
-        # ---- the response shifter: a few bytes at a time into the sender ----
-        shift_bits = max(word_bits, 16 * 8)
-        sh_val = Signal(shift_bits)
-        sh_n = Signal(range(shift_bits // 8 + 1))
-        sh_last = Signal()
-        free = sh_n == 0
-        resp = sender.response
-        m.d.comb += [resp.valid.eq(~free), resp.payload.data.eq(sh_val[:8]),
-                     resp.payload.last.eq(sh_last & (sh_n == 1))]
-        with m.If(resp.valid & resp.ready):
-            m.d.sync += [sh_val.eq(sh_val >> 8), sh_n.eq(sh_n - 1)]
+        # ---- the response: each byte straight from its source into the sender ----
+        # A state sends a piece of the response (a header, a memory word, a counter or two)
+        # byte by byte and moves on once its last byte is taken; the piece must hold still
+        # meanwhile (it does: a bus answer waits for its ready, the output queue's head for its
+        # read, and the counters that could move are copied first). One byte multiplexer over
+        # every piece, not a wide shift register loaded from each of them.
+        # A register between the two: the sender's ready depends on the byte's value (escapes)
+        # and on the UART, and the pieces come from block RAM (the output queue), whose data
+        # arrives late in the cycle: without it that is one long path.
+        m.submodules.response = response = SyncFIFOBuffered(width=ResponseByte.size, depth=1)
+        resp = stream.Signature(ResponseByte).create()
+        m.d.comb += [response.w_data.eq(resp.payload), response.w_en.eq(resp.valid),
+                     resp.ready.eq(response.w_rdy),
+                     sender.response.payload.eq(response.r_data),
+                     sender.response.valid.eq(response.r_rdy),
+                     response.r_en.eq(sender.response.ready)]
+        byte_index = Signal(range(max(wb, 8)))
 
         def emit(value, n, last, next_state, when=None):
-            """Queue ``n`` bytes of ``value`` (little-endian) once the shifter is free."""
-            cond = free if when is None else free & when
-            with m.If(cond):
-                m.d.sync += [sh_val.eq(value), sh_n.eq(n), sh_last.eq(last)]
-                m.next = next_state
-            return cond
+            """Send ``n`` bytes of ``value`` (little-endian), the last one marked ``last``, then
+            go to ``next_state``. Returns the condition of the cycle the last byte is taken."""
+            value = Value.cast(value)
+            value = Cat(value, C(0, 8 * n - len(value))) if len(value) < 8 * n else value
+            offer = C(1) if when is None else when
+            done = Signal()
+            m.d.comb += [resp.valid.eq(offer),
+                         resp.payload.data.eq(value[:8 * n].word_select(byte_index, 8)),
+                         resp.payload.last.eq(last & (byte_index == n - 1))]
+            with m.If(offer & resp.ready):
+                with m.If(byte_index == n - 1):
+                    m.d.comb += done.eq(1)
+                    m.d.sync += byte_index.eq(0)
+                    m.next = next_state
+                with m.Else():
+                    m.d.sync += byte_index.eq(byte_index + 1)
+            return done
 
         # ---- the request ----
         hdr = Signal(12 * 8)   # seq, command, the first 10 payload bytes
@@ -360,22 +390,36 @@ class HostLink(wiring.Component):
             with m.Case(Command.OUTPUTS):
                 m.d.comb += [is_command.eq(1), length_ok.eq(plen == 2),
                              argument_ok.eq(p(0, 2) <= MAX_OUTPUTS)]
-        sizes = Array(Array(Const(size, 32) for size in t.regions) for t in info.tiles)
-        size = Signal(32)
+        # Two cycles of checks (MEASURE, CHECK), each a register's worth of logic: the header's
+        # fields are 32 bits, but a region is smaller, so a field passes only if its high bits
+        # are zero and its low bits (``region_bits``) are in range.
+        region_bits = bits_for(max(size for t in info.tiles for size in t.regions))
+        sizes = Array(Array(Const(size, region_bits) for size in t.regions) for t in info.tiles)
+        size = Signal(region_bits)
         with m.If((tile_f < n_tiles) & (region_f < len(Region))):
             m.d.comb += size.eq(sizes[tile_f][region_f])
-        in_range = Signal()
-        m.d.comb += in_range.eq((offset_f < size) & (range_count <= size - offset_f))
         memory_command = (cmd == Command.WRITE) | (cmd == Command.READ) | (cmd == Command.FILL)
+        form = Signal(4)            # the verdict but for the address check
+        with m.If(~is_command):
+            m.d.comb += form.eq(Status.COMMAND)
+        with m.Elif(~length_ok):
+            m.d.comb += form.eq(Status.LENGTH)
+        with m.Elif(~argument_ok):
+            m.d.comb += form.eq(Status.ARGUMENT)
+        with m.Else():
+            m.d.comb += form.eq(Status.OK)
+        # MEASURE registers these ...
+        form_q, size_q = Signal(4), Signal(region_bits)
+        offset_q, count_q = Signal(region_bits), Signal(region_bits)
+        fits_q, memory_q = Signal(), Signal()
+        # ... and CHECK decides from them.
+        in_range = Signal()
+        m.d.comb += in_range.eq(fits_q & (offset_q < size_q) & (count_q <= size_q - offset_q))
         verdict = Signal(4)
         checked = Signal(4)         # verdict, registered
-        with m.If(~is_command):
-            m.d.comb += verdict.eq(Status.COMMAND)
-        with m.Elif(~length_ok):
-            m.d.comb += verdict.eq(Status.LENGTH)
-        with m.Elif(~argument_ok):
-            m.d.comb += verdict.eq(Status.ARGUMENT)
-        with m.Elif(memory_command & ~in_range):
+        with m.If(form_q != Status.OK):
+            m.d.comb += verdict.eq(form_q)
+        with m.Elif(memory_q & ~in_range):
             m.d.comb += verdict.eq(Status.ADDRESS)
         with m.Else():
             m.d.comb += verdict.eq(Status.OK)
@@ -383,11 +427,15 @@ class HostLink(wiring.Component):
         # ---- execution state ----
         ptr = Signal(FRAME_ADDR_BITS + 1)
         gather_max = max(12, wb)   # the header, or one memory word
-        j = Signal(range(gather_max + 1))
+        j = Signal(range(gather_max + 2))
         tile = Signal(8)
         region = Signal(3)
-        offset = Signal(32)
-        remaining = Signal(32)
+        # After the checks, an offset lies within its region and every count within a region,
+        # a frame or the output queue: registers that wide, not the fields' 32 bits.
+        count_limit = max([size for t in info.tiles for size in t.regions]
+                          + [MAX_FRAME, MAX_OUTPUTS, max_read, self.output_depth])
+        offset = Signal(range(count_limit + 1))
+        remaining = Signal(range(count_limit + 1))
         word = Signal(word_bits)
         event = Signal(16)
         injecting = Signal()   # RUN: second pass over the events
@@ -396,19 +444,25 @@ class HostLink(wiring.Component):
         settle = Signal(2)
         status = Signal(8)
         frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
-        cycles = Signal(32)
+        cycles, cycles_q = Signal(32), Signal(32)
         m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += receiver.read_addr.eq(ptr)
 
+        # The frame buffer's bytes, registered: block RAM's read data arrives late in the
+        # cycle, and each byte goes to one of many places.
+        read_data = Signal(8)
+        m.d.sync += read_data.eq(receiver.read_data)
+
         def gather(target, n, next_state):
-            """Read ``n`` buffer bytes from ``ptr`` on into ``target`` (little-endian)."""
+            """Read ``n`` buffer bytes from ``ptr`` on into ``target`` (little-endian): the
+            byte addressed in step ``j`` lands in step ``j + 2``."""
             with m.If(j < n):
                 m.d.sync += ptr.eq(ptr + 1)
-            with m.If(j != 0):
-                index = (j - 1).as_unsigned()[:(gather_max - 1).bit_length()]
-                m.d.sync += target.word_select(index, 8).eq(receiver.read_data)
+            with m.If(j >= 2):
+                index = (j - 2).as_unsigned()[:(gather_max - 1).bit_length()]
+                m.d.sync += target.word_select(index, 8).eq(read_data)
             m.d.sync += j.eq(j + 1)
-            with m.If(j == n):
+            with m.If(j == n + 1):
                 m.d.sync += j.eq(0)
                 m.next = next_state
 
@@ -461,9 +515,14 @@ class HostLink(wiring.Component):
                                  injecting.eq(0), resetting.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
-                gather(hdr, 12, "CHECK")
+                gather(hdr, 12, "MEASURE")
+            with m.State("MEASURE"):
+                m.d.sync += [form_q.eq(form), size_q.eq(size), memory_q.eq(memory_command),
+                             offset_q.eq(offset_f), count_q.eq(range_count),
+                             fits_q.eq((offset_f >> region_bits == 0)
+                                       & (range_count >> region_bits == 0))]
+                m.next = "CHECK"
             with m.State("CHECK"):
-                # The checks are 32-bit arithmetic on the header: a cycle of their own.
                 m.d.sync += checked.eq(verdict)
                 m.next = "DECIDE"
             with m.State("DECIDE"):
@@ -480,6 +539,7 @@ class HostLink(wiring.Component):
                             m.d.sync += rom_addr.eq(0)
                             emit(ok_header, 2, 0, "INFO_READ")
                         with m.Case(Command.STATUS):
+                            m.d.sync += cycles_q.eq(cycles)   # holds still while it is sent
                             emit(ok_header, 2, 0, "STATUS_A")
                         with m.Case(Command.WRITE):
                             m.d.sync += [ptr.eq(2 + ADDRESS_BYTES), remaining.eq(write_count)]
@@ -510,10 +570,9 @@ class HostLink(wiring.Component):
                     m.d.comb += self.nak.eq(1)
             with m.State("RESPOND_OK"):
                 emit(ok_header, 2, 1, "FINISH")
-            with m.State("FINISH"):
-                with m.If(free):
-                    m.d.comb += receiver.frame.ready.eq(1)
-                    m.next = "IDLE"
+            with m.State("FINISH"):   # the sender has every byte: release the frame
+                m.d.comb += receiver.frame.ready.eq(1)
+                m.next = "IDLE"
 
             # INFO: the ROM, a byte at a time.
             with m.State("INFO_READ"):
@@ -525,10 +584,15 @@ class HostLink(wiring.Component):
                     with m.If(last):
                         m.next = "FINISH"
 
+            # STATUS: the 30 bytes in four pieces, each fitting the shifter.
             with m.State("STATUS_A"):
-                emit(Cat(self.ticks, self.mesh_drops, output_drops, pending), 14, 0, "STATUS_B")
+                emit(Cat(self.ticks, self.mesh_drops), 8, 0, "STATUS_B")
             with m.State("STATUS_B"):
-                emit(Cat(frames, bad_frames, naks, cycles), 16, 1, "FINISH")
+                emit(Cat(output_drops, pending), 6, 0, "STATUS_C")
+            with m.State("STATUS_C"):
+                emit(Cat(frames, bad_frames), 8, 0, "STATUS_D")
+            with m.State("STATUS_D"):
+                emit(Cat(naks, cycles_q), 8, 1, "FINISH")
 
             # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
             with m.State("GATHER_WORD"):
@@ -627,15 +691,16 @@ class HostLink(wiring.Component):
                 with m.If(remaining == 0):
                     m.next = "FINISH"
                 with m.Else():
-                    with m.If(emit(out_bytes, 4, remaining == 1, "OUTPUTS")):
+                    with m.If(emit(out_bytes, 4, remaining == 1, "OUTPUTS",
+                                   when=outputs.r_rdy)):
                         m.d.comb += outputs.r_en.eq(1)
                         m.d.sync += remaining.eq(remaining - 1)
             with m.State("FLUSH"):
-                with m.If(outputs.r_rdy):
+                with m.If(pending != 0):
                     m.d.comb += outputs.r_en.eq(1)
                 with m.Else():
                     m.next = "RESPOND_OK"
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.frame.valid | sender.busy
-                                 | ~free)
+                                 | response.r_rdy)
         return m
