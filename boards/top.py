@@ -7,8 +7,7 @@ What every board gets:
   has clock crossings), held in reset until the PLL locks and 16 us more (iCE40 block RAM reads
   zero for a few microseconds after configuration);
 * the host link on the board's USB UART (8N1 at ``baudrate``), behind a receive queue of
-  ``rx_fifo_depth`` bytes in block RAM, so the host may send the next frames while the chip
-  works on one (the driver keeps at most that many bytes in flight);
+  ``rx_fifo_depth`` bytes (the driver keeps one frame in flight);
 * LEDs: green blinks with link traffic, red lights for a second after a NAK.
 
 The gateware between the pins is exactly what ``tests/test_host_link_rtl.py`` simulates, so the
@@ -41,7 +40,11 @@ class BoardTop(Elaboratable):
     baudrate : int
         UART bits per second; the clock must give at least 4 cycles per bit, within 1 %.
     rx_fifo_depth : int
-        Bytes of receive queue (block RAM).
+        Bytes of receive queue. The frame receiver takes a byte every cycle except while it
+        holds a finished frame, and the driver's serial transport sends nothing then (one
+        frame in flight: it waits for the answer), so a few bytes are enough; a host that
+        sends anyway overruns the queue, which lights the error LED and costs the frame its
+        CRC (NAK), never state.
     pll : bool
         Without it the chip runs straight from the oscillator pin, at a nominal
         ``clock_mhz``: the form the post-synthesis simulation uses (a PLL has no simulation
@@ -56,7 +59,7 @@ class BoardTop(Elaboratable):
     osc_mhz = None
 
     def __init__(self, *, profile: str, clock_mhz: float, baudrate: int = 3_000_000,
-                 rx_fifo_depth: int = 2048, pll: bool = True):
+                 rx_fifo_depth: int = 4, pll: bool = True):
         self.profile = get_profile(profile)
         self.pll = self.make_pll(clock_mhz) if pll else None
         self.clock_mhz = self.pll.f_out_mhz if pll else clock_mhz
@@ -112,9 +115,9 @@ class BoardTop(Elaboratable):
         m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
         pins = platform.request("uart", 0)
         m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
-        # A register between the queue's block RAM and the frame receiver: block RAM's read
-        # data arrives late in the cycle (5.8 ns on the ECP5), too late for the SLIP and CRC
-        # logic behind it at the target clock.
+        # A register between the queue and the frame receiver: the queue's read data (late in
+        # the cycle from block RAM, 5.8 ns on the ECP5, when rx_fifo_depth puts it there) would
+        # otherwise feed the SLIP and CRC logic in the same cycle.
         m.submodules.rx_stage = rx_stage = SyncFIFOBuffered(width=8, depth=1)
         wiring.connect(m, uart.rx_bytes, rx_stage.w_stream)
         wiring.connect(m, rx_stage.r_stream, system.rx)

@@ -9,7 +9,9 @@ image's :class:`~spikefab.firmware.protocol.ChipInfo`.
 ================  ====================================================================
 ``icebreaker``    iCE40 UP5K: a 784-128-10 MNIST net. Tile (0, 0): 1024 x 128 x 8-bit
                   synapses in the UP5K's four SPRAMs (its whole 1 Mbit), 8 lanes;
-                  tile (1, 0): 128 x 16 in block RAM.
+                  tile (1, 0): 128 x 10 in block RAM, 1 lane (10 cycles per hidden
+                  spike, beside layer 1's 16 per input event; 8 lanes there cost
+                  over 1,100 of the UP5K's 5,280 logic cells and 2 block RAMs).
 ``ulx3s``         ULX3S (ECP5-85F): the same 784-128-10 net with twice the lanes, all in
                   block RAM (DP16KD): 16 weights per cycle, so 8 cycles per layer-1 event;
                   synapse words registered (the deep block-RAM multiplexer would limit Fmax).
@@ -88,7 +90,7 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
         tiles={
             (0, 0): TileConfig(CoreShape(1024, 128, w_bits=8, v_bits=16), lanes=8,
                                memory="spram", destinations=128),
-            (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=8,
+            (1, 0): TileConfig(CoreShape(128, 10, w_bits=8, v_bits=16), lanes=1,
                                memory="block", destinations=16),
         }),
     ChipProfile(

@@ -34,7 +34,7 @@ def test_profiles_describe_their_chips():
     assert (first.axons, first.neurons, first.w_bits, first.v_bits, first.lanes) == \
         (1024, 128, 8, 16, 8)
     assert first.regions[Region.SYNAPSE] * first.lanes * first.w_bits == 1024 * 1024  # 1 Mbit
-    assert (second.axons, second.neurons) == (128, 16)
+    assert (second.axons, second.neurons, second.lanes) == (128, 10, 1)
     assert first.regions[Region.ROUTE_DEST] == 128 and second.regions[Region.ROUTE_DEST] == 16
     assert PROFILES["icebreaker"].tiles[0, 0].memory == "spram"
     tiny = get_profile("tiny").info()
