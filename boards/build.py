@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .synthesis import ICE40_PREPARE, NO_RW_CHECK, SynthesisError, tool_path
-from .top import BOARDS, board_top
+from .top import board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
 
