@@ -30,8 +30,15 @@ DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
 #: this, yosys emulates "read the old value" on iCE40 block RAM with a register for every bit of
 #: the word (about 500 logic cells in the UP5K's layer-1 core). One read and one write port per
 #: marked memory: a mask of another width fails yosys's cell check loudly.
+#:
+#: The same goes for the queues' memories (``amaranth.lib.fifo`` calls them ``storage``): a
+#: synchronous queue reads a place only while it holds an entry and writes one only while it
+#: is free, so its read and write addresses meet only when it is empty (no read) or full (no
+#: write). Without this, each of the chip's small queues is a register per bit and a
+#: multiplexer per bit (several hundred flip-flops in the iCEBreaker's chip).
 NO_RW_CHECK = ["proc", "memory_collect",
-               "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i"]
+               "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i",
+               "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 n:storage %i"]
 
 #: What the iCE40 flows run between reading the design and ``synth_ice40``.
 ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK]

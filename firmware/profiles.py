@@ -45,6 +45,10 @@ class ChipProfile:
         A core on every tile of the mesh.
     output_depth : int
         Output events the host link queues.
+    router_fifo_depth : int
+        Packets each router input queues (:class:`~spikefab.hdl.router.RouterNode`'s
+        ``fifo_depth``). One place takes a packet every other cycle, which is as fast as a
+        route expander sends them.
     """
     name: str
     description: str
@@ -53,6 +57,7 @@ class ChipProfile:
     host: tuple[int, int]
     tiles: dict = field(hash=False)
     output_depth: int = 256
+    router_fifo_depth: int = 2
 
     def __post_init__(self):
         want = {(x, y) for y in range(self.rows) for x in range(self.cols)}
@@ -78,6 +83,7 @@ class ChipProfile:
         """The gateware (:class:`spikefab.hdl.chip.Chip`) of this profile; ``kwargs`` go to
         its constructor (``fifo_depth``, ``test_hooks``)."""
         from ..hdl.chip import Chip
+        kwargs.setdefault("fifo_depth", self.router_fifo_depth)
         return Chip(cols=self.cols, rows=self.rows, tiles=self.tiles, host=self.host, **kwargs)
 
 
@@ -92,7 +98,8 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
                                memory="spram", destinations=128),
             (1, 0): TileConfig(CoreShape(128, 10, w_bits=8, v_bits=16), lanes=1,
                                memory="block", destinations=16),
-        }),
+        },
+        router_fifo_depth=1),
     ChipProfile(
         name="ulx3s",
         description="ULX3S (ECP5-85F): a 784-128-10 MNIST net, 16 lanes, synapses in block RAM",

@@ -136,7 +136,8 @@ class Region(enum.IntEnum):
 
 class Register(enum.IntEnum):
     """Offsets in the REGISTER region (the gateware's ``hdl.memory_map.Reg`` is this class):
-    parameters, then 32-bit wrapping counters."""
+    parameters, then 32-bit wrapping counters, which a write clears (the value written is
+    ignored)."""
     THRESHOLD = 0
     LEAK = 1
     RESET = 2

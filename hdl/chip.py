@@ -186,7 +186,10 @@ class Chip(wiring.Component):
 
         host_router = routers[self.host]
         wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
-        m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(width=AERPacket.size, depth=16)
+        # On one clock the consumer is the host link, which takes an output every cycle: two
+        # places are enough there (each of a queue's places is 31 flip-flops on the iCE40).
+        m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(
+            width=AERPacket.size, depth=16 if self.clocking == "gals" else 2)
         wiring.connect(m, host_router.host.tx, out_fifo.w_stream)
         m.d.comb += [self.host_out.payload.eq(out_fifo.r_data),
                      self.host_out.valid.eq(out_fifo.r_rdy),
@@ -230,7 +233,10 @@ class Chip(wiring.Component):
             if self.test_hooks:
                 m.d.comb += self.rw_collision[k].eq(core.rw_collision)
 
-            ingress = self._queue(width=Ingress.size, depth=8, w_domain="sync", r_domain=domain)
+            # A clock crossing needs room for its synchronizers' latency; on one clock the core,
+            # which takes an event every R cycles, needs little queue ahead of it.
+            ingress = self._queue(width=Ingress.size, depth=8 if self.clocking == "gals" else 2,
+                                  w_domain="sync", r_domain=domain)
             # Room for every spike of an update and its DONE token: an update can always finish,
             # whatever the mesh is doing, so that the core returns to taking events. Without it
             # core -> egress -> mesh -> ingress -> core is a cycle that can deadlock.

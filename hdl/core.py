@@ -385,9 +385,12 @@ class LIFCore(wiring.Component):
                                     with m.Case(Reg.RESET):
                                         with m.If(req.data <= max(ResetMode)):
                                             m.d.sync += reset_mode.eq(req.data)
+                                    # A write clears a counter: a synchronous reset,
+                                    # which the iCE40 flip-flop has, where a load would
+                                    # cost a multiplexer per bit.
                                     for reg, counter in counters.items():
                                         with m.Case(reg):
-                                            m.d.sync += counter.eq(req.data)
+                                            m.d.sync += counter.eq(0)
                     m.next = "IDLE"
                 with m.Else():
                     word = Signal(mm.data_bits)

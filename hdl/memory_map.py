@@ -15,8 +15,9 @@ REGISTER      :class:`Reg`                    parameters and 32-bit wrapping cou
 ============  ==============================  =================================================
 
 Signed values read back sign-extended to the bus width. A write to an offset outside its region
-(or to an unknown region) changes nothing; such a read returns 0. Counters are writable (to
-clear them).
+(or to an unknown region) changes nothing; such a read returns 0. A write to a counter clears
+it, whatever the value written (a counter that could be loaded with any value costs a logic
+cell more per bit on the iCE40: the load multiplexer does not fit the adder's cell).
 """
 
 import enum

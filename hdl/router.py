@@ -43,6 +43,14 @@ def xy_port(here: tuple[int, int], there: tuple[int, int], arrived: Port) -> Por
     return arrived
 
 
+def _select(one_hot: Value, values: list) -> Value:
+    """The value whose bit is set in ``one_hot`` (zero if none): an AND-OR, no priority."""
+    result = 0
+    for i, value in enumerate(values):
+        result = result | Mux(one_hot[i], Value.cast(value), 0)
+    return result
+
+
 class RouterNode(wiring.Component):
     """The router of tile ``(x, y)`` of a ``cols`` x ``rows`` mesh.
 
@@ -174,27 +182,34 @@ class RouterNode(wiring.Component):
         for k, (fifo, _, _, drop_s) in enumerate(heads):
             m.d.comb += fifo.r_en.eq(pops[k] | drop_s)
 
+        grants = []   # per output: the one-hot grant over the inputs, and the load enable
         for o, out_port in enumerate(self.ports):
             tx = self.port(out_port).tx
             priority = Signal(range(n), name=f"rr_{out_port.name.lower()}")
-            can_load = (~tx.valid | tx.ready) & ~frozen
+            requests = Cat(want_s[o] for _, _, want_s, _ in heads)
+            # Round robin: the first requester at or after `priority`, cyclically. The grant
+            # is decided first and then selects one head (an AND-OR over the inputs): a chain
+            # of multiplexers per priority value would copy the 31-bit payload path n times.
+            grant = Signal(n, name=f"grant_{out_port.name.lower()}")
+            with m.Switch(priority):
+                for p in range(n):
+                    with m.Case(p):
+                        for off in reversed(range(n)):   # the last assignment wins
+                            i = (p + off) % n
+                            with m.If(requests[i]):
+                                m.d.comb += grant.eq(1 << i)
+            load = Signal(name=f"load_{out_port.name.lower()}")
+            m.d.comb += load.eq((~tx.valid | tx.ready) & ~frozen & requests.any())
+            grants.append((grant, load))
             with m.If(tx.ready):
                 m.d.sync += tx.valid.eq(0)
-            # Round robin: the first requester at or after `priority`, cyclically.
-            with m.If(can_load):
-                with m.Switch(priority):
-                    for p in range(n):
-                        with m.Case(p):
-                            for off in range(n):
-                                i = (p + off) % n
-                                fifo, head, want_s, _ = heads[i]
-                                cond = want_s[o]
-                                if off == 0:
-                                    ctx = m.If(cond)
-                                else:
-                                    ctx = m.Elif(cond)
-                                with ctx:
-                                    m.d.comb += pops[i].eq(1)
-                                    m.d.sync += [tx.valid.eq(1), tx.payload.eq(head),
-                                                 priority.eq((i + 1) % n)]
+            with m.If(load):
+                m.d.sync += [tx.valid.eq(1),
+                             tx.payload.eq(_select(grant, [head for _, head, _, _ in heads]))]
+                for i in range(n):
+                    with m.If(grant[i]):
+                        m.d.sync += priority.eq((i + 1) % n)
+        # Each head wants one output at most, so at most one grant pops it.
+        for i in range(n):
+            m.d.comb += pops[i].eq(Cat(grant[i] & load for grant, load in grants).any())
         return m

@@ -187,10 +187,15 @@ class RouteExpander(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Unloaded entries must read as "no route": SRAM here is block RAM with a zero init.
+        # The tables are written by the chip bus, which the host link drives only between runs,
+        # while no spike is being expanded; a read at the address being written is then never
+        # used, so yosys is told to build no logic for that case (``no_rw_check``: a register
+        # and a multiplexer per bit of the entry otherwise). A table written during a run
+        # routes that run's spikes by whichever entry the timing gives, with or without it.
         m.submodules.index = index = Memory(shape=RouteEntry, depth=max(self.neurons, 2),
-                                            init=[])
+                                            init=[], attrs={"no_rw_check": 1})
         m.submodules.dests = dests = Memory(shape=RouteDest, depth=max(self.destinations, 2),
-                                            init=[])
+                                            init=[], attrs={"no_rw_check": 1})
         iw, dw = index.write_port(), dests.write_port()
         m.d.comb += [iw.addr.eq(self.index_write.addr), iw.data.eq(self.index_write.data),
                      iw.en.eq(self.index_write.en),

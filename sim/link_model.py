@@ -250,8 +250,8 @@ class LinkModel:
                 tile.leak = word
             elif offset == Register.RESET and word <= max(ResetMode):
                 tile.reset = word
-            elif offset >= Register.EVENTS:
-                self._counters[k][offset - Register.EVENTS] = word & COUNTER_MASK
+            elif offset >= Register.EVENTS:      # a write clears a counter
+                self._counters[k][offset - Register.EVENTS] = 0
         elif region == Region.ROUTE_INDEX:
             tile.route_index[offset] = word & ((1 << ROUTE_ENTRY_BITS) - 1)
         else:

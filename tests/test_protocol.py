@@ -615,9 +615,11 @@ def _stored(k: int, region: int, offset: int, word: int, old: int) -> int:
     if region == Region.ACCUMULATOR:
         return _signed(word, shape.accumulator_bits) & mask
     if region == Region.REGISTER:
+        if offset >= EVENTS:    # a write clears a counter
+            return 0
         valid = {THRESHOLD: 1 <= word <= shape.v_max, LEAK: word < tile.v_bits,
-                 RESET_MODE: word in (0, 1)}.get(offset, True)
-        return (word & 0xFFFF_FFFF) if valid else old
+                 RESET_MODE: word in (0, 1)}[offset]
+        return word if valid else old
     if region == Region.ROUTE_INDEX:
         return word & ((1 << 22) - 1)
     return word & 0xFFFF
@@ -723,9 +725,9 @@ def test_register_and_sign_rules_by_example():
     # One WRITE of three words: each judged on its own.
     client.write(0, Region.REGISTER, THRESHOLD, [0, 3, 1])
     assert registers() == [vmax, 3, 1]
-    # FILL of every register with 5: threshold 5, leak 5, reset refused, counters 5.
+    # FILL of every register with 5: threshold 5, leak 5, reset refused, counters cleared.
     client.fill(0, Region.REGISTER, 0, 8, 5)
-    assert client.region(0, Region.REGISTER) == [5, 5, 1, 5, 5, 5, 5, 5]
+    assert client.region(0, Region.REGISTER) == [5, 5, 1, 0, 0, 0, 0, 0]
     assert client.region(1, Region.REGISTER) == [SHAPES[1].v_max] + [0] * 7
 
 

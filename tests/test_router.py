@@ -32,13 +32,17 @@ def random_packet(rng, index):
     return pack_event(x, y, int(rng.integers(0, 40)))
 
 
-@pytest.mark.parametrize("position, host, ready_p", [
-    ((1, 1), (1, 1), 1.0), ((1, 1), (1, 1), 0.4), ((0, 0), (2, 1), 0.7), ((2, 2), None, 0.6),
+@pytest.mark.parametrize("position, host, ready_p, depth", [
+    ((1, 1), (1, 1), 1.0, 2), ((1, 1), (1, 1), 0.4, 2), ((0, 0), (2, 1), 0.7, 2),
+    ((2, 2), None, 0.6, 2),
+    # One place per input, as the iCEBreaker chip has.
+    ((1, 1), (1, 1), 1.0, 1), ((1, 1), (1, 1), 0.4, 1), ((0, 0), (2, 1), 0.7, 1),
 ])
-def test_router_delivers_every_packet_once_by_xy(base_seed, position, host, ready_p):
-    seed = base_seed + 31 * position[0] + position[1] + int(ready_p * 10)
+def test_router_delivers_every_packet_once_by_xy(base_seed, position, host, ready_p, depth):
+    seed = base_seed + 31 * position[0] + position[1] + int(ready_p * 10) + 1000 * depth
     rng = np.random.default_rng(seed)
-    node = RouterNode(x=position[0], y=position[1], cols=3, rows=3, axons=AXONS, host=host)
+    node = RouterNode(x=position[0], y=position[1], cols=3, rows=3, axons=AXONS, host=host,
+                      fifo_depth=depth)
     count = 120
     sent = {port: [random_packet(rng, k) for k in range(count)] for port in node.ports}
     received = {port: [] for port in node.ports}
