@@ -31,6 +31,7 @@ from amaranth.utils import ceil_log2
 from ..sim.golden import CoreShape
 from .aer import AERPacket, MESH_LIMIT
 from .core import Handshake, LIFCore
+from .lif import LIFDatapath
 from .memory_map import CoreMemoryMap
 from .router import Port, RouterNode
 from .tile import (CoreSequencer, Egress, Ingress, IngressWriter, RouteDest, RouteEntry,
@@ -124,8 +125,12 @@ class Chip(wiring.Component):
         self.fifo_depth = fifo_depth
         self.test_hooks = test_hooks
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
+        # The egress queue behind a core has room for every spike of an update, so the core's
+        # own spike queue is never full for long: the smallest one its datapath allows
+        # (each place is 8 flip-flops and a multiplexer on the iCE40).
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
-                                 register_reads=c.register_reads)
+                                 register_reads=c.register_reads,
+                                 spike_fifo_depth=LIFDatapath.LATENCY + int(c.register_reads) + 1)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         data_bits = self.request_layout["data"].shape.width

@@ -45,6 +45,8 @@ class LIFCore(wiring.Component):
 
     **Bus.** Reads and writes of every memory and register, see
     :mod:`spikefab.hdl.memory_map`; requests are served between events (a read takes 3 cycles).
+    A request is taken (``bus.req.ready``) when it has been carried out: its payload must hold
+    until then, as a stream's does.
 
     Parameters
     ----------
@@ -196,6 +198,7 @@ class LIFCore(wiring.Component):
         s1_n = Signal(8)
         s1_lane = Signal(range(lanes))
         s1_row = Signal.like(up_row)
+        i_lane = Signal.like(i_rd.data[0])   # the lane of the I word that is wanted, see below
         m.d.sync += s1_valid.eq(0)
         # Credit check: an issued neuron always finds room in the spike queue, so the datapath
         # never has to stall. Count every neuron between issue and the queue.
@@ -215,7 +218,7 @@ class LIFCore(wiring.Component):
             lif.i_index.eq(s1_n),
             lif.i_v.eq(v_rd.data),
             lif.i_bias.eq(b_rd.data),
-            lif.i_acc.eq(i_rd.data[s1_lane]),
+            lif.i_acc.eq(i_lane),
             spike_fifo.w_stream.payload.eq(lif.o_index),
             spike_fifo.w_stream.valid.eq(lif.o_valid & lif.o_spike),
         ]
@@ -226,7 +229,10 @@ class LIFCore(wiring.Component):
             m.d.comb += [v_wr.addr.eq(lif.o_index), v_wr.en.eq(1), v_wr.data.eq(lif.o_v)]
 
         # ---- bus ----
-        req = Signal(mm.request_layout)
+        # The request is not copied: it is taken (``ready``) only once it has been carried
+        # out, and a stream's payload holds until then (a copy is a flip-flop per bit of the
+        # word, and the word is 64 bits in the UP5K's layer-1 core).
+        req = self.bus.req.payload
         region, offset = req.addr.region, req.addr.offset
         in_region = Signal()
         m.d.comb += in_region.eq(
@@ -239,6 +245,9 @@ class LIFCore(wiring.Component):
         in_region_q = Signal()
         m.d.sync += in_region_q.eq(in_region)
         req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
+        # One lane multiplexer on the I port for the datapath and the bus: a neuron is in the
+        # datapath's first stage (s1_valid) only during an update, which no bus access overlaps.
+        m.d.comb += i_lane.eq(i_rd.data[Mux(s1_valid, s1_lane, req_lane)])
         req_row = offset[lane_bits:]
         resp_data = Signal(mm.data_bits)
         m.d.comb += [self.bus.resp.payload.eq(resp_data)]
@@ -247,14 +256,14 @@ class LIFCore(wiring.Component):
             v_q, b_q = Signal.like(v_rd.data), Signal.like(b_rd.data)
             i_q = Signal.like(i_rd.data[0])
         else:
-            v_q, b_q, i_q = v_rd.data, b_rd.data, i_rd.data[req_lane]
+            v_q, b_q, i_q = v_rd.data, b_rd.data, i_lane
 
         registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
                      **counters}
 
-        # A synapse write happens in the cycle after BUS_ACCESS (IDLE, which leaves the synapse
-        # memory alone; ``req`` still holds the request): its enable comes from a register,
-        # not from the state decode, since it fans out to every block of a large memory.
+        # A synapse write happens in the cycle after BUS_ACCESS (BUS_SYNAPSE): its enable comes
+        # from a register, not from the state decode, since it fans out to every block of a
+        # large memory.
         syn_write = Signal()
         m.d.sync += syn_write.eq(0)
         with m.If(syn_write):
@@ -282,7 +291,7 @@ class LIFCore(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.idle.eq(~acc_valid & ~reg_valid & ~syn_write)
+                m.d.comb += self.idle.eq(~acc_valid & ~reg_valid)
                 # With register_reads the last sum of an event is written two cycles after
                 # EVENT; a bus read issued before that could read its row stale.
                 bus_ok = ~acc_valid & ~reg_valid if self.register_reads else C(1)
@@ -290,8 +299,6 @@ class LIFCore(wiring.Component):
                     m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
                     m.next = "UPDATE"
                 with m.Elif(self.bus.req.valid & bus_ok):
-                    m.d.comb += self.bus.req.ready.eq(1)
-                    m.d.sync += req.eq(self.bus.req.payload)
                     m.next = "BUS_READ"
                 with m.Elif(self.events.valid):
                     m.d.comb += take_event.eq(1)
@@ -352,11 +359,12 @@ class LIFCore(wiring.Component):
                 # (block RAM's output is late: no region multiplexer right behind it).
                 if self.register_reads:
                     m.d.sync += [v_q.eq(v_rd.data), b_q.eq(b_rd.data),
-                                 i_q.eq(i_rd.data[req_lane])]
+                                 i_q.eq(i_lane)]
                 m.next = "BUS_ACCESS"
 
             with m.State("BUS_ACCESS"):
                 with m.If(req.write):
+                    m.d.comb += self.bus.req.ready.eq(~(in_region_q & (region == Region.SYNAPSE)))
                     with m.If(in_region_q):
                         with m.Switch(region):
                             with m.Case(Region.SYNAPSE):
@@ -391,7 +399,10 @@ class LIFCore(wiring.Component):
                                     for reg, counter in counters.items():
                                         with m.Case(reg):
                                             m.d.sync += counter.eq(0)
-                    m.next = "IDLE"
+                    with m.If(in_region_q & (region == Region.SYNAPSE)):
+                        m.next = "BUS_SYNAPSE"
+                    with m.Else():
+                        m.next = "IDLE"
                 with m.Else():
                     word = Signal(mm.data_bits)
                     with m.If(in_region_q):
@@ -408,8 +419,13 @@ class LIFCore(wiring.Component):
                                 for reg, sig in registers.items():
                                     with m.If(offset == reg):
                                         m.d.comb += word.eq(sig)
+                    m.d.comb += self.bus.req.ready.eq(1)
                     m.d.sync += resp_data.eq(word)
                     m.next = "BUS_RESPOND"
+
+            with m.State("BUS_SYNAPSE"):
+                m.d.comb += self.bus.req.ready.eq(1)      # syn_write: the word is written now
+                m.next = "IDLE"
 
             with m.State("BUS_RESPOND"):
                 m.d.comb += self.bus.resp.valid.eq(1)
