@@ -49,6 +49,9 @@ class ChipProfile:
         Packets each router input queues (:class:`~spikefab.hdl.router.RouterNode`'s
         ``fifo_depth``). One place takes a packet every other cycle, which is as fast as a
         route expander sends them.
+    dsp_counters : bool
+        Counters in DSP blocks on an iCE40 (:class:`~spikefab.hdl.chip.Chip`'s
+        ``dsp_counters``; the host link's cycle count too).
     """
     name: str
     description: str
@@ -58,6 +61,7 @@ class ChipProfile:
     tiles: dict = field(hash=False)
     output_depth: int = 256
     router_fifo_depth: int = 2
+    dsp_counters: bool = False
 
     def __post_init__(self):
         want = {(x, y) for y in range(self.rows) for x in range(self.cols)}
@@ -84,6 +88,7 @@ class ChipProfile:
         its constructor (``fifo_depth``, ``test_hooks``)."""
         from ..hdl.chip import Chip
         kwargs.setdefault("fifo_depth", self.router_fifo_depth)
+        kwargs.setdefault("dsp_counters", self.dsp_counters)
         return Chip(cols=self.cols, rows=self.rows, tiles=self.tiles, host=self.host, **kwargs)
 
 
@@ -99,7 +104,7 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
             (1, 0): TileConfig(CoreShape(128, 10, w_bits=8, v_bits=16), lanes=1,
                                memory="block", destinations=16),
         },
-        router_fifo_depth=1),
+        router_fifo_depth=1, dsp_counters=True),
     ChipProfile(
         name="ulx3s",
         description="ULX3S (ECP5-85F): a 784-128-10 MNIST net, 16 lanes, synapses in block RAM",

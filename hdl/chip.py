@@ -26,11 +26,12 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import bits_for, ceil_log2
 
 from ..sim.golden import CoreShape
 from .aer import AERPacket, MESH_LIMIT
 from .core import Handshake, LIFCore
+from .counter import Counter
 from .lif import LIFDatapath
 from .memory_map import CoreMemoryMap
 from .router import Port, RouterNode
@@ -82,6 +83,10 @@ class Chip(wiring.Component):
         The tile whose router has the host port.
     clocking : "gals" or "single"
         Every core in its own clock domain (:meth:`domain`), or all on ``sync``.
+    dsp_counters : bool
+        On an iCE40 platform, the cores' event, synaptic-op and tick counters and the chip's
+        tick count are DSP blocks (:class:`~spikefab.hdl.counter.Counter`): seven for a
+        two-core chip.
     test_hooks : bool
         Add ``mesh_stall`` (one bit per router, ``y * cols + x``) to freeze routers at will, and
         ``rw_collision`` (one bit per core, in its domain: :attr:`LIFCore.rw_collision`).
@@ -108,7 +113,7 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), fifo_depth: int = 2,
-                 clocking: str = "gals", test_hooks: bool = False):
+                 clocking: str = "gals", test_hooks: bool = False, dsp_counters: bool = False):
         if clocking not in ("gals", "single"):
             raise ValueError(f"clocking must be 'gals' or 'single', not {clocking!r}")
         self.clocking = clocking
@@ -124,13 +129,15 @@ class Chip(wiring.Component):
         self.host = tuple(host)
         self.fifo_depth = fifo_depth
         self.test_hooks = test_hooks
+        self.dsp_counters = bool(dsp_counters)
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
         # The egress queue behind a core has room for every spike of an update, so the core's
         # own spike queue is never full for long: the smallest one its datapath allows
         # (each place is 8 flip-flops and a multiplexer on the iCE40).
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
                                  register_reads=c.register_reads,
-                                 spike_fifo_depth=LIFDatapath.LATENCY + int(c.register_reads) + 1)
+                                 spike_fifo_depth=LIFDatapath.LATENCY + int(c.register_reads) + 1,
+                                 dsp_counters=self.dsp_counters)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         data_bits = self.request_layout["data"].shape.width
@@ -191,14 +198,18 @@ class Chip(wiring.Component):
 
         host_router = routers[self.host]
         wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
-        # On one clock the consumer is the host link, which takes an output every cycle: two
-        # places are enough there (each of a queue's places is 31 flip-flops on the iCE40).
-        m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(
-            width=AERPacket.size, depth=16 if self.clocking == "gals" else 2)
-        wiring.connect(m, host_router.host.tx, out_fifo.w_stream)
-        m.d.comb += [self.host_out.payload.eq(out_fifo.r_data),
-                     self.host_out.valid.eq(out_fifo.r_rdy),
-                     out_fifo.r_en.eq(self.host_out.ready)]
+        if self.clocking == "gals":
+            m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(width=AERPacket.size,
+                                                                     depth=16)
+            wiring.connect(m, host_router.host.tx, out_fifo.w_stream)
+            m.d.comb += [self.host_out.payload.eq(out_fifo.r_data),
+                         self.host_out.valid.eq(out_fifo.r_rdy),
+                         out_fifo.r_en.eq(self.host_out.ready)]
+        else:
+            # On one clock the consumer is the host link, which takes an output every cycle,
+            # and the router's output is a register already: no queue (each of its places
+            # would be 31 flip-flops on the iCE40).
+            wiring.connect(m, host_router.host.tx, wiring.flipped(self.host_out))
 
         produced, consumed = [], []
         produced.append(self.host_in.valid & self.host_in.ready)
@@ -319,16 +330,23 @@ class Chip(wiring.Component):
 
         # ---- the tick controller ----
         in_flight = Signal(16)
-        m.d.sync += in_flight.eq(in_flight + sum(produced) - sum(consumed))
-        ticks = Signal(32)
-        mesh_drops = Signal(32)
-        m.d.sync += mesh_drops.eq(mesh_drops + drops_now)
-        m.d.comb += [self.ticks.eq(ticks), self.mesh_drops.eq(mesh_drops)]
+        # The change of this cycle first, in a few bits, then one 16-bit adder (each term added
+        # to the 16-bit count directly would be an adder of its own).
+        change = Signal(signed(bits_for(len(produced)) + 1 + bits_for(7 * len(routers)
+                                                                      + len(consumed))))
+        m.d.comb += change.eq(sum(produced) - sum(consumed))
+        m.d.sync += in_flight.eq(in_flight + change)
+        m.submodules.ticks = ticks = Counter(32, dsp=self.dsp_counters)
+        m.submodules.mesh_drops = mesh_drops = Counter(32, step_width=len(drops_now))
+        m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_now),
+                     mesh_drops.en.eq(1),
+                     self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value)]
         done_now = Cat(dones)
         m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0))
         with m.If(self.tick.valid & self.quiet):
             m.d.comb += [self.tick.ready.eq(1), send_tick.eq(1)]
-            m.d.sync += [pending.eq(~0), ticks.eq(ticks + 1)]
+            m.d.sync += pending.eq(~0)
+            m.d.comb += ticks.en.eq(1)
         with m.Else():
             m.d.sync += pending.eq(pending & ~done_now)
 

@@ -5,9 +5,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from ..sim.golden import AXON_LIMIT, CoreShape, ResetMode
+from .counter import Counter
 from .lif import LIFDatapath
 from .memory_map import COUNTER_BITS, CoreMemoryMap, MemoryBusSignature, Reg, Region
 from .synapse import MEMORY_STYLES, SynapseMemory
@@ -21,6 +22,10 @@ AxonEvent = data.StructLayout({"axon": unsigned(ceil_log2(AXON_LIMIT))})
 NeuronSpike = data.StructLayout({"neuron": unsigned(8)})
 
 LANE_CHOICES = (1, 2, 4, 8, 16)
+
+#: The counters that ``dsp_counters`` puts in DSP blocks on an iCE40 (three per core: a
+#: two-core UP5K chip has two DSP blocks left for the chip's tick count and the link's clock).
+DSP_COUNTERS = (Reg.EVENTS, Reg.SOPS, Reg.TICKS)
 
 #: A command without payload whose transfer (``valid & ready``) marks its completion.
 Handshake = wiring.Signature({"valid": Out(1), "ready": In(1)})
@@ -66,6 +71,9 @@ class LIFCore(wiring.Component):
         data arrives late in the cycle (5.8 ns on the ECP5), so this is what lets a core run
         near 100 MHz there. Events still cost ``R`` cycles each; an update and a bus read take
         one more cycle.
+    dsp_counters : bool
+        On an iCE40 platform, the counters of :data:`DSP_COUNTERS` are DSP blocks
+        (:class:`~spikefab.hdl.counter.Counter`); the same counters otherwise.
 
     Members
     -------
@@ -88,7 +96,8 @@ class LIFCore(wiring.Component):
     """
 
     def __init__(self, shape: CoreShape, *, lanes: int = 8, memory: str = "block",
-                 spike_fifo_depth: int = 8, register_reads: bool = False):
+                 spike_fifo_depth: int = 8, register_reads: bool = False,
+                 dsp_counters: bool = False):
         if not isinstance(shape, CoreShape):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
         if lanes not in LANE_CHOICES:
@@ -105,6 +114,7 @@ class LIFCore(wiring.Component):
         self.memory_style = memory
         self.spike_fifo_depth = spike_fifo_depth
         self.register_reads = bool(register_reads)
+        self.dsp_counters = bool(dsp_counters)
         self.memory_map = CoreMemoryMap(shape, lanes)
         super().__init__({
             "events": In(stream.Signature(AxonEvent)),
@@ -155,9 +165,13 @@ class LIFCore(wiring.Component):
         threshold = Signal(shape.v_bits - 1, init=shape.v_max)
         leak = Signal(range(shape.v_bits))
         reset_mode = Signal(ResetMode)
-        counters = {reg: Signal(COUNTER_BITS, name=reg.name.lower())
-                    for reg in (Reg.EVENTS, Reg.SOPS, Reg.TICKS, Reg.DROP_RANGE,
-                                Reg.DROP_BUDGET)}
+        counters = {}
+        for reg, step in ((Reg.EVENTS, 1), (Reg.SOPS, n_neurons), (Reg.TICKS, 1),
+                          (Reg.DROP_RANGE, 1), (Reg.DROP_BUDGET, 1)):
+            counters[reg] = counter = Counter(COUNTER_BITS, step_width=bits_for(step),
+                                              dsp=self.dsp_counters and reg in DSP_COUNTERS)
+            m.submodules[reg.name.lower()] = counter
+            m.d.comb += counter.step.eq(step)
         delivered = Signal(range(shape.events_per_tick + 1))  # in-range events this tick
 
         m.submodules.lif = lif = LIFDatapath(shape, input_register=self.register_reads)
@@ -259,7 +273,7 @@ class LIFCore(wiring.Component):
             v_q, b_q, i_q = v_rd.data, b_rd.data, i_lane
 
         registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
-                     **counters}
+                     **{reg: counter.value for reg, counter in counters.items()}}
 
         # A synapse write happens in the cycle after BUS_ACCESS (BUS_SYNAPSE): its enable comes
         # from a register, not from the state decode, since it fans out to every block of a
@@ -277,17 +291,16 @@ class LIFCore(wiring.Component):
 
         def accept_event():
             with m.If(self.events.payload.axon >= shape.axons):
-                m.d.sync += counters[Reg.DROP_RANGE].eq(counters[Reg.DROP_RANGE] + 1)
+                m.d.comb += counters[Reg.DROP_RANGE].en.eq(1)
             with m.Elif(delivered >= shape.events_per_tick):
-                m.d.sync += counters[Reg.DROP_BUDGET].eq(counters[Reg.DROP_BUDGET] + 1)
+                m.d.comb += counters[Reg.DROP_BUDGET].en.eq(1)
             with m.Else():
                 m.d.sync += [
                     ev_addr.eq(self.events.payload.axon * rows),
                     ev_row.eq(0),
                     delivered.eq(delivered + 1),
-                    counters[Reg.EVENTS].eq(counters[Reg.EVENTS] + 1),
-                    counters[Reg.SOPS].eq(counters[Reg.SOPS] + n_neurons),
                 ]
+                m.d.comb += [counters[Reg.EVENTS].en.eq(1), counters[Reg.SOPS].en.eq(1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -340,8 +353,8 @@ class LIFCore(wiring.Component):
                             m.d.sync += up_lane.eq(up_lane + 1)
                 with m.Elif((pipeline == 0) & (spike_fifo.level == 0) & ~s1_valid):
                     m.d.comb += self.update.ready.eq(1)
-                    m.d.sync += [delivered.eq(0),
-                                 counters[Reg.TICKS].eq(counters[Reg.TICKS] + 1)]
+                    m.d.sync += delivered.eq(0)
+                    m.d.comb += counters[Reg.TICKS].en.eq(1)
                     m.next = "IDLE"
 
             with m.State("BUS_READ"):
@@ -393,12 +406,11 @@ class LIFCore(wiring.Component):
                                     with m.Case(Reg.RESET):
                                         with m.If(req.data <= max(ResetMode)):
                                             m.d.sync += reset_mode.eq(req.data)
-                                    # A write clears a counter: a synchronous reset,
-                                    # which the iCE40 flip-flop has, where a load would
-                                    # cost a multiplexer per bit.
+                                    # A write clears a counter (see Counter: a load
+                                    # would cost a multiplexer per bit).
                                     for reg, counter in counters.items():
                                         with m.Case(reg):
-                                            m.d.sync += counter.eq(0)
+                                            m.d.comb += counter.clear.eq(1)
                     with m.If(in_region_q & (region == Region.SYNAPSE)):
                         m.next = "BUS_SYNAPSE"
                     with m.Else():

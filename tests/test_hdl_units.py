@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from spikefab.hdl.counter import Counter
 from spikefab.hdl.lif import LIFDatapath
 from spikefab.hdl.synapse import SynapseMemory
 from spikefab.sim.golden import CoreShape, NeuronConfig, ResetMode, lif_update
@@ -123,3 +124,46 @@ def test_synapse_memory_rejects_an_unknown_style():
     with raises_in_constructor(ValueError, r"memory style must be one of \('block', 'spram'\), "
                                            r"not 'sram'"):
         SynapseMemory(depth=4, lanes=2, w_bits=8, style="sram")
+
+
+@pytest.mark.parametrize("width, step_width", [(32, 1), (32, 9), (12, 4), (8, 1)])
+def test_counter_adds_wraps_and_clears(base_seed, width, step_width):
+    """Random enables, steps and clears against a Python count (the logic form; the DSP form
+    is simulated in the board's post-synthesis check, tests/test_netlist.py)."""
+    seed = base_seed + width + step_width
+    rng = np.random.default_rng(seed)
+    dut = Counter(width, step_width=step_width)
+    # Close to the wrap first, where that takes few cycles (a 12-bit counter); from 0 otherwise.
+    start = (1 << width) - 40 if width <= 12 else 0
+
+    async def testbench(ctx):
+        want = 0
+        # Reach the wrap quickly: the largest step, every cycle.
+        ctx.set(dut.step, (1 << step_width) - 1)
+        ctx.set(dut.en, 1)
+        while want < start:
+            await ctx.tick()
+            want += (1 << step_width) - 1
+        want %= 1 << width
+        assert ctx.get(dut.value) == want, f"seed {seed}"
+        for _ in range(400):
+            en, clear = bool(rng.random() < 0.7), bool(rng.random() < 0.05)
+            step = int(rng.integers(0, 1 << step_width))
+            ctx.set(dut.en, en)
+            ctx.set(dut.clear, clear)
+            ctx.set(dut.step, step)
+            await ctx.tick()
+            want = 0 if clear else (want + step) % (1 << width) if en else want
+            assert ctx.get(dut.value) == want, f"seed {seed}"
+
+    _simulate(dut, testbench)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(width=33), r"width must be an integer in \[1, 32\], not 33"),
+    (dict(width=True), r"width must be an integer in \[1, 32\], not True"),
+    (dict(step_width=17), r"step_width must be an integer in \[1, 16\], not 17"),
+])
+def test_counter_validation(kwargs, message):
+    with raises_in_constructor(ValueError, message):
+        Counter(**kwargs)
