@@ -24,6 +24,7 @@ from ..firmware.protocol import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, 
 from .aer import AERPacket, PacketKind
 from .chip import Chip, Space, chip_request_layout
 from .core import Handshake
+from .counter import Counter
 from .memory_map import CoreMemoryMap
 
 __all__ = ["chip_info", "FrameReceiver", "FrameSender", "ResponseByte", "HostLink"]
@@ -334,7 +335,8 @@ class HostLink(wiring.Component):
 
         def emit(value, n, last, next_state, when=None):
             """Send ``n`` bytes of ``value`` (little-endian), the last one marked ``last``, then
-            go to ``next_state``. Returns the condition of the cycle the last byte is taken."""
+            go to ``next_state`` (a state, or a function that picks one). Returns the
+            condition of the cycle the last byte is taken."""
             value = Value.cast(value)
             value = Cat(value, C(0, 8 * n - len(value))) if len(value) < 8 * n else value
             offer = C(1) if when is None else when
@@ -346,13 +348,20 @@ class HostLink(wiring.Component):
                 with m.If(byte_index == n - 1):
                     m.d.comb += done.eq(1)
                     m.d.sync += byte_index.eq(0)
-                    m.next = next_state
+                    if callable(next_state):
+                        next_state()
+                    else:
+                        m.next = next_state
                 with m.Else():
                     m.d.sync += byte_index.eq(byte_index + 1)
             return done
 
         # ---- the request ----
-        hdr = Signal(12 * 8)   # seq, command, the first 10 payload bytes
+        # seq, command and the first 10 payload bytes; once they are checked, the bytes after
+        # seq and command hold a memory word or an event (gathered into the top bytes).
+        # Not reset (each is gathered before it is used), so that the flip-flops' reset input
+        # is free to zero the word for RESET's clearing.
+        hdr = Signal(8 * max(12, 2 + wb), reset_less=True)
         length = Signal(LENGTH_BITS)
         rx_status = Signal(4)
         seq, cmd = hdr[0:8], hdr[8:16]
@@ -410,11 +419,13 @@ class HostLink(wiring.Component):
             m.d.comb += form.eq(Status.OK)
         # MEASURE registers these ...
         form_q, size_q = Signal(4), Signal(region_bits)
-        offset_q, count_q = Signal(region_bits), Signal(region_bits)
+        end_q = Signal(region_bits + 1)     # one past the last word addressed
         fits_q, memory_q = Signal(), Signal()
         # ... and CHECK decides from them.
         in_range = Signal()
-        m.d.comb += in_range.eq(fits_q & (offset_q < size_q) & (count_q <= size_q - offset_q))
+        # A count that passed its form check is at least 1, so the offset lies inside the
+        # region if the end does.
+        m.d.comb += in_range.eq(fits_q & (end_q <= size_q))
         verdict = Signal(4)
         checked = Signal(4)         # verdict, registered
         with m.If(form_q != Status.OK):
@@ -436,16 +447,18 @@ class HostLink(wiring.Component):
                           + [MAX_FRAME, MAX_OUTPUTS, max_read, self.output_depth])
         offset = Signal(range(count_limit + 1))
         remaining = Signal(range(count_limit + 1))
-        word = Signal(word_bits)
-        event = Signal(16)
+        word = hdr[-word_bits:]
+        event = hdr[-16:]
         injecting = Signal()   # RUN: second pass over the events
         resetting = Signal()
         ticks_left = Signal(16)
         settle = Signal(2)
         status = Signal(8)
         frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
-        cycles, cycles_q = Signal(32), Signal(32)
-        m.d.sync += cycles.eq(cycles + 1)
+        # The clock count: in a DSP block where the chip's counters are (an iCE40).
+        m.submodules.cycles = cycle_counter = Counter(32, dsp=chip.dsp_counters)
+        m.d.comb += [cycle_counter.en.eq(1), cycle_counter.step.eq(1)]
+        cycles, cycles_q = cycle_counter.value, Signal(32)
         m.d.comb += receiver.read_addr.eq(ptr)
 
         # The frame buffer's bytes, registered: block RAM's read data arrives late in the
@@ -453,14 +466,15 @@ class HostLink(wiring.Component):
         read_data = Signal(8)
         m.d.sync += read_data.eq(receiver.read_data)
 
-        def gather(target, n, next_state):
-            """Read ``n`` buffer bytes from ``ptr`` on into ``target`` (little-endian): the
-            byte addressed in step ``j`` lands in step ``j + 2``."""
+        def gather(n, next_state, window):
+            """Read ``n`` buffer bytes from ``ptr`` on, shifting them into ``window`` (a slice
+            of ``hdr``) from the top, so that they end up little-endian in its top ``n``
+            bytes: the byte addressed in step ``j`` lands in step ``j + 2``. A shift register
+            needs no per-byte write decode."""
             with m.If(j < n):
                 m.d.sync += ptr.eq(ptr + 1)
             with m.If(j >= 2):
-                index = (j - 2).as_unsigned()[:(gather_max - 1).bit_length()]
-                m.d.sync += target.word_select(index, 8).eq(read_data)
+                m.d.sync += window.eq(Cat(window[8:], read_data))
             m.d.sync += j.eq(j + 1)
             with m.If(j == n + 1):
                 m.d.sync += j.eq(0)
@@ -515,10 +529,10 @@ class HostLink(wiring.Component):
                                  injecting.eq(0), resetting.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
-                gather(hdr, 12, "MEASURE")
+                gather(12, "MEASURE", hdr[:12 * 8])
             with m.State("MEASURE"):
                 m.d.sync += [form_q.eq(form), size_q.eq(size), memory_q.eq(memory_command),
-                             offset_q.eq(offset_f), count_q.eq(range_count),
+                             end_q.eq(offset_f[:region_bits] + range_count[:region_bits]),
                              fits_q.eq((offset_f >> region_bits == 0)
                                        & (range_count >> region_bits == 0))]
                 m.next = "CHECK"
@@ -540,7 +554,7 @@ class HostLink(wiring.Component):
                             emit(ok_header, 2, 0, "INFO_READ")
                         with m.Case(Command.STATUS):
                             m.d.sync += cycles_q.eq(cycles)   # holds still while it is sent
-                            emit(ok_header, 2, 0, "STATUS_A")
+                            emit(ok_header, 2, 0, "SEND_TICKS")
                         with m.Case(Command.WRITE):
                             m.d.sync += [ptr.eq(2 + ADDRESS_BYTES), remaining.eq(write_count)]
                             m.next = "GATHER_WORD"
@@ -584,11 +598,29 @@ class HostLink(wiring.Component):
                     with m.If(last):
                         m.next = "FINISH"
 
-            # STATUS: the 30 bytes in four pieces, each fitting the shifter.
+            # STATUS and RUN's answer (both after an OK header): the pieces they have in
+            # common, ticks and pending, are sent by the same states, so that the byte
+            # multiplexer has them once.
+            is_status = cmd == Command.STATUS
+
+            def after_ticks():
+                with m.If(is_status):
+                    m.next = "STATUS_A"
+                with m.Else():
+                    m.next = "PENDING"
+
+            def after_pending():
+                with m.If(is_status):
+                    m.next = "STATUS_C"
+                with m.Else():
+                    m.next = "FINISH"
+
+            with m.State("SEND_TICKS"):
+                emit(self.ticks, 4, 0, after_ticks)
             with m.State("STATUS_A"):
-                emit(Cat(self.ticks, self.mesh_drops), 8, 0, "STATUS_B")
-            with m.State("STATUS_B"):
-                emit(Cat(output_drops, pending), 6, 0, "STATUS_C")
+                emit(Cat(self.mesh_drops, output_drops), 8, 0, "PENDING")
+            with m.State("PENDING"):
+                emit(pending, 2, ~is_status, after_pending)
             with m.State("STATUS_C"):
                 emit(Cat(frames, bad_frames), 8, 0, "STATUS_D")
             with m.State("STATUS_D"):
@@ -596,7 +628,7 @@ class HostLink(wiring.Component):
 
             # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
             with m.State("GATHER_WORD"):
-                gather(word, wb, "BUS_WRITE")
+                gather(wb, "BUS_WRITE", hdr[16:])
             with m.State("BUS_WRITE"):
                 m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(1)]
                 with m.If(self.bus.req.ready):
@@ -645,7 +677,7 @@ class HostLink(wiring.Component):
                 with m.Else():
                     m.next = "GATHER_EVENT"
             with m.State("GATHER_EVENT"):
-                gather(event, 2, "EVENT")
+                gather(2, "EVENT", hdr[16:])
             with m.State("EVENT"):
                 with m.If(injecting):
                     m.d.comb += self.host_in.valid.eq(1)
@@ -685,7 +717,7 @@ class HostLink(wiring.Component):
                     with m.Else():
                         m.next = "RUN_ANSWER"
             with m.State("RUN_ANSWER"):
-                emit(Cat(ok_header, self.ticks, pending), 8, 1, "FINISH")
+                emit(ok_header, 2, 0, "SEND_TICKS")
 
             with m.State("OUTPUTS"):
                 with m.If(remaining == 0):
