@@ -47,8 +47,8 @@ class ChipProfile:
         Output events the host link queues.
     router_fifo_depth : int
         Packets each router input queues (:class:`~spikefab.hdl.router.RouterNode`'s
-        ``fifo_depth``). One place takes a packet every other cycle, which is as fast as a
-        route expander sends them.
+        ``fifo_depth``). 0: none, the sender's register (a neighbour's output register, a
+        route expander, the host link) is the input's head.
     dsp_counters : bool
         Counters in DSP blocks on an iCE40 (:class:`~spikefab.hdl.chip.Chip`'s
         ``dsp_counters``; the host link's cycle count too).
@@ -104,7 +104,7 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
             (1, 0): TileConfig(CoreShape(128, 10, w_bits=8, v_bits=16), lanes=1,
                                memory="block", destinations=16),
         },
-        router_fifo_depth=1, dsp_counters=True),
+        router_fifo_depth=0, dsp_counters=True),
     ChipProfile(
         name="ulx3s",
         description="ULX3S (ECP5-85F): a 784-128-10 MNIST net, 16 lanes, synapses in block RAM",

@@ -61,8 +61,9 @@ class RouterNode(wiring.Component):
     robin, so no input waits more than five grants of that output. XY routing on a mesh has no
     cyclic channel dependency, hence no deadlock.
 
-    A packet for a tile outside the mesh, for an axon its core does not have, or an OUTPUT packet
-    in a mesh without a host, is dropped at the head of its queue, counted on ``dropped``, and
+    A packet for a tile outside the mesh, for an axon its core does not have, an OUTPUT packet
+    in a mesh without a host, or a packet that would leave by the port it came in by (see
+    :meth:`_route`), is dropped at the head of its queue, counted on ``dropped``, and
     never leaves.
 
     Parameters
@@ -76,7 +77,10 @@ class RouterNode(wiring.Component):
     host : (int, int) or None
         The tile whose router has the HOST port.
     fifo_depth : int
-        Input queue depth, at least 1.
+        Input queue depth. 0 builds no queue: the head of an input is the sender's payload,
+        taken (``ready``) in the cycle it is routed, so ``ready`` depends on ``valid`` and
+        the sender must hold its packet (a stream does); for senders that are registers
+        already, as a chip's are, that saves a register per port.
     stall_hook : bool
         Add a ``stall`` input that freezes the node (no packet moves in or out while it is
         high): a test hook for random stalls inside a mesh.
@@ -110,8 +114,8 @@ class RouterNode(wiring.Component):
             raise ValueError(f"axons must be {rows} rows of {cols} axon counts, not {axons!r}")
         if host is not None and not (0 <= host[0] < cols and 0 <= host[1] < rows):
             raise ValueError(f"host tile {host!r} is outside the {cols} x {rows} mesh")
-        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 1:
-            raise ValueError(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
+        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 0:
+            raise ValueError(f"fifo_depth must be a non-negative integer, not {fifo_depth!r}")
         self.position = (x, y)
         self.mesh = (cols, rows)
         self.axons = [list(row) for row in axons]
@@ -134,8 +138,13 @@ class RouterNode(wiring.Component):
     def port(self, port: Port):
         return getattr(self, port.name.lower())
 
-    def _route(self, m, packet):
-        """Combinational decision for one head packet: (one-hot over self.ports, drop)."""
+    def _route(self, m, packet, arrived: Port):
+        """Combinational decision for one head packet that came in by ``arrived``: (one-hot
+        over self.ports, drop). A packet that would leave by the port it came in by is
+        dropped: XY routing never sends one back (a neighbour sent it here because its target
+        lies this way, and the host sends no OUTPUT packets), and without such paths no
+        output's ready depends on the same port's input, which is what lets a chip's routers
+        run without input queues (``fifo_depth=0``) and no combinational loop."""
         cols, rows = self.mesh
         x, y = self.position
         valid_event = Signal()
@@ -145,7 +154,6 @@ class RouterNode(wiring.Component):
                     m.d.comb += valid_event.eq(packet.body.event.axon < self.axons[ty][tx])
         is_output = packet.kind == PacketKind.OUTPUT
         drop = Signal()
-        m.d.comb += drop.eq(Mux(is_output, self.host_tile is None, ~valid_event))
         tx = Mux(is_output, self.host_tile[0] if self.host_tile else 0, packet.x)
         ty = Mux(is_output, self.host_tile[1] if self.host_tile else 0, packet.y)
         want = {
@@ -156,7 +164,9 @@ class RouterNode(wiring.Component):
             Port.LOCAL: (tx == x) & (ty == y) & ~is_output,
             Port.HOST: (tx == x) & (ty == y) & is_output,
         }
-        return Cat(want[p] for p in self.ports), drop
+        back = want[arrived] if arrived != Port.LOCAL else C(0)
+        m.d.comb += drop.eq(Mux(is_output, self.host_tile is None, ~valid_event) | back)
+        return Cat(C(0) if p == arrived != Port.LOCAL else want[p] for p in self.ports), drop
 
     def elaborate(self, platform):
         m = Module()
@@ -164,23 +174,28 @@ class RouterNode(wiring.Component):
         frozen = self.stall if self.stall_hook else C(0)
         heads = []
         for k, port in enumerate(self.ports):
-            fifo = SyncFIFOBuffered(width=self.layout.size, depth=self.fifo_depth)
-            m.submodules[f"fifo_{port.name.lower()}"] = fifo
-            wiring.connect(m, wiring.flipped(self.port(port).rx), fifo.w_stream)
+            rx = self.port(port).rx
+            if self.fifo_depth:
+                fifo = SyncFIFOBuffered(width=self.layout.size, depth=self.fifo_depth)
+                m.submodules[f"fifo_{port.name.lower()}"] = fifo
+                wiring.connect(m, wiring.flipped(rx), fifo.w_stream)
+                r_data, r_rdy, r_en = fifo.r_data, fifo.r_rdy, fifo.r_en
+            else:   # the sender's payload is the head: taken (ready) when it is routed
+                r_data, r_rdy, r_en = rx.payload, rx.valid, rx.ready
             head = Signal(self.layout, name=f"head_{port.name.lower()}")
-            m.d.comb += head.eq(fifo.r_data)
-            want, drop = self._route(m, head)
+            m.d.comb += head.eq(r_data)
+            want, drop = self._route(m, head, port)
             want_s = Signal(n, name=f"want_{port.name.lower()}")
             drop_s = Signal(name=f"drop_{port.name.lower()}")
-            m.d.comb += [want_s.eq(Mux(fifo.r_rdy & ~drop, want, 0)),
-                         drop_s.eq(fifo.r_rdy & drop & ~frozen)]
-            heads.append((fifo, head, want_s, drop_s))
+            m.d.comb += [want_s.eq(Mux(r_rdy & ~drop, want, 0)),
+                         drop_s.eq(r_rdy & drop & ~frozen)]
+            heads.append((r_en, head, want_s, drop_s))
 
         dropped = [drop_s for _, _, _, drop_s in heads]
         m.d.comb += self.dropped.eq(sum(dropped))
         pops = [Signal(name=f"pop_{port.name.lower()}") for port in self.ports]
-        for k, (fifo, _, _, drop_s) in enumerate(heads):
-            m.d.comb += fifo.r_en.eq(pops[k] | drop_s)
+        for k, (r_en, _, _, drop_s) in enumerate(heads):
+            m.d.comb += r_en.eq(pops[k] | drop_s)
 
         grants = []   # per output: the one-hot grant over the inputs, and the load enable
         for o, out_port in enumerate(self.ports):
@@ -209,7 +224,10 @@ class RouterNode(wiring.Component):
                 for i in range(n):
                     with m.If(grant[i]):
                         m.d.sync += priority.eq((i + 1) % n)
-        # Each head wants one output at most, so at most one grant pops it.
-        for i in range(n):
-            m.d.comb += pops[i].eq(Cat(grant[i] & load for grant, load in grants).any())
+        # Each head wants one output at most, so at most one grant pops it. No head is popped
+        # by the output of its own port (never granted, see _route): leaving that term out
+        # keeps the port's ready free of the same port's output.
+        for i, port in enumerate(self.ports):
+            m.d.comb += pops[i].eq(Cat(grant[i] & load for o, (grant, load) in enumerate(grants)
+                                       if o != i or port == Port.LOCAL).any())
         return m

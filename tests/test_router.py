@@ -12,16 +12,19 @@ from conftest import raises_in_constructor
 AXONS = [[16, 8, 16], [16, 32, 4], [1, 16, 16]]  # axons[y][x] of a 3 x 3 mesh
 
 
-def expected_port(node, word):
+def expected_port(node, word, arrived):
+    """Where XY routing sends ``word``, or None for a drop (also: back where it came from)."""
     kind, x, y, *rest = unpack(word)
     cols, rows = node.mesh
     if kind == "output":
         if node.host_tile is None:
             return None
-        return xy_port(node.position, node.host_tile, Port.HOST)
-    if x >= cols or y >= rows or rest[0] >= node.axons[y][x]:
+        out = xy_port(node.position, node.host_tile, Port.HOST)
+    elif x >= cols or y >= rows or rest[0] >= node.axons[y][x]:
         return None
-    return xy_port(node.position, (x, y), Port.LOCAL)
+    else:
+        out = xy_port(node.position, (x, y), Port.LOCAL)
+    return None if out == arrived != Port.LOCAL else out
 
 
 def random_packet(rng, index):
@@ -35,8 +38,11 @@ def random_packet(rng, index):
 @pytest.mark.parametrize("position, host, ready_p, depth", [
     ((1, 1), (1, 1), 1.0, 2), ((1, 1), (1, 1), 0.4, 2), ((0, 0), (2, 1), 0.7, 2),
     ((2, 2), None, 0.6, 2),
-    # One place per input, as the iCEBreaker chip has.
+    # One place per input.
     ((1, 1), (1, 1), 1.0, 1), ((1, 1), (1, 1), 0.4, 1), ((0, 0), (2, 1), 0.7, 1),
+    # No queue at all, as the iCEBreaker chip has.
+    ((1, 1), (1, 1), 1.0, 0), ((1, 1), (1, 1), 0.4, 0), ((0, 0), (2, 1), 0.7, 0),
+    ((2, 2), None, 0.6, 0),
 ])
 def test_router_delivers_every_packet_once_by_xy(base_seed, position, host, ready_p, depth):
     seed = base_seed + 31 * position[0] + position[1] + int(ready_p * 10) + 1000 * depth
@@ -102,7 +108,7 @@ def test_router_delivers_every_packet_once_by_xy(base_seed, position, host, read
     want_drops = 0
     for port, words in sent.items():
         for word in words:
-            out = expected_port(node, word)
+            out = expected_port(node, word, port)
             if out is None:
                 want_drops += 1
             else:
@@ -127,7 +133,7 @@ def _subsequence(needle, haystack):
     (dict(x=3), r"tile \(3, 1\) is outside the 3 x 3 mesh"),
     (dict(axons=[[1, 2]]), r"axons must be 3 rows of 3 axon counts"),
     (dict(host=(5, 0)), r"host tile \(5, 0\) is outside the 3 x 3 mesh"),
-    (dict(fifo_depth=0), r"fifo_depth must be a positive integer, not 0"),
+    (dict(fifo_depth=-1), r"fifo_depth must be a non-negative integer, not -1"),
 ])
 def test_router_validation(kwargs, message):
     args = {**dict(x=1, y=1, cols=3, rows=3, axons=AXONS, host=None), **kwargs}

@@ -40,8 +40,10 @@ class RouterProperties(wiring.Component):
         self.node = node
         super().__init__({})
 
-    def _expected_port(self, m, packet):
-        """XY routing written independently of the router: the one-hot port, or 0 to drop."""
+    def _expected_port(self, m, packet, arrived):
+        """XY routing written independently of the router: the one-hot port, or 0 to drop
+        (also for a packet that would go back by ``arrived``, None for the tracked packet,
+        which may enter anywhere: its ``deliverable`` is then checked per port)."""
         node = self.node
         x, y = node.position
         cols, rows = node.mesh
@@ -59,20 +61,25 @@ class RouterProperties(wiring.Component):
         deliverable = Signal()
         m.d.comb += deliverable.eq(Mux(is_output, node.host_tile is not None, in_mesh))
         index = {p: k for k, p in enumerate(node.ports)}
+        routed = Signal(len(node.ports))
         with m.If(deliverable):
             with m.If(tx > x):
-                m.d.comb += expected.eq(1 << index[Port.EAST])
+                m.d.comb += routed.eq(1 << index[Port.EAST])
             with m.Elif(tx < x):
-                m.d.comb += expected.eq(1 << index[Port.WEST])
+                m.d.comb += routed.eq(1 << index[Port.WEST])
             with m.Elif(ty > y):
-                m.d.comb += expected.eq(1 << index[Port.SOUTH])
+                m.d.comb += routed.eq(1 << index[Port.SOUTH])
             with m.Elif(ty < y):
-                m.d.comb += expected.eq(1 << index[Port.NORTH])
+                m.d.comb += routed.eq(1 << index[Port.NORTH])
             with m.Elif(is_output):
                 if Port.HOST in index:
-                    m.d.comb += expected.eq(1 << index[Port.HOST])
+                    m.d.comb += routed.eq(1 << index[Port.HOST])
             with m.Else():
-                m.d.comb += expected.eq(1 << index[Port.LOCAL])
+                m.d.comb += routed.eq(1 << index[Port.LOCAL])
+        m.d.comb += expected.eq(routed)
+        if arrived is not None and arrived != Port.LOCAL:
+            back = routed == (1 << index[arrived])
+            return expected, deliverable & ~back
         return expected, deliverable
 
     def elaborate(self, platform):
@@ -82,7 +89,7 @@ class RouterProperties(wiring.Component):
 
         tracked = Signal(PROOF_PACKET)
         m.d.comb += tracked.as_value().eq(AnyConst(PROOF_PACKET.size))
-        expected, deliverable = self._expected_port(m, tracked)
+        expected, deliverable = self._expected_port(m, tracked, None)
 
         entered = Signal()
         left = Signal(2)
@@ -93,7 +100,7 @@ class RouterProperties(wiring.Component):
         bad_now = []
         for port in node.ports:
             rx, tx = node.port(port).rx, node.port(port).tx
-            _, ok = self._expected_port(m, rx.payload)
+            _, ok = self._expected_port(m, rx.payload, port)
             bad_now.append(rx.valid & rx.ready & ~ok)
             free_stream_in(m, rx, f"{port.name.lower()}_rx")
             hit = rx.valid & rx.ready & (rx.payload.as_value() == tracked.as_value())
@@ -128,12 +135,13 @@ class RouterProperties(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("position, host, depth", [((1, 1), (1, 1), 6), ((0, 2), None, 7)],
-                         ids=["center-with-host", "corner-no-host"])
-def test_router_node_safety(position, host, depth):
+@pytest.mark.parametrize("position, host, depth, fifo_depth", [
+    ((1, 1), (1, 1), 6, 2), ((0, 2), None, 7, 2), ((1, 1), (1, 1), 6, 0)],
+    ids=["center-with-host", "corner-no-host", "center-with-host-no-queues"])
+def test_router_node_safety(position, host, depth, fifo_depth):
     node = RouterNode(x=position[0], y=position[1], cols=3, rows=3, axons=AXONS, host=host,
-                      fifo_depth=2, layout=PROOF_PACKET)
-    label = f"router-{position[0]}{position[1]}-safety"
+                      fifo_depth=fifo_depth, layout=PROOF_PACKET)
+    label = f"router-{position[0]}{position[1]}-q{fifo_depth}-safety"
     result = prove(RouterProperties(node),
                    build_dir_root() / "formal" / label, depth=depth)
     assert result.passed, f"{label}: see {result.directory}/sby.log\n{result.log[-3000:]}"
