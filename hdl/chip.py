@@ -354,6 +354,10 @@ class Chip(wiring.Component):
         tile_index = Signal(range(len(self.order) + 1))
         m.d.comb += tile_index.eq(req.tile)
         route_data = Signal(self.request_layout["data"].shape)  # a route read's answer
+        # Chips whose cores register their reads (fast fabrics) register a core's answer here
+        # too, as a route read's is (ROUTE_RESP): the host link's byte multiplexer follows it,
+        # and the tile multiplexer before it would make one long path of the two.
+        register_answers = any(c.register_reads for c in self.tiles.values())
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.bus.req.ready.eq(1)
@@ -433,9 +437,15 @@ class Chip(wiring.Component):
                 with m.Else():
                     for k, tile in enumerate(self.order):
                         with m.If(tile_index == k):
-                            m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
-                                         self.bus.resp.payload.eq(core_resp_data[k]),
-                                         core_resp_ready[k].eq(self.bus.resp.ready)]
-                            with m.If(core_resp_valid[k] & self.bus.resp.ready):
-                                m.next = "IDLE"
+                            if register_answers:
+                                m.d.comb += core_resp_ready[k].eq(1)
+                                with m.If(core_resp_valid[k]):
+                                    m.d.sync += route_data.eq(core_resp_data[k])
+                                    m.next = "ROUTE_RESP"
+                            else:
+                                m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
+                                             self.bus.resp.payload.eq(core_resp_data[k]),
+                                             core_resp_ready[k].eq(self.bus.resp.ready)]
+                                with m.If(core_resp_valid[k] & self.bus.resp.ready):
+                                    m.next = "IDLE"
         return m
