@@ -259,19 +259,12 @@ class LIFCore(wiring.Component):
         in_region_q = Signal()
         m.d.sync += in_region_q.eq(in_region)
         req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
-        # What a read returns is selected by the request's region, register and lane, copied
-        # when the request is begun (a few bits): the request itself is let go when the word
-        # is selected. Without register_reads the word comes from the memories' read ports,
-        # which hold their data, while it is answered: no register for the word (64 bits in
-        # the UP5K's layer-1 core). With register_reads it is registered, as its sources are.
-        rd_region, rd_reg, rd_lane = Signal(3), Signal(3), Signal.like(req_lane)
-        rd_ok = Signal()
-        resp_data = Signal(mm.data_bits)     # with register_reads
-        word = Signal(mm.data_bits)
         # One lane multiplexer on the I port for the datapath and the bus: a neuron is in the
         # datapath's first stage (s1_valid) only during an update, which no bus access overlaps.
-        m.d.comb += i_lane.eq(i_rd.data[Mux(s1_valid, s1_lane, rd_lane)])
+        m.d.comb += i_lane.eq(i_rd.data[Mux(s1_valid, s1_lane, req_lane)])
         req_row = offset[lane_bits:]
+        resp_data = Signal(mm.data_bits)
+        m.d.comb += [self.bus.resp.payload.eq(resp_data)]
         # What a bus read of each memory returns: with register_reads, registered (BUS_WAIT).
         if self.register_reads:
             v_q, b_q = Signal.like(v_rd.data), Signal.like(b_rd.data)
@@ -319,8 +312,6 @@ class LIFCore(wiring.Component):
                     m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
                     m.next = "UPDATE"
                 with m.Elif(self.bus.req.valid & bus_ok):
-                    m.d.sync += [rd_region.eq(region), rd_reg.eq(offset[:3]),
-                                 rd_lane.eq(req_lane)]
                     m.next = "BUS_READ"
                 with m.Elif(self.events.valid):
                     m.d.comb += take_event.eq(1)
@@ -425,10 +416,23 @@ class LIFCore(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
                 with m.Else():
+                    word = Signal(mm.data_bits)
+                    with m.If(in_region_q):
+                        with m.Switch(region):
+                            with m.Case(Region.SYNAPSE):
+                                m.d.comb += word.eq(addend)
+                            with m.Case(Region.MEMBRANE):
+                                m.d.comb += word.eq(v_q)
+                            with m.Case(Region.BIAS):
+                                m.d.comb += word.eq(b_q)
+                            with m.Case(Region.ACCUMULATOR):
+                                m.d.comb += word.eq(i_q)
+                            with m.Case(Region.REGISTER):
+                                for reg, sig in registers.items():
+                                    with m.If(offset == reg):
+                                        m.d.comb += word.eq(sig)
                     m.d.comb += self.bus.req.ready.eq(1)
-                    m.d.sync += rd_ok.eq(in_region_q)
-                    if self.register_reads:
-                        m.d.sync += resp_data.eq(word)
+                    m.d.sync += resp_data.eq(word)
                     m.next = "BUS_RESPOND"
 
             with m.State("BUS_SYNAPSE"):
@@ -441,27 +445,6 @@ class LIFCore(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += self.events.ready.eq(take_event)
-
-        # ---- the word a read returns (see rd_region) ----
-        with m.If(in_region_q if self.register_reads else rd_ok):
-            with m.Switch(rd_region):
-                with m.Case(Region.SYNAPSE):
-                    m.d.comb += word.eq(addend)
-                with m.Case(Region.MEMBRANE):
-                    m.d.comb += word.eq(v_q)
-                with m.Case(Region.BIAS):
-                    m.d.comb += word.eq(b_q)
-                with m.Case(Region.ACCUMULATOR):
-                    m.d.comb += word.eq(i_q)
-                with m.Case(Region.REGISTER):
-                    with m.Switch(rd_reg):
-                        for reg, sig in registers.items():
-                            with m.Case(reg):
-                                m.d.comb += word.eq(sig)
-        if self.register_reads:
-            m.d.comb += self.bus.resp.payload.eq(resp_data)
-        else:
-            m.d.comb += self.bus.resp.payload.eq(word)
 
         def collision(rd, wr):
             return rd.en & wr.en.any() & (rd.addr == wr.addr)
