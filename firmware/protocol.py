@@ -124,7 +124,8 @@ _STATUS_TEXT = {
 
 class Region(enum.IntEnum):
     """What a WRITE/READ/FILL addresses on a tile. 0-4 are the core's own regions (the same
-    numbers as :class:`spikefab.hdl.memory_map.Region`), 5-6 the tile's route tables."""
+    numbers as :class:`spikefab.hdl.memory_map.Region`), 5-6 the tile's route tables. A write
+    to an ACCUMULATOR word, or to a counter in REGISTER, clears it (the value is ignored)."""
     SYNAPSE = 0
     MEMBRANE = 1
     BIAS = 2

@@ -131,12 +131,16 @@ class Chip(wiring.Component):
         self.test_hooks = test_hooks
         self.dsp_counters = bool(dsp_counters)
         self.order = [(x, y) for y in range(rows) for x in range(cols)]
-        # The egress queue behind a core has room for every spike of an update, so the core's
-        # own spike queue is never full for long: the smallest one its datapath allows
-        # (each place is 8 flip-flops and a multiplexer on the iCE40).
+        # The egress queue behind a core has room for every spike of an update (and is empty
+        # when one starts: the tick controller starts none before the last one's DONE left
+        # it), so the core's own spike queue is never full for long: the smallest one its
+        # datapath allows, and none on one clock, where the egress queue's ready is exact
+        # (each place is 8 flip-flops and a multiplexer on the iCE40). Across a clock
+        # crossing, the queue's view of its room lags, and the core keeps a queue.
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
                                  register_reads=c.register_reads,
-                                 spike_fifo_depth=LIFDatapath.LATENCY + int(c.register_reads) + 1,
+                                 spike_fifo_depth=0 if clocking == "single" else
+                                 LIFDatapath.LATENCY + int(c.register_reads) + 1,
                                  dsp_counters=self.dsp_counters)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
@@ -156,6 +160,13 @@ class Chip(wiring.Component):
             "mesh_drops": Out(32),
             "ticks": Out(32),
         })
+
+    @property
+    def registered_reads(self) -> bool:
+        """Some tile registers its block-RAM reads (``TileConfig.register_reads``, for fast
+        fabrics such as the ECP5's): then the chip registers its own too (the egress queue's
+        spikes, the cores' bus answers), and so does the host link (its output queue)."""
+        return any(c.register_reads for c in self.tiles.values())
 
     @staticmethod
     def domain(tile) -> str:
@@ -279,7 +290,7 @@ class Chip(wiring.Component):
 
             m.submodules[f"expander_{x}_{y}"] = expander = RouteExpander(
                 x=x, y=y, neurons=config.shape.neurons, destinations=config.destinations)
-            if self.clocking == "single":
+            if self.clocking == "single" and self.registered_reads:
                 # A register between the queue's block RAM and the expander, whose route-table
                 # address the spike is: block RAM's read data comes late in the cycle.
                 m.submodules[f"egress_stage_{x}_{y}"] = stage = SyncFIFOBuffered(
@@ -357,7 +368,7 @@ class Chip(wiring.Component):
         # Chips whose cores register their reads (fast fabrics) register a core's answer here
         # too, as a route read's is (ROUTE_RESP): the host link's byte multiplexer follows it,
         # and the tile multiplexer before it would make one long path of the two.
-        register_answers = any(c.register_reads for c in self.tiles.values())
+        register_answers = self.registered_reads
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.bus.req.ready.eq(1)

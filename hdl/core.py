@@ -63,7 +63,9 @@ class LIFCore(wiring.Component):
         Synapse memory style: ``"block"`` or ``"spram"`` (see :class:`SynapseMemory`).
     spike_fifo_depth : int
         Depth of the spike output queue; more than the datapath's latency (3, or 4 with
-        ``register_reads``).
+        ``register_reads``). 0 builds none: ``spikes`` then carries each spike in the one cycle
+        it leaves the datapath, and its consumer must take it (``ready`` high during an
+        update), as a chip on one clock does, whose egress queue has room for a whole update.
     register_reads : bool
         Register what block RAM reads before logic uses it: the synapse words before the
         adders and the bus (in :class:`SynapseMemory`, per bank of a deep memory, before the
@@ -105,8 +107,9 @@ class LIFCore(wiring.Component):
         if memory not in MEMORY_STYLES:
             raise ValueError(f"memory must be one of {MEMORY_STYLES}, not {memory!r}")
         if (isinstance(spike_fifo_depth, bool) or not isinstance(spike_fifo_depth, int)
-                or not LIFDatapath.LATENCY + int(bool(register_reads)) < spike_fifo_depth <= 256):
-            raise ValueError(f"spike_fifo_depth must be an integer in "
+                or not (LIFDatapath.LATENCY + int(bool(register_reads)) < spike_fifo_depth <= 256
+                        or spike_fifo_depth == 0)):
+            raise ValueError(f"spike_fifo_depth must be 0 or an integer in "
                              f"[{LIFDatapath.LATENCY + int(bool(register_reads)) + 1}, 256], "
                              f"not {spike_fifo_depth!r}")
         self.shape = shape
@@ -177,9 +180,13 @@ class LIFCore(wiring.Component):
         m.submodules.lif = lif = LIFDatapath(shape, input_register=self.register_reads)
         m.d.comb += [lif.threshold.eq(threshold), lif.leak.eq(leak), lif.reset.eq(reset_mode)]
 
-        m.submodules.spike_fifo = spike_fifo = SyncFIFOBuffered(width=8,
-                                                                depth=self.spike_fifo_depth)
-        wiring.connect(m, wiring.flipped(self.spikes), spike_fifo.r_stream)
+        if self.spike_fifo_depth:
+            m.submodules.spike_fifo = spike_fifo = SyncFIFOBuffered(width=8,
+                                                                    depth=self.spike_fifo_depth)
+            wiring.connect(m, wiring.flipped(self.spikes), spike_fifo.r_stream)
+            spike_in, spikes_queued = spike_fifo.w_stream, spike_fifo.level
+        else:
+            spike_in, spikes_queued = self.spikes, C(0)
 
         # ---- event accumulation: a one-stage read-add-write pipeline over the rows ----
         ev_addr = Signal(range(max(mm.synapse_words, 2)))
@@ -225,7 +232,10 @@ class LIFCore(wiring.Component):
         with m.Elif(~issue & retire):
             m.d.sync += pipeline.eq(pipeline - 1)
         room = Signal()
-        m.d.comb += room.eq(spike_fifo.level + pipeline < self.spike_fifo_depth)
+        if self.spike_fifo_depth:
+            m.d.comb += room.eq(spikes_queued + pipeline < self.spike_fifo_depth)
+        else:
+            m.d.comb += room.eq(1)
 
         m.d.comb += [
             lif.i_valid.eq(s1_valid),
@@ -233,8 +243,8 @@ class LIFCore(wiring.Component):
             lif.i_v.eq(v_rd.data),
             lif.i_bias.eq(b_rd.data),
             lif.i_acc.eq(i_lane),
-            spike_fifo.w_stream.payload.eq(lif.o_index),
-            spike_fifo.w_stream.valid.eq(lif.o_valid & lif.o_spike),
+            spike_in.payload.eq(lif.o_index),
+            spike_in.valid.eq(lif.o_valid & lif.o_spike),
         ]
         with m.If(s1_valid & (s1_lane == 0)):
             # The row's I word is held in the read port from here on: clear it in memory.
@@ -351,7 +361,7 @@ class LIFCore(wiring.Component):
                             m.d.sync += [up_lane.eq(0), up_row.eq(up_row + 1)]
                         with m.Else():
                             m.d.sync += up_lane.eq(up_lane + 1)
-                with m.Elif((pipeline == 0) & (spike_fifo.level == 0) & ~s1_valid):
+                with m.Elif((pipeline == 0) & (spikes_queued == 0) & ~s1_valid):
                     m.d.comb += self.update.ready.eq(1)
                     m.d.sync += delivered.eq(0)
                     m.d.comb += counters[Reg.TICKS].en.eq(1)
@@ -389,11 +399,13 @@ class LIFCore(wiring.Component):
                                 m.d.comb += [b_wr.addr.eq(offset), b_wr.en.eq(1),
                                              b_wr.data.eq(req.data)]
                             with m.Case(Region.ACCUMULATOR):
-                                # One lane of the row's word: its write enable alone.
+                                # A write clears I (one lane of the row's word: its write
+                                # enable alone). The word written to I is then a sum or
+                                # zero, which the adder's own LUT gives (an I that could be
+                                # loaded with any value would cost a LUT per bit of every
+                                # lane: 144 in the UP5K's layer-1 core).
                                 m.d.comb += [i_wr.addr.eq(req_row),
                                              i_wr.en.eq(C(1, lanes) << req_lane)]
-                                for j in range(lanes):
-                                    m.d.comb += i_wr.data[j].eq(req.data)
                             with m.Case(Region.REGISTER):
                                 # A parameter value the golden model would reject is ignored.
                                 with m.Switch(offset):

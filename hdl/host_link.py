@@ -290,11 +290,11 @@ class HostLink(wiring.Component):
         wiring.connect(m, sender.bytes, wiring.flipped(self.tx))
 
         # ---- the output queue ----
-        # ``output_depth`` events in all: a block-RAM queue and, behind it, a one-event register
-        # (the queue's read data arrives late in the cycle, and the response's byte multiplexer
-        # follows). During a run the register is always full, so the whole depth is used before
-        # an event is dropped.
-        if self.output_depth > 1:
+        # ``output_depth`` events in all. Where the chip registers its block-RAM reads, a
+        # block-RAM queue and, behind it, a one-event register (the queue's read data arrives
+        # late in the cycle, and the response's byte multiplexer follows); during a run the
+        # register is always full, so the whole depth is used before an event is dropped.
+        if self.output_depth > 1 and chip.registered_reads:
             m.submodules.output_queue = queue = SyncFIFOBuffered(width=AERPacket.size,
                                                                  depth=self.output_depth - 1)
             m.submodules.outputs = outputs = SyncFIFOBuffered(width=AERPacket.size, depth=1)
@@ -302,8 +302,8 @@ class HostLink(wiring.Component):
                          queue.r_en.eq(outputs.w_rdy)]
             levels = queue.level + outputs.level
         else:
-            m.submodules.outputs = queue = outputs = SyncFIFOBuffered(width=AERPacket.size,
-                                                                      depth=1)
+            m.submodules.outputs = queue = outputs = SyncFIFOBuffered(
+                width=AERPacket.size, depth=self.output_depth)
             levels = outputs.level
         output_drops = Signal(32)
         m.d.comb += [self.host_out.ready.eq(1), queue.w_data.eq(self.host_out.payload)]

@@ -10,13 +10,15 @@ SYNAPSE       ``a * R + r``, ``R = ceil(N/P)``  ``P`` weights: lane ``j`` (bits 
                                               up) is ``W[a][r*P + j]``; lanes past ``N`` unused
 MEMBRANE      neuron ``n``                    ``V[n]``, signed ``v_bits``
 BIAS          neuron ``n``                    ``B[n]``, signed ``v_bits``
-ACCUMULATOR   neuron ``n``                    ``I[n]``, signed ``accumulator_bits``
+ACCUMULATOR   neuron ``n``                    ``I[n]``, signed ``accumulator_bits``; a write
+                                              clears it
 REGISTER      :class:`Reg`                    parameters and 32-bit wrapping counters
 ============  ==============================  =================================================
 
 Signed values read back sign-extended to the bus width. A write to an offset outside its region
-(or to an unknown region) changes nothing; such a read returns 0. A write to a counter clears
-it, whatever the value written (a counter that could be loaded with any value costs a logic
+(or to an unknown region) changes nothing; such a read returns 0. A write to a counter or to an
+accumulator clears it, whatever the value written (I is zero between ticks anyway; a sum or
+zero is what the accumulator's adder writes without a multiplexer per bit) (a counter that could be loaded with any value costs a logic
 cell more per bit on the iCE40: the load multiplexer does not fit the adder's cell).
 """
 

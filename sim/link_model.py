@@ -240,8 +240,8 @@ class LinkModel:
             self._v[k][offset] = _signed(word, info.v_bits)
         elif region == Region.BIAS:
             tile.bias[offset] = _signed(word, info.v_bits)
-        elif region == Region.ACCUMULATOR:
-            self._i[k][offset] = _signed(word, tile.shape.accumulator_bits)
+        elif region == Region.ACCUMULATOR:     # a write clears I
+            self._i[k][offset] = 0
         elif region == Region.REGISTER:
             # A parameter value the golden model would reject is ignored, as in the core.
             if offset == Register.THRESHOLD and 1 <= word <= tile.shape.v_max:

@@ -47,8 +47,8 @@ def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, re
     weights = rng.integers(-128, 128, size=(10, 5))
     values = {region: rng.integers(-32768, 32768, size=5)
               for region in (Region.MEMBRANE, Region.BIAS)}
-    acc = 1 << (shape.accumulator_bits - 1)
-    values[Region.ACCUMULATOR] = rng.integers(-acc, acc, size=5)
+    # A write to I clears it (the value is ignored).
+    values[Region.ACCUMULATOR] = np.zeros(5, np.int64)
 
     async def snapshot(ctx):
         state = {}
@@ -75,7 +75,7 @@ def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, re
                 await bus_write(ctx, dut, mm.addr(region, n), int(value))
         await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.THRESHOLD), 77)
         before = await snapshot(ctx)
-        # Read back what was written: accumulator lanes were merged, not clobbered.
+        # Read back what was written (I: cleared, whatever was written).
         for region, array in values.items():
             assert [before[region, n] for n in range(5)] == array.tolist()
         for a in range(10):
@@ -130,11 +130,38 @@ def test_a_counter_write_clears_that_counter_alone():
     _run(dut, testbench)
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_an_accumulator_write_clears_that_neuron_alone(lanes):
+    shape = CoreShape(axons=4, neurons=5, w_bits=8)
+    dut = LIFCore(shape, lanes=lanes)
+    mm = dut.memory_map
+    weights = np.zeros((4, 5), np.int64)
+    weights[1] = [1, -2, 3, -4, 5]
+
+    async def testbench(ctx):
+        for addr, word in mm.synapse_words_of(weights):
+            await bus_write(ctx, dut, addr, word)
+        for _ in range(2):
+            ctx.set(dut.events.payload.axon, 1)
+            ctx.set(dut.events.valid, 1)
+            await ctx.tick().until(dut.events.ready)
+            ctx.set(dut.events.valid, 0)
+        await ctx.tick().until(dut.idle)
+        acc = [await bus_read(ctx, dut, mm.addr(Region.ACCUMULATOR, n)) for n in range(5)]
+        assert acc == [2, -4, 6, -8, 10]
+        # The value written is ignored: the neuron's I is cleared, its row's other lanes kept.
+        await bus_write(ctx, dut, mm.addr(Region.ACCUMULATOR, 2), 777)
+        acc = [await bus_read(ctx, dut, mm.addr(Region.ACCUMULATOR, n)) for n in range(5)]
+        assert acc == [2, -4, 0, -8, 10]
+
+    _run(dut, testbench)
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(shape=(4, 4)), TypeError, r"shape must be a CoreShape, not \(4, 4\)"),
     (dict(lanes=3), ValueError, r"lanes must be one of \(1, 2, 4, 8, 16\), not 3"),
     (dict(memory="dram"), ValueError, r"memory must be one of \('block', 'spram'\), not 'dram'"),
-    (dict(spike_fifo_depth=3), ValueError, r"spike_fifo_depth must be an integer in \[4, 256\]"),
+    (dict(spike_fifo_depth=3), ValueError, r"spike_fifo_depth must be 0 or an integer in \[4, 256\]"),
 ])
 def test_constructor_validation(kwargs, error, message):
     kwargs = {"shape": CoreShape(8, 8, w_bits=8), **kwargs}

@@ -612,8 +612,8 @@ def _stored(k: int, region: int, offset: int, word: int, old: int) -> int:
         return word & ((1 << (tile.lanes * tile.w_bits)) - 1)
     if region in (Region.MEMBRANE, Region.BIAS):
         return _signed(word, tile.v_bits) & mask
-    if region == Region.ACCUMULATOR:
-        return _signed(word, shape.accumulator_bits) & mask
+    if region == Region.ACCUMULATOR:    # a write clears I
+        return 0
     if region == Region.REGISTER:
         if offset >= EVENTS:    # a write clears a counter
             return 0
@@ -690,10 +690,9 @@ def test_register_and_sign_rules_by_example():
     assert client.region(0, Region.MEMBRANE) == [0xFFFF_8000, 0x7FFF, 1, 0]
     client.write(1, Region.BIAS, 0, [0x8000, 0xFFFF, 0x12345])
     assert client.region(1, Region.BIAS) == [0xFFFF_8000, 0xFFFF_FFFF, 0x2345]
-    client.write(0, Region.ACCUMULATOR, 0, [0x3FF, 0x400, 0x800, 0xFFFF_FFFF])   # 11 bits
-    assert client.region(0, Region.ACCUMULATOR) == [0x3FF, 0xFFFF_FC00, 0, 0xFFFF_FFFF]
-    client.write(1, Region.ACCUMULATOR, 0, [0x1FF, 0x200, 0x400])                # 10 bits
-    assert client.region(1, Region.ACCUMULATOR) == [0x1FF, 0xFFFF_FE00, 0]
+    # A write to I clears it, whatever the value (reads sign-extend: see the run below).
+    client.write(0, Region.ACCUMULATOR, 0, [0x3FF, 0x400, 0x800, 0xFFFF_FFFF])
+    assert client.region(0, Region.ACCUMULATOR) == [0, 0, 0, 0]
     client.write(1, Region.SYNAPSE, 0, [0xDEAD_BEEF])                           # 2 lanes x 8
     client.write(0, Region.SYNAPSE, 0, [0xDEAD_BEEF])                           # 4 lanes x 8
     assert client.read(1, Region.SYNAPSE, 0, 1) == [0xBEEF]
@@ -773,6 +772,11 @@ def test_run_spikes_outputs_and_status():
     assert client.region(1, Region.ACCUMULATOR) == [(-14) & 0xFFFF_FFFF, 0, 0]
     client.run(1)
     assert client.region(1, Region.MEMBRANE) == [(-14) & 0xFFFF_FFFF, 0, 0]
+    # Clearing one neuron's I leaves the others' (the row's other lane) alone.
+    client.run(0, [(1, 0, 3), (1, 0, 2)])
+    assert client.region(1, Region.ACCUMULATOR) == [(-7) & 0xFFFF_FFFF, 100, 0]
+    client.write(1, Region.ACCUMULATOR, 0, [12345])
+    assert client.region(1, Region.ACCUMULATOR) == [0, 100, 0]
     assert unpack_event_word(pack_event_word(1, 0, 3)) == (1, 0, 3)
 
 
