@@ -215,8 +215,11 @@ class LIFCore(wiring.Component):
         up_n = Signal(range(n_neurons + 1))
         up_lane = Signal(range(lanes))
         up_row = Signal(range(max(rows, 2)))
-        s1_valid = Signal()  # V, B and I of neuron s1_n arrive this cycle
-        s1_n = Signal(8)
+        s1_valid = Signal()  # V, B and I of the next neuron arrive this cycle
+        # Neurons leave the datapath in the order they enter it, 0 to N - 1: a count of those
+        # that left names the one leaving (the datapath's own index pipeline, a register per
+        # bit and stage, is left unused).
+        out_n = Signal(8)
         s1_lane = Signal(range(lanes))
         s1_row = Signal.like(up_row)
         i_lane = Signal.like(i_rd.data[0])   # the lane of the I word that is wanted, see below
@@ -239,18 +242,19 @@ class LIFCore(wiring.Component):
 
         m.d.comb += [
             lif.i_valid.eq(s1_valid),
-            lif.i_index.eq(s1_n),
+            lif.i_index.eq(0),
             lif.i_v.eq(v_rd.data),
             lif.i_bias.eq(b_rd.data),
             lif.i_acc.eq(i_lane),
-            spike_in.payload.eq(lif.o_index),
+            spike_in.payload.eq(out_n),
             spike_in.valid.eq(lif.o_valid & lif.o_spike),
         ]
         with m.If(s1_valid & (s1_lane == 0)):
             # The row's I word is held in the read port from here on: clear it in memory.
             m.d.comb += [i_wr.addr.eq(s1_row), i_wr.en.eq(all_lanes), i_wr.data.eq(0)]
         with m.If(lif.o_valid):
-            m.d.comb += [v_wr.addr.eq(lif.o_index), v_wr.en.eq(1), v_wr.data.eq(lif.o_v)]
+            m.d.comb += [v_wr.addr.eq(out_n), v_wr.en.eq(1), v_wr.data.eq(lif.o_v)]
+            m.d.sync += out_n.eq(out_n + 1)
 
         # ---- bus ----
         # The request is not copied: it is taken (``ready``) only once it has been carried
@@ -319,7 +323,7 @@ class LIFCore(wiring.Component):
                 # EVENT; a bus read issued before that could read its row stale.
                 bus_ok = ~acc_valid & ~reg_valid if self.register_reads else C(1)
                 with m.If(self.update.valid):
-                    m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0)]
+                    m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0), out_n.eq(0)]
                     m.next = "UPDATE"
                 with m.Elif(self.bus.req.valid & bus_ok):
                     m.next = "BUS_READ"
@@ -355,7 +359,7 @@ class LIFCore(wiring.Component):
                             b_rd.addr.eq(up_n), b_rd.en.eq(1),
                             i_rd.addr.eq(up_row), i_rd.en.eq(up_lane == 0),
                         ]
-                        m.d.sync += [s1_valid.eq(1), s1_n.eq(up_n), s1_lane.eq(up_lane),
+                        m.d.sync += [s1_valid.eq(1), s1_lane.eq(up_lane),
                                      s1_row.eq(up_row), up_n.eq(up_n + 1)]
                         with m.If(up_lane == lanes - 1):
                             m.d.sync += [up_lane.eq(0), up_row.eq(up_row + 1)]
