@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from ..sim.golden import CoreShape
-from .aer import AERPacket, MESH_LIMIT
+from .aer import AERPacket, MESH_LIMIT, TICK_BITS
 from .core import Handshake, LIFCore
 from .counter import Counter
 from .lif import LIFDatapath
@@ -222,6 +222,9 @@ class Chip(wiring.Component):
             # would be 31 flip-flops on the iCE40).
             wiring.connect(m, host_router.host.tx, wiring.flipped(self.host_out))
 
+        # The tick that OUTPUT packets are stamped with: the update running is that of the
+        # last tick started (``ticks`` counts them; see RouteExpander).
+        stamp = Signal(TICK_BITS)
         produced, consumed = [], []
         produced.append(self.host_in.valid & self.host_in.ready)
         consumed.append(host_router.host.tx.valid & host_router.host.tx.ready)
@@ -302,6 +305,7 @@ class Chip(wiring.Component):
                          expander.spikes.valid.eq(egress.r_rdy),
                          egress.r_en.eq(expander.spikes.ready)]
             wiring.connect(m, expander.packets, router.local.rx)
+            m.d.comb += expander.tick.eq(stamp)
             produced.append(expander.packets.valid & expander.packets.ready)
             dones.append(expander.done)
 
@@ -351,7 +355,8 @@ class Chip(wiring.Component):
         m.submodules.mesh_drops = mesh_drops = Counter(32, step_width=len(drops_now))
         m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_now),
                      mesh_drops.en.eq(1),
-                     self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value)]
+                     self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value),
+                     stamp.eq(ticks.value - 1)]
         done_now = Cat(dones)
         m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0))
         with m.If(self.tick.valid & self.quiet):

@@ -135,7 +135,9 @@ class RouteExpander(wiring.Component):
     """In the mesh domain: every spike into its routed packets; DONE into ``done``.
 
     A spike of neuron ``n`` sends one EVENT packet per destination of ``n`` and, if
-    ``to_host``, an OUTPUT packet stamped with this tile's position and the update's tick.
+    ``to_host``, an OUTPUT packet stamped with this tile's position and ``tick``, the tick of
+    the update whose spikes these are (the chip's count of started ticks less one: the next
+    tick starts only after this update's DONE has been taken).
     One packet every two cycles (a table read, then the send).
 
     The chip bus reads the tables through the expander's own read ports (one per table, so
@@ -156,6 +158,7 @@ class RouteExpander(wiring.Component):
     -------
     spikes : In(stream.Signature(Egress))
     packets : Out(stream.Signature(AERPacket))
+    tick : In(TICK_BITS)
     done : Out(1)
         One cycle per DONE token: the update is finished and every packet has been sent.
     index_write, dest_write : In(...)
@@ -173,6 +176,7 @@ class RouteExpander(wiring.Component):
         super().__init__({
             "spikes": In(stream.Signature(Egress)),
             "packets": Out(stream.Signature(AERPacket)),
+            "tick": In(TICK_BITS),
             "done": Out(1),
             "index_write": In(wiring.Signature({
                 "addr": Out(index_bits), "data": Out(RouteEntry), "en": Out(1)})),
@@ -226,7 +230,7 @@ class RouteExpander(wiring.Component):
         with m.If(dest_bus):
             m.d.comb += [dr.addr.eq(self.dest_read.addr), dr.en.eq(1)]
 
-        tick = Signal(TICK_BITS)
+        tick = self.tick
         neuron = Signal(8)
         entry = Signal(RouteEntry)
         pointer = Signal(ROUTE_INDEX_BITS)
@@ -240,7 +244,6 @@ class RouteExpander(wiring.Component):
                 with m.If(self.spikes.valid & ~index_bus):
                     with m.If(self.spikes.payload.kind == EgressKind.DONE):
                         m.d.comb += self.done.eq(1)
-                        m.d.sync += tick.eq(tick + 1)
                     with m.Else():
                         m.d.comb += [ir.addr.eq(self.spikes.payload.neuron), ir.en.eq(1)]
                         m.d.sync += neuron.eq(self.spikes.payload.neuron)

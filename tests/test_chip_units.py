@@ -255,6 +255,15 @@ def test_route_expander_reads_share_its_ports(base_seed, reads):
             await ctx.tick()
         state["finished"] = True
 
+    async def stamp(ctx):
+        """The tick input as a chip drives it: one more after each DONE is taken."""
+        done = 0
+        while True:
+            ctx.set(dut.tick, done % (1 << 16))
+            *_, valid, ready, kind = await ctx.tick().sample(
+                dut.spikes.valid, dut.spikes.ready, dut.spikes.payload.kind)
+            done += bool(valid and ready and kind == EgressKind.DONE)
+
     async def collect(ctx):
         while True:
             ready = int(rng.random() < 0.6)
@@ -291,6 +300,7 @@ def test_route_expander_reads_share_its_ports(base_seed, reads):
         return read
 
     sim.add_testbench(load_and_feed)
+    sim.add_testbench(stamp, background=True)
     sim.add_testbench(collect, background=True)
     if reads:
         sim.add_testbench(reader(dut.index_read, index, "index"))
