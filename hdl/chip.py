@@ -349,8 +349,13 @@ class Chip(wiring.Component):
         # to the 16-bit count directly would be an adder of its own).
         change = Signal(signed(bits_for(len(produced)) + 1 + bits_for(7 * len(routers)
                                                                       + len(consumed))))
+        # Registered before it is added: the drops come from the routers' routing decisions,
+        # which on a chip without router queues follow their senders' registers in the same
+        # cycle. While a change is waiting there, the chip is not quiet (a packet cannot enter
+        # and another leave in one cycle when none is in flight).
+        change_q = Signal.like(change)
         m.d.comb += change.eq(sum(produced) - sum(consumed))
-        m.d.sync += in_flight.eq(in_flight + change)
+        m.d.sync += [change_q.eq(change), in_flight.eq(in_flight + change_q)]
         m.submodules.ticks = ticks = Counter(32, dsp=self.dsp_counters)
         m.submodules.mesh_drops = mesh_drops = Counter(32, step_width=len(drops_now))
         m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_now),
@@ -358,7 +363,8 @@ class Chip(wiring.Component):
                      self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value),
                      stamp.eq(ticks.value - 1)]
         done_now = Cat(dones)
-        m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0))
+        m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0)
+                                  & (change_q == 0))
         with m.If(self.tick.valid & self.quiet):
             m.d.comb += [self.tick.ready.eq(1), send_tick.eq(1)]
             m.d.sync += pending.eq(~0)

@@ -80,7 +80,9 @@ class RouterNode(wiring.Component):
         Input queue depth. 0 builds no queue: the head of an input is the sender's payload,
         taken (``ready``) in the cycle it is routed, so ``ready`` depends on ``valid`` and
         the sender must hold its packet (a stream does); for senders that are registers
-        already, as a chip's are, that saves a register per port.
+        already, as a chip's are, that saves a register per port. Each output then takes a
+        packet every other cycle (it loads only while empty), so that no ready depends on
+        another router's.
     stall_hook : bool
         Add a ``stall`` input that freezes the node (no packet moves in or out while it is
         high): a test hook for random stalls inside a mesh.
@@ -214,7 +216,12 @@ class RouterNode(wiring.Component):
                             with m.If(requests[i]):
                                 m.d.comb += grant.eq(1 << i)
             load = Signal(name=f"load_{out_port.name.lower()}")
-            m.d.comb += load.eq((~tx.valid | tx.ready) & ~frozen & requests.any())
+            # Without input queues an output loads only while empty (a packet every other
+            # cycle, as fast as a route expander sends them): its ready then reaches no
+            # further than its own register, not through the inputs to the senders and on
+            # through the next router, one long path per hop.
+            free = ~tx.valid if self.fifo_depth == 0 else ~tx.valid | tx.ready
+            m.d.comb += load.eq(free & ~frozen & requests.any())
             grants.append((grant, load))
             with m.If(tx.ready):
                 m.d.sync += tx.valid.eq(0)
