@@ -345,26 +345,32 @@ class Chip(wiring.Component):
 
         # ---- the tick controller ----
         in_flight = Signal(16)
-        # The change of this cycle first, in a few bits, then one 16-bit adder (each term added
-        # to the 16-bit count directly would be an adder of its own).
+        # Every packet entering or leaving this cycle is first registered, then added: the
+        # drops and the host's injections come from the routers' routing decisions, which on
+        # a chip without router queues follow their senders' registers in the same cycle.
+        # While a registered term is not zero the chip is not quiet. The change is summed in a
+        # few bits, then one 16-bit adder (each term added to the count would be one).
+        produced_q = [Signal.like(Value.cast(t), name=f"produced_{i}")
+                      for i, t in enumerate(produced)]
+        consumed_q = [Signal.like(Value.cast(t), name=f"consumed_{i}")
+                      for i, t in enumerate(consumed)]
+        m.d.sync += [q.eq(t) for q, t in zip(produced_q + consumed_q, produced + consumed)]
         change = Signal(signed(bits_for(len(produced)) + 1 + bits_for(7 * len(routers)
                                                                       + len(consumed))))
-        # Registered before it is added: the drops come from the routers' routing decisions,
-        # which on a chip without router queues follow their senders' registers in the same
-        # cycle. While a change is waiting there, the chip is not quiet (a packet cannot enter
-        # and another leave in one cycle when none is in flight).
-        change_q = Signal.like(change)
-        m.d.comb += change.eq(sum(produced) - sum(consumed))
-        m.d.sync += [change_q.eq(change), in_flight.eq(in_flight + change_q)]
+        m.d.comb += change.eq(sum(produced_q) - sum(consumed_q))
+        m.d.sync += in_flight.eq(in_flight + change)
+        settled = Signal()
+        m.d.comb += settled.eq(~Cat(produced_q + consumed_q).any())
         m.submodules.ticks = ticks = Counter(32, dsp=self.dsp_counters)
         m.submodules.mesh_drops = mesh_drops = Counter(32, step_width=len(drops_now))
-        m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_now),
+        drops_q = next(q for q, t in zip(consumed_q, consumed) if t is drops_now)
+        m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_q),
                      mesh_drops.en.eq(1),
                      self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value),
                      stamp.eq(ticks.value - 1)]
         done_now = Cat(dones)
         m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0)
-                                  & (change_q == 0))
+                                  & settled)
         with m.If(self.tick.valid & self.quiet):
             m.d.comb += [self.tick.ready.eq(1), send_tick.eq(1)]
             m.d.sync += pending.eq(~0)
