@@ -208,7 +208,20 @@ class Chip(wiring.Component):
                     wiring.connect(m, other.port(back).tx, r.port(port).rx)
 
         host_router = routers[self.host]
-        wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
+        if self.fifo_depth == 0:
+            # Routers without queues: one place on the host's input all the same, so that the
+            # host (the host link's state machine) sees a ready that is a register, not the
+            # host router's routing decision on the packet it offers.
+            m.submodules.host_in_stage = host_stage = SyncFIFOBuffered(width=AERPacket.size,
+                                                                       depth=1)
+            m.d.comb += [host_stage.w_data.eq(self.host_in.payload),
+                         host_stage.w_en.eq(self.host_in.valid),
+                         self.host_in.ready.eq(host_stage.w_rdy),
+                         host_router.host.rx.payload.eq(host_stage.r_data),
+                         host_router.host.rx.valid.eq(host_stage.r_rdy),
+                         host_stage.r_en.eq(host_router.host.rx.ready)]
+        else:
+            wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
         if self.clocking == "gals":
             m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(width=AERPacket.size,
                                                                      depth=16)
