@@ -379,8 +379,11 @@ class Chip(wiring.Component):
         drops_q = next(q for q, t in zip(consumed_q, consumed) if t is drops_now)
         m.d.comb += [ticks.step.eq(1), mesh_drops.step.eq(drops_q),
                      mesh_drops.en.eq(1),
-                     self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value),
-                     stamp.eq(ticks.value - 1)]
+                     self.ticks.eq(ticks.value), self.mesh_drops.eq(mesh_drops.value)]
+        # Registered: the count comes from a DSP block on the iCE40, and the stamp goes into
+        # a packet the router decides on in the same cycle. A tick's first spike comes many
+        # cycles after the tick started, so the stamp is always the new one.
+        m.d.sync += stamp.eq(ticks.value - 1)
         done_now = Cat(dones)
         m.d.comb += self.quiet.eq((pending == 0) & (marker_owed == 0) & (in_flight == 0)
                                   & settled)
