@@ -102,6 +102,11 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK).
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
                  "script_after_read": "\n".join(NO_RW_CHECK)}
+    if family == "ecp5":
+        # Without wide-LUT multiplexers (PFUMX, L6MUX): yosys 0.70's ABC9 reintegration fails
+        # an assertion on some of our designs with them (``GetSize(conn.first) ==
+        # GetSize(conn.second)``), and which designs is a matter of chance.
+        overrides |= {"synth_opts": "-nowidelut"}
     if family == "ice40":
         # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",

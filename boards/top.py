@@ -115,12 +115,16 @@ class BoardTop(Elaboratable):
         m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
         pins = platform.request("uart", 0)
         m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
-        # A register between the queue and the frame receiver: the queue's read data (late in
-        # the cycle from block RAM, 5.8 ns on the ECP5, when rx_fifo_depth puts it there) would
-        # otherwise feed the SLIP and CRC logic in the same cycle.
-        m.submodules.rx_stage = rx_stage = SyncFIFOBuffered(width=8, depth=1)
-        wiring.connect(m, uart.rx_bytes, rx_stage.w_stream)
-        wiring.connect(m, rx_stage.r_stream, system.rx)
+        if self.rx_fifo_depth > 16:
+            # A register between the queue and the frame receiver: the queue's read data (late
+            # in the cycle from block RAM, 5.8 ns on the ECP5, where a queue this deep goes)
+            # would otherwise feed the SLIP and CRC logic in the same cycle. A few bytes of
+            # queue are flip-flops, whose data is early.
+            m.submodules.rx_stage = rx_stage = SyncFIFOBuffered(width=8, depth=1)
+            wiring.connect(m, uart.rx_bytes, rx_stage.w_stream)
+            wiring.connect(m, rx_stage.r_stream, system.rx)
+        else:
+            wiring.connect(m, uart.rx_bytes, system.rx)
         wiring.connect(m, system.tx, uart.tx_bytes)
 
         activity, error = self.leds(platform)
@@ -219,7 +223,7 @@ class ULX3STop(BoardTop):
 
 #: Supported boards: name -> (top class, default profile, default clock in MHz).
 BOARDS = {
-    "icebreaker": (ICEBreakerTop, "icebreaker", 42.0),
+    "icebreaker": (ICEBreakerTop, "icebreaker", 24.0),
     "ulx3s-85f": (ULX3STop, "ulx3s", 90.0),
 }
 

@@ -357,7 +357,10 @@ class Chip(wiring.Component):
             expanders[tile] = expander
 
         # ---- the tick controller ----
-        in_flight = Signal(16)
+        # At most every place a packet can wait in (a router's input queues and output
+        # registers, the host's input stage) holds one: in flight is never more.
+        places = sum(len(r.ports) * (self.fifo_depth + 1) for r in routers.values()) + 1
+        in_flight = Signal(range(places + 1))
         # Every packet entering or leaving this cycle is first registered, then added: the
         # drops and the host's injections come from the routers' routing decisions, which on
         # a chip without router queues follow their senders' registers in the same cycle.
