@@ -60,7 +60,7 @@ def test_every_board_elaborates(board, tmp_path):
 
 def test_board_defaults():
     ice, ecp = board_top("icebreaker"), board_top("ulx3s-85f")
-    assert ice.profile.name == "icebreaker" and ice.clock_mhz == 42 and ice.divisor == 14
+    assert ice.profile.name == "icebreaker" and ice.clock_mhz == 24 and ice.divisor == 8
     assert ecp.profile.name == "ulx3s" and ecp.clock_mhz == 90 and ecp.divisor == 30
     assert ice.profile.tiles[0, 0].memory == "spram"
     assert all(t.memory == "block" for t in ecp.profile.tiles.values())
@@ -70,7 +70,7 @@ def test_bad_board_options_are_named():
     with pytest.raises(ValueError, match="unknown board 'de10'; supported: icebreaker, ulx3s-85f"):
         board_top("de10")
     with pytest.raises(ValueError, match="12000000 baud from 42 MHz: 4 cycles per bit, 12.5% off"):
-        board_top("icebreaker", baudrate=12_000_000)
+        board_top("icebreaker", clock_mhz=42, baudrate=12_000_000)
     with pytest.raises(ValueError, match="unknown chip profile 'huge'"):
         board_top("icebreaker", profile="huge")
 
