@@ -103,10 +103,10 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
                  "script_after_read": "\n".join(NO_RW_CHECK)}
     if family == "ecp5":
-        # Without wide-LUT multiplexers (PFUMX, L6MUX): yosys 0.70's ABC9 reintegration fails
-        # an assertion on some of our designs with them (``GetSize(conn.first) ==
-        # GetSize(conn.second)``), and which designs is a matter of chance.
-        overrides |= {"synth_opts": "-nowidelut"}
+        # Module by module: on the flattened design, yosys 0.70's ABC9 reintegration fails an
+        # assertion (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the
+        # ULX3S chip and not others (found on three of eight; -nowidelut and -dff do not help).
+        overrides |= {"synth_opts": "-noflatten"}
     if family == "ice40":
         # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",
