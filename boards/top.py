@@ -224,7 +224,7 @@ class ULX3STop(BoardTop):
 #: Supported boards: name -> (top class, default profile, default clock in MHz).
 BOARDS = {
     "icebreaker": (ICEBreakerTop, "icebreaker", 24.0),
-    "ulx3s-85f": (ULX3STop, "ulx3s", 75.0),
+    "ulx3s-85f": (ULX3STop, "ulx3s", 90.0),
 }
 
 

@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--profile", choices=PROFILE_NAMES, help="the chip to put on it "
                        "(default: the board's own: icebreaker, ulx3s)")
     build.add_argument("--clock", type=float, metavar="MHZ", help="the PLL's frequency "
-                       "(default: 42 on the iCEBreaker, 90 on the ULX3S)")
+                       "(default: the board's own, the fastest that meets timing: "
+                       "docs/boards.md)")
     build.add_argument("--baud", type=_positive, default=3_000_000,
                        help="UART rate (default 3 Mbaud)")
     build.add_argument("--build-dir", default="build/boards", metavar="DIR")

@@ -272,6 +272,12 @@ class LIFCore(wiring.Component):
         # comparisons are carry chains that would otherwise feed the memories' write enables.
         in_region_q = Signal()
         m.d.sync += in_region_q.eq(in_region)
+        # So are the value checks of a parameter write (a value the golden model would reject
+        # is ignored): a 32-bit comparison would otherwise feed the parameter's enable.
+        threshold_ok, leak_ok, reset_ok = Signal(), Signal(), Signal()
+        m.d.sync += [threshold_ok.eq((req.data >= 1) & (req.data <= shape.v_max)),
+                     leak_ok.eq(req.data < shape.v_bits),
+                     reset_ok.eq(req.data <= max(ResetMode))]
         req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
         # One lane multiplexer on the I port for the datapath and the bus: a neuron is in the
         # datapath's first stage (s1_valid) only during an update, which no bus access overlaps.
@@ -411,16 +417,15 @@ class LIFCore(wiring.Component):
                                 m.d.comb += [i_wr.addr.eq(req_row),
                                              i_wr.en.eq(C(1, lanes) << req_lane)]
                             with m.Case(Region.REGISTER):
-                                # A parameter value the golden model would reject is ignored.
                                 with m.Switch(offset):
                                     with m.Case(Reg.THRESHOLD):
-                                        with m.If((req.data >= 1) & (req.data <= shape.v_max)):
+                                        with m.If(threshold_ok):
                                             m.d.sync += threshold.eq(req.data)
                                     with m.Case(Reg.LEAK):
-                                        with m.If(req.data < shape.v_bits):
+                                        with m.If(leak_ok):
                                             m.d.sync += leak.eq(req.data)
                                     with m.Case(Reg.RESET):
-                                        with m.If(req.data <= max(ResetMode)):
+                                        with m.If(reset_ok):
                                             m.d.sync += reset_mode.eq(req.data)
                                     # A write clears a counter (see Counter: a load
                                     # would cost a multiplexer per bit).

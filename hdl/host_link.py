@@ -300,11 +300,9 @@ class HostLink(wiring.Component):
             m.submodules.outputs = outputs = SyncFIFOBuffered(width=AERPacket.size, depth=1)
             m.d.comb += [outputs.w_data.eq(queue.r_data), outputs.w_en.eq(queue.r_rdy),
                          queue.r_en.eq(outputs.w_rdy)]
-            levels = queue.level + outputs.level
         else:
             m.submodules.outputs = queue = outputs = SyncFIFOBuffered(
                 width=AERPacket.size, depth=self.output_depth)
-            levels = outputs.level
         output_drops = Signal(32)
         m.d.comb += [self.host_out.ready.eq(1), queue.w_data.eq(self.host_out.payload)]
         with m.If(self.host_out.valid):
@@ -312,8 +310,18 @@ class HostLink(wiring.Component):
                 m.d.comb += queue.w_en.eq(1)
             with m.Else():
                 m.d.sync += output_drops.eq(output_drops + 1)
+        # The events queued. Behind two queues, counted as they come and go: the same figure
+        # as the queues' levels added up, without the carry chains that would lead into the
+        # response's bytes (one queue's level is a register and a one-bit add).
         pending = Signal(16)
-        m.d.comb += pending.eq(levels)
+        if queue is outputs:
+            m.d.comb += pending.eq(outputs.level)
+        else:
+            pushed, popped = queue.w_en & queue.w_rdy, outputs.r_en & outputs.r_rdy
+            with m.If(pushed & ~popped):
+                m.d.sync += pending.eq(pending + 1)
+            with m.Elif(popped & ~pushed):
+                m.d.sync += pending.eq(pending - 1)
 
         # ---- the response: each byte straight from its source into the sender ----
         # A state sends a piece of the response (a header, a memory word, a counter or two)
@@ -571,7 +579,7 @@ class HostLink(wiring.Component):
                         with m.Case(Command.OUTPUTS):
                             take = Mux(p(0, 2) < pending, p(0, 2), pending)
                             m.d.sync += remaining.eq(take)
-                            emit(ok_header, 2, take == 0, "OUTPUTS")
+                            emit(ok_header, 2, (p(0, 2) == 0) | (pending == 0), "OUTPUTS")
                         with m.Case(Command.RESET):
                             m.d.sync += resetting.eq(1)
                             m.next = "WAIT_QUIET"

@@ -61,7 +61,7 @@ def test_every_board_elaborates(board, tmp_path):
 def test_board_defaults():
     ice, ecp = board_top("icebreaker"), board_top("ulx3s-85f")
     assert ice.profile.name == "icebreaker" and ice.clock_mhz == 24 and ice.divisor == 8
-    assert ecp.profile.name == "ulx3s" and ecp.clock_mhz == 75 and ecp.divisor == 25
+    assert ecp.profile.name == "ulx3s" and ecp.clock_mhz == 90 and ecp.divisor == 30
     assert ice.profile.tiles[0, 0].memory == "spram"
     assert all(t.memory == "block" for t in ecp.profile.tiles.values())
 
