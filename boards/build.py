@@ -103,9 +103,10 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
                  "script_after_read": "\n".join(NO_RW_CHECK)}
     if family == "ecp5":
-        # Module by module: on the flattened design, yosys 0.70's ABC9 reintegration fails an
-        # assertion (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the
-        # ULX3S chip and not others (found on three of eight; -nowidelut and -dff do not help).
+        # Module by module: on the flattened design, Yosys's ABC9 step fails an assertion
+        # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip
+        # and not others (yosys 0.70 and 0.66 alike; -nowidelut, -dff, -nolutram and -noabc9
+        # do not help: docs/boards.md).
         overrides |= {"synth_opts": "-noflatten"}
     if family == "ice40":
         # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
