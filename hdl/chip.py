@@ -477,22 +477,22 @@ class Chip(wiring.Component):
                     with m.If((tile_index == k) & ingress_drained[k]):
                         m.d.comb += core_req_valid[k].eq(1)
                         with m.If(core_req_ready[k]):
-                            m.next = "CORE_WAIT"
-            with m.State("CORE_WAIT"):
-                with m.If(req.write):
-                    m.next = "IDLE"
-                with m.Else():
-                    for k, tile in enumerate(self.order):
-                        with m.If(tile_index == k):
-                            if register_answers:
-                                m.d.comb += core_resp_ready[k].eq(1)
-                                with m.If(core_resp_valid[k]):
-                                    m.d.sync += route_data.eq(core_resp_data[k])
-                                    m.next = "ROUTE_RESP"
-                            else:
-                                m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
-                                             self.bus.resp.payload.eq(core_resp_data[k]),
-                                             core_resp_ready[k].eq(self.bus.resp.ready)]
-                                with m.If(core_resp_valid[k] & self.bus.resp.ready):
-                                    m.next = "IDLE"
+                            with m.If(req.write):   # done: a write has no answer
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "CORE_WAIT"
+            with m.State("CORE_WAIT"):   # a read's answer
+                for k, tile in enumerate(self.order):
+                    with m.If(tile_index == k):
+                        if register_answers:
+                            m.d.comb += core_resp_ready[k].eq(1)
+                            with m.If(core_resp_valid[k]):
+                                m.d.sync += route_data.eq(core_resp_data[k])
+                                m.next = "ROUTE_RESP"
+                        else:
+                            m.d.comb += [self.bus.resp.valid.eq(core_resp_valid[k]),
+                                         self.bus.resp.payload.eq(core_resp_data[k]),
+                                         core_resp_ready[k].eq(self.bus.resp.ready)]
+                            with m.If(core_resp_valid[k] & self.bus.resp.ready):
+                                m.next = "IDLE"
         return m

@@ -332,7 +332,13 @@ class LIFCore(wiring.Component):
                     m.d.sync += [up_n.eq(0), up_lane.eq(0), up_row.eq(0), out_n.eq(0)]
                     m.next = "UPDATE"
                 with m.Elif(self.bus.req.valid & bus_ok):
-                    m.next = "BUS_READ"
+                    # A write reads nothing: its checks (in_region_q and the value checks)
+                    # were registered from the request in this cycle, so it is carried out
+                    # in the next one.
+                    with m.If(self.bus.req.payload.write):
+                        m.next = "BUS_ACCESS"
+                    with m.Else():
+                        m.next = "BUS_READ"
                 with m.Elif(self.events.valid):
                     m.d.comb += take_event.eq(1)
                     accept_event()

@@ -78,6 +78,9 @@ class FrameReceiver(wiring.Component):
         error seen). The transfer releases the buffer.
     read_addr : In(FRAME_ADDR_BITS), read_data : Out(8)
         The buffer's read port (``read_data`` is the byte at last cycle's ``read_addr``).
+    store : Out(1), store_addr : Out(FRAME_ADDR_BITS), store_data : Out(8)
+        The buffer's write port: ``store_data`` is written at ``store_addr`` this cycle (an
+        unescaped byte of the frame being received), for checks made as the frame arrives.
     """
 
     def __init__(self):
@@ -86,6 +89,9 @@ class FrameReceiver(wiring.Component):
             "frame": Out(stream.Signature(ReceivedFrame)),
             "read_addr": In(FRAME_ADDR_BITS),
             "read_data": Out(8),
+            "store": Out(1),
+            "store_addr": Out(FRAME_ADDR_BITS),
+            "store_data": Out(8),
         })
 
     def elaborate(self, platform):
@@ -130,6 +136,8 @@ class FrameReceiver(wiring.Component):
             with m.Elif(error == 0):
                 m.d.sync += error.eq(Status.OVERSIZE)
 
+        m.d.comb += [self.store.eq(wr.en), self.store_addr.eq(wr.addr),
+                     self.store_data.eq(wr.data)]
         m.d.comb += [self.frame.valid.eq(held), self.frame.payload.length.eq(length)]
         with m.If(error != 0):
             m.d.comb += self.frame.payload.status.eq(error)
@@ -457,7 +465,6 @@ class HostLink(wiring.Component):
         remaining = Signal(range(count_limit + 1))
         word = hdr[-word_bits:]
         event = hdr[-16:]
-        injecting = Signal()   # RUN: second pass over the events
         resetting = Signal()
         ticks_left = Signal(16)
         settle = Signal(2)
@@ -505,12 +512,27 @@ class HostLink(wiring.Component):
                     with m.If(tile == k):
                         m.d.comb += req.addr.eq((region << bits) | offset[:bits])
 
-        # Event checks: the tile must exist and have the axon.
-        ev_axon, ev_x, ev_y = event[0:10], event[10:13], event[13:16]
+        # RUN's events are checked as the frame arrives (the tile must exist and have the
+        # axon), so that RUN injects them in one pass. An event is the little-endian pair of
+        # bytes at body offsets 4 + 2k, 5 + 2k; the receiver cannot tell the CRC, the last
+        # pair of an even-length frame, from an event, so ``events_ok`` covers every pair but
+        # the last, whose verdict waits in ``pair_ok`` (an odd length is a LENGTH NAK anyway).
         axons = Array(Const(t.axons, 11) for t in info.tiles)
-        ev_ok = Signal()
-        with m.If((ev_x < info.cols) & (ev_y < info.rows)):
-            m.d.comb += ev_ok.eq(ev_axon < axons[ev_y * info.cols + ev_x])
+        low_byte = Signal(8)
+        pair = Cat(low_byte, receiver.store_data)
+        pair_axon, pair_x, pair_y = pair[0:10], pair[10:13], pair[13:16]
+        pair_check = Signal()
+        with m.If((pair_x < info.cols) & (pair_y < info.rows)):
+            m.d.comb += pair_check.eq(pair_axon < axons[pair_y * info.cols + pair_x])
+        pair_ok, events_ok = Signal(init=1), Signal(init=1)
+        with m.If(receiver.store):
+            m.d.sync += low_byte.eq(receiver.store_data)
+            with m.If(receiver.store_addr[0] & (receiver.store_addr >= 5)):
+                m.d.sync += [pair_ok.eq(pair_check), events_ok.eq(events_ok & pair_ok)]
+        with m.If(receiver.frame.ready):   # the frame is released: the next one starts afresh
+            m.d.sync += [pair_ok.eq(1), events_ok.eq(1)]
+
+        ev_axon, ev_x, ev_y = event[0:10], event[10:13], event[13:16]
         m.d.comb += [self.host_in.payload.kind.eq(PacketKind.EVENT),
                      self.host_in.payload.x.eq(ev_x), self.host_in.payload.y.eq(ev_y),
                      self.host_in.payload.body.event.axon.eq(ev_axon)]
@@ -534,7 +556,7 @@ class HostLink(wiring.Component):
                     m.d.sync += [frames.eq(frames + 1), ptr.eq(0), j.eq(0),
                                  length.eq(receiver.frame.payload.length),
                                  rx_status.eq(receiver.frame.payload.status),
-                                 injecting.eq(0), resetting.eq(0)]
+                                 resetting.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
                 gather(12, "MEASURE", hdr[:12 * 8])
@@ -554,6 +576,9 @@ class HostLink(wiring.Component):
                     m.next = "NAK"
                 with m.Elif(checked != Status.OK):
                     m.d.sync += status.eq(checked)
+                    m.next = "NAK"
+                with m.Elif((cmd == Command.RUN) & ~events_ok):
+                    m.d.sync += status.eq(Status.ADDRESS)
                     m.next = "NAK"
                 with m.Else():
                     with m.Switch(cmd):
@@ -674,30 +699,19 @@ class HostLink(wiring.Component):
                     with m.If(last):
                         m.next = "FINISH"
 
-            # RUN: check every event, then inject them, then run the ticks.
+            # RUN (its events checked on arrival): inject the events, then run the ticks.
             with m.State("EVENTS"):
                 with m.If(remaining == 0):
-                    with m.If(injecting):
-                        m.next = "TICKS"
-                    with m.Else():
-                        m.d.sync += [injecting.eq(1), ptr.eq(4),
-                                     remaining.eq((plen - 2) >> 1)]
+                    m.next = "TICKS"
                 with m.Else():
                     m.next = "GATHER_EVENT"
             with m.State("GATHER_EVENT"):
                 gather(2, "EVENT", hdr[16:])
             with m.State("EVENT"):
-                with m.If(injecting):
-                    m.d.comb += self.host_in.valid.eq(1)
-                    with m.If(self.host_in.ready):
-                        m.d.sync += remaining.eq(remaining - 1)
-                        m.next = "EVENTS"
-                with m.Elif(ev_ok):
+                m.d.comb += self.host_in.valid.eq(1)
+                with m.If(self.host_in.ready):
                     m.d.sync += remaining.eq(remaining - 1)
                     m.next = "EVENTS"
-                with m.Else():
-                    m.d.sync += status.eq(Status.ADDRESS)
-                    m.next = "NAK"
             with m.State("TICKS"):
                 with m.If(ticks_left == 0):
                     m.next = "WAIT_QUIET"

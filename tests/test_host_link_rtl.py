@@ -224,9 +224,13 @@ def test_rtl_host_link_equals_model(build, base_seed):
             [(_, status, _)] = s.send(data, what=name)
             assert status != Status.OK, (name, seed)
             assert s.snapshot() == before, f"{name} changed the chip (seed {seed})"
-        # Then a correct frame works.
+        # Then a correct frame works, and a RUN's events are judged afresh (they are checked
+        # as the frame arrives: no verdict may linger from the refused RUNs).
         [(_, status, _)] = s.send(good, what="good after bad")
         assert status == Status.OK
+        [(_, status, _)] = s.send(s.request(Command.RUN, (0).to_bytes(2, "little") + b"".join(
+            pack_event_word(0, 0, a).to_bytes(2, "little") for a in (1, 2))), what="run after bad")
+        assert status == Status.OK, f"a good RUN refused after bad ones (seed {seed})"
         assert s.snapshot() != before
         assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",
                                "ARGUMENT", "ADDRESS"}, s.naks
