@@ -517,17 +517,24 @@ class HostLink(wiring.Component):
         # bytes at body offsets 4 + 2k, 5 + 2k; the receiver cannot tell the CRC, the last
         # pair of an even-length frame, from an event, so ``events_ok`` covers every pair but
         # the last, whose verdict waits in ``pair_ok`` (an odd length is a LENGTH NAK anyway).
+        # The stored bytes are registered first: the receiver's unescaping is already a long
+        # path from the UART, and the check (a tile's axon count) would follow it. The verdict
+        # is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come first).
         axons = Array(Const(t.axons, 11) for t in info.tiles)
+        stored = Signal()
+        stored_addr, stored_data = Signal(FRAME_ADDR_BITS), Signal(8)
+        m.d.sync += [stored.eq(receiver.store), stored_addr.eq(receiver.store_addr),
+                     stored_data.eq(receiver.store_data)]
         low_byte = Signal(8)
-        pair = Cat(low_byte, receiver.store_data)
+        pair = Cat(low_byte, stored_data)
         pair_axon, pair_x, pair_y = pair[0:10], pair[10:13], pair[13:16]
         pair_check = Signal()
         with m.If((pair_x < info.cols) & (pair_y < info.rows)):
             m.d.comb += pair_check.eq(pair_axon < axons[pair_y * info.cols + pair_x])
         pair_ok, events_ok = Signal(init=1), Signal(init=1)
-        with m.If(receiver.store):
-            m.d.sync += low_byte.eq(receiver.store_data)
-            with m.If(receiver.store_addr[0] & (receiver.store_addr >= 5)):
+        with m.If(stored):
+            m.d.sync += low_byte.eq(stored_data)
+            with m.If(stored_addr[0] & (stored_addr >= 5)):
                 m.d.sync += [pair_ok.eq(pair_check), events_ok.eq(events_ok & pair_ok)]
         with m.If(receiver.frame.ready):   # the frame is released: the next one starts afresh
             m.d.sync += [pair_ok.eq(1), events_ok.eq(1)]
