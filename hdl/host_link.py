@@ -468,6 +468,13 @@ class HostLink(wiring.Component):
         resetting = Signal()
         ticks_left = Signal(16)
         settle = Signal(2)
+        # The chip's quiet, registered (it sums the whole chip's activity; on the iCE40 it
+        # was the critical path into this state machine). A cycle late is safe: a tick taken
+        # in cycle t, or an event sent, makes the chip not quiet from t + 1, and WAIT_QUIET
+        # comes at t + 2 at the earliest, so sees it; and with nothing sent the chip, once
+        # quiet, stays quiet.
+        quiet = Signal()
+        m.d.sync += quiet.eq(self.quiet)
         status = Signal(8)
         frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
         # The clock count: in a DSP block where the chip's counters are (an iCE40).
@@ -730,11 +737,11 @@ class HostLink(wiring.Component):
             # a few cycles for the last outputs to land in ours.
             with m.State("WAIT_QUIET"):
                 m.d.sync += settle.eq(0)
-                with m.If(self.quiet & ~self.host_out.valid):
+                with m.If(quiet & ~self.host_out.valid):
                     m.next = "SETTLE"
             with m.State("SETTLE"):
                 m.d.sync += settle.eq(settle + 1)
-                with m.If(~self.quiet | self.host_out.valid):
+                with m.If(~quiet | self.host_out.valid):
                     m.next = "WAIT_QUIET"
                 with m.Elif(settle == 3):
                     with m.If(resetting):
