@@ -78,11 +78,12 @@ class RouterNode(wiring.Component):
         The tile whose router has the HOST port.
     fifo_depth : int
         Input queue depth. 0 builds no queue: the head of an input is the sender's payload,
-        taken (``ready``) in the cycle it is routed, so ``ready`` depends on ``valid`` and
-        the sender must hold its packet (a stream does); for senders that are registers
-        already, as a chip's are, that saves a register per port. Each output then takes a
-        packet every other cycle (it loads only while empty), so that no ready depends on
-        another router's.
+        routed in the cycle it is offered and taken (``ready``) in the next, on the
+        registered decision, so the sender must hold its packet (a stream does) and sees a
+        ``ready`` that depends on the router's registers only; for senders that are
+        registers already, as a chip's are, that saves a register per port. Each input then
+        takes a packet every other cycle at most, and each output loads one every other
+        cycle (only while empty), so that no ready depends on another router's.
     stall_hook : bool
         Add a ``stall`` input that freezes the node (no packet moves in or out while it is
         high): a test hook for random stalls inside a mesh.
@@ -189,8 +190,21 @@ class RouterNode(wiring.Component):
             want, drop = self._route(m, head, port)
             want_s = Signal(n, name=f"want_{port.name.lower()}")
             drop_s = Signal(name=f"drop_{port.name.lower()}")
-            m.d.comb += [want_s.eq(Mux(r_rdy & ~drop, want, 0)),
-                         drop_s.eq(r_rdy & drop & ~frozen)]
+            if self.fifo_depth:
+                m.d.comb += [want_s.eq(Mux(r_rdy & ~drop, want, 0)),
+                             drop_s.eq(r_rdy & drop & ~frozen)]
+            else:
+                # The decision on the sender's packet is registered, and acted upon in the next
+                # cycle, when the packet is still there (a stream holds an offered packet until
+                # it is taken): the ready the sender sees is then a function of this router's
+                # registers alone, not of its own packet through the routing decision (which
+                # was one loop, sender -> decision -> grant -> ready -> sender's next state).
+                # A decision made in the cycle the packet is taken is for the packet after it
+                # and is discarded. An input takes a packet every other cycle at most.
+                drop_q = Signal(name=f"drop_q_{port.name.lower()}")
+                m.d.sync += [want_s.eq(Mux(r_en | ~r_rdy | drop, 0, want)),
+                             drop_q.eq(~r_en & r_rdy & drop)]
+                m.d.comb += drop_s.eq(drop_q & ~frozen)
             heads.append((r_en, head, want_s, drop_s))
 
         dropped = [drop_s for _, _, _, drop_s in heads]
