@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT",
-           "NO_RW_CHECK", "ICE40_PREPARE"]
+           "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE"]
 
 #: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
 #: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
@@ -40,8 +40,16 @@ NO_RW_CHECK = ["proc", "memory_collect",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 n:storage %i"]
 
+#: Yosys command that has the state machines' state registers re-encoded one-hot. Yosys
+#: extracts no state machine from a register with an initial value, and Amaranth gives every
+#: register one; the attribute makes it extract them all the same (it warns that the initial
+#: value is ignored: the init state's code is then no longer all zeros). That is safe where a
+#: reset puts every state machine in its init state before the design runs, as a board top's
+#: power-on reset does. Decoding a state is then one bit, not a comparison of the state number.
+ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:*fsm_state'
+
 #: What the iCE40 flows run between reading the design and ``synth_ice40``.
-ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK]
+ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK, ONE_HOT_FSMS]
 
 #: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}

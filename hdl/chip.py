@@ -398,8 +398,9 @@ class Chip(wiring.Component):
             m.d.sync += pending.eq(pending & ~done_now)
 
         # ---- the chip bus ----
-        tile_index = Signal(range(len(self.order) + 1))
-        m.d.comb += tile_index.eq(req.tile)
+        # The request's tile, one-hot, decoded as the request is taken (none: no such tile):
+        # what each state selects by, one bit, not a comparison of the tile number.
+        selected = Signal(len(self.order))
         route_data = Signal(self.request_layout["data"].shape)  # a route read's answer
         # Chips whose cores register their reads (fast fabrics) register a core's answer here
         # too, as a route read's is (ROUTE_RESP): the host link's byte multiplexer follows it,
@@ -409,10 +410,12 @@ class Chip(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.bus.req.ready.eq(1)
                 with m.If(self.bus.req.valid):
-                    m.d.sync += req.eq(self.bus.req.payload)
+                    m.d.sync += [req.eq(self.bus.req.payload),
+                                 selected.eq(Cat(self.bus.req.payload.tile == k
+                                                 for k in range(len(self.order))))]
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If(req.tile >= len(self.order)):
+                with m.If(~selected.any()):
                     m.next = "IGNORE"
                 with m.Else():
                     with m.Switch(req.space):
@@ -428,7 +431,7 @@ class Chip(wiring.Component):
                                 limit = Mux(req.space == Space.ROUTE_INDEX,
                                             self.tiles[tile].shape.neurons,
                                             self.tiles[tile].destinations)
-                                with m.If((tile_index == k) & (req.addr < limit)):
+                                with m.If(selected[k] & (req.addr < limit)):
                                     with m.If(~req.write):
                                         m.next = "ROUTE_READ"
                                     with m.Elif(req.space == Space.ROUTE_INDEX):
@@ -455,7 +458,7 @@ class Chip(wiring.Component):
                     expander = expanders[tile]
                     for space, port in ((Space.ROUTE_INDEX, expander.index_read),
                                         (Space.ROUTE_DEST, expander.dest_read)):
-                        with m.If((tile_index == k) & (req.space == space)):
+                        with m.If(selected[k] & (req.space == space)):
                             m.d.comb += [port.addr.eq(req.addr), port.en.eq(1)]
                             with m.If(port.ack):
                                 m.d.sync += route_data.eq(port.data.as_value())
@@ -465,7 +468,7 @@ class Chip(wiring.Component):
                 with m.If(self.bus.resp.ready):
                     m.next = "IDLE"
             with m.State("CORE_CHECK"):
-                with m.If(core_addr_ok.bit_select(tile_index, 1)):
+                with m.If((core_addr_ok & selected).any()):
                     m.next = "CORE_SEND"
                 with m.Else():
                     m.next = "IGNORE"
@@ -474,7 +477,7 @@ class Chip(wiring.Component):
                 # before it serves its bus, so a read or write lands after every event that
                 # reached the tile before the request.
                 for k, tile in enumerate(self.order):
-                    with m.If((tile_index == k) & ingress_drained[k]):
+                    with m.If(selected[k] & ingress_drained[k]):
                         m.d.comb += core_req_valid[k].eq(1)
                         with m.If(core_req_ready[k]):
                             with m.If(req.write):   # done: a write has no answer
@@ -483,7 +486,7 @@ class Chip(wiring.Component):
                                 m.next = "CORE_WAIT"
             with m.State("CORE_WAIT"):   # a read's answer
                 for k, tile in enumerate(self.order):
-                    with m.If(tile_index == k):
+                    with m.If(selected[k]):
                         if register_answers:
                             m.d.comb += core_resp_ready[k].eq(1)
                             with m.If(core_resp_valid[k]):

@@ -564,6 +564,16 @@ class HostLink(wiring.Component):
 
         ok_header = Cat(seq, Const(Status.OK, 8))
 
+        # For OUTPUTS' count (the events asked for, or as many as are queued): whether fewer
+        # are asked for than are queued, and whether the count is none, registered (the
+        # comparison's carry chain came ahead of the state machine's next state and the
+        # response byte). A cycle late is safe: the request's field holds still from MEASURE
+        # on, and between frames the queue holds still (RUN answers only once the chip is
+        # quiet and its last outputs have landed here).
+        outputs_fewer, outputs_none = Signal(), Signal()
+        m.d.sync += [outputs_fewer.eq(p(0, 2) < pending),
+                     outputs_none.eq((p(0, 2) == 0) | (pending == 0))]
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(receiver.frame.valid):
@@ -616,9 +626,8 @@ class HostLink(wiring.Component):
                                          ticks_left.eq(p(0, 2))]
                             m.next = "EVENTS"
                         with m.Case(Command.OUTPUTS):
-                            take = Mux(p(0, 2) < pending, p(0, 2), pending)
-                            m.d.sync += remaining.eq(take)
-                            emit(ok_header, 2, (p(0, 2) == 0) | (pending == 0), "OUTPUTS")
+                            m.d.sync += remaining.eq(Mux(outputs_fewer, p(0, 2), pending))
+                            emit(ok_header, 2, outputs_none, "OUTPUTS")
                         with m.Case(Command.RESET):
                             m.d.sync += resetting.eq(1)
                             m.next = "WAIT_QUIET"
