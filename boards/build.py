@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .synthesis import ICE40_PREPARE, NO_RW_CHECK, SynthesisError, tool_path
+from .synthesis import ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS, SynthesisError, tool_path
 from .top import board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
@@ -99,9 +99,10 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     directory = Path(build_dir) / board
     family = "ice40" if board == "icebreaker" else "ecp5"
     # Timing is judged here (the report says whether it was met), so nextpnr always finishes.
-    # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK).
+    # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK), and
+    # the state machines are one-hot (synthesis.ONE_HOT_FSMS).
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
-                 "script_after_read": "\n".join(NO_RW_CHECK)}
+                 "script_after_read": "\n".join([*NO_RW_CHECK, *ONE_HOT_FSMS])}
     if family == "ecp5":
         # Module by module: on the flattened design, Yosys's ABC9 step fails an assertion
         # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip

@@ -40,16 +40,17 @@ NO_RW_CHECK = ["proc", "memory_collect",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 n:storage %i"]
 
-#: Yosys command that has the state machines' state registers re-encoded one-hot. Yosys
-#: extracts no state machine from a register with an initial value, and Amaranth gives every
-#: register one; the attribute makes it extract them all the same (it warns that the initial
-#: value is ignored: the init state's code is then no longer all zeros). That is safe where a
-#: reset puts every state machine in its init state before the design runs, as a board top's
-#: power-on reset does. Decoding a state is then one bit, not a comparison of the state number.
-ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:*fsm_state'
+#: Yosys commands that have the state machines' state registers re-encoded one-hot: decoding a
+#: state is then one bit, not a comparison of the state number (iCE40: 27.9 -> 29.5 MHz and 31
+#: cells fewer; ECP5: 82.9 -> 96.8 MHz). Yosys extracts no state machine from a register with
+#: an initial value, and Amaranth gives every register one (all zeros for a state machine: its
+#: init state). The initial value is dropped first, which is safe where a reset puts every state
+#: machine in its init state before the design runs, as a board top's power-on reset does.
+ONE_HOT_FSMS = ["setattr -unset init w:*fsm_state",
+                'setattr -set fsm_encoding "one-hot" w:*fsm_state']
 
 #: What the iCE40 flows run between reading the design and ``synth_ice40``.
-ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK, ONE_HOT_FSMS]
+ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK, *ONE_HOT_FSMS]
 
 #: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}

@@ -223,7 +223,7 @@ class ULX3STop(BoardTop):
 
 #: Supported boards: name -> (top class, default profile, default clock in MHz).
 BOARDS = {
-    "icebreaker": (ICEBreakerTop, "icebreaker", 24.0),
+    "icebreaker": (ICEBreakerTop, "icebreaker", 27.0),
     "ulx3s-85f": (ULX3STop, "ulx3s", 90.0),
 }
 

@@ -13,7 +13,7 @@ from spikefab.boards.synthesis import tool_path
 from spikefab.boards.top import BOARDS, board_top
 
 
-@pytest.mark.parametrize("mhz", [24, 30, 36, 42, 48, 60])
+@pytest.mark.parametrize("mhz", [24, 27, 30, 36, 42, 48, 60])
 def test_ice40_pll_matches_icepll(mhz):
     pll = ice40_pll(12, mhz)
     out = subprocess.run([tool_path("yowasp-icepll"), "-i", "12", "-o", str(mhz)],
@@ -60,7 +60,7 @@ def test_every_board_elaborates(board, tmp_path):
 
 def test_board_defaults():
     ice, ecp = board_top("icebreaker"), board_top("ulx3s-85f")
-    assert ice.profile.name == "icebreaker" and ice.clock_mhz == 24 and ice.divisor == 8
+    assert ice.profile.name == "icebreaker" and ice.clock_mhz == 27 and ice.divisor == 9
     assert ecp.profile.name == "ulx3s" and ecp.clock_mhz == 90 and ecp.divisor == 30
     assert ice.profile.tiles[0, 0].memory == "spram"
     assert all(t.memory == "block" for t in ecp.profile.tiles.values())
@@ -82,9 +82,9 @@ def test_report_reads_nextpnr(tmp_path):
                         "ICESTORM_RAM": {"used": 31, "available": 30},
                         "ICESTORM_SPRAM": {"used": 4, "available": 4}},
         "fmax": {"clk12": {"achieved": 200.0, "constraint": 12.0},
-                 "clk": {"achieved": 23.5, "constraint": 24.0}}}))
+                 "clk": {"achieved": 26.5, "constraint": 27.0}}}))
     report = _report("icebreaker", top, tmp_path, "ice40", 1.0)
-    assert report.fmax_mhz == 23.5 and not report.timing_met and report.target_mhz == 24
+    assert report.fmax_mhz == 26.5 and not report.timing_met and report.target_mhz == 27
     assert report.resources["logic_cells"] == {"used": 5000, "available": 5280}
     assert not report.fits()                          # 31 of 30 EBR
     assert "timing NOT MET" in str(report) and "ebr" in str(report)
