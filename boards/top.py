@@ -3,7 +3,7 @@
 What every board gets:
 
 * the clock: the board's oscillator through a PLL to ``clock_mhz``; the mesh and every core run
-  on it (the chip is built with ``clocking="single"``: synchronous queues where the GALS chip
+  on it (the chip is built with ``clocking=Clocking.SINGLE``: synchronous queues where the GALS chip
   has clock crossings), held in reset until the PLL locks and 16 us more (iCE40 block RAM reads
   zero for a few microseconds after configuration);
 * the host link on the board's USB UART (8N1 at ``baudrate``), behind a receive queue of
@@ -16,16 +16,25 @@ driver's ``serial:PORT`` transport works unchanged.
 
 from __future__ import annotations
 
+import enum
+
 from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 
-from ..firmware.profiles import get_profile
+from ..hdl.abi import Clocking
+from ..hdl.profiles import get_profile
 from ..hdl.system import ChipSystem
 from ..hdl.uart import UART
 from .clocks import ecp5_pll, ice40_pll
 
-__all__ = ["BoardTop", "ICEBreakerTop", "ULX3STop", "BOARDS", "board_top"]
+__all__ = ["Family", "BoardTop", "ICEBreakerTop", "ULX3STop", "BOARDS", "board_top"]
+
+
+class Family(enum.Enum):
+    """An FPGA family: which open flow (Yosys's synth script, nextpnr, packer) builds it."""
+    ICE40 = "ice40"
+    ECP5 = "ecp5"
 
 
 class BoardTop(Elaboratable):
@@ -34,7 +43,7 @@ class BoardTop(Elaboratable):
     Parameters
     ----------
     profile : str
-        The chip profile (:mod:`spikefab.firmware.profiles`).
+        The chip profile (:mod:`spikefab.hdl.profiles`).
     clock_mhz : float
         The PLL's target; the achieved frequency is :attr:`clock_mhz` afterwards.
     baudrate : int
@@ -72,7 +81,7 @@ class BoardTop(Elaboratable):
         self.baudrate = baudrate
         self.divisor = divisor
         self.rx_fifo_depth = rx_fifo_depth
-        self.system = ChipSystem(self.profile.chip(clocking="single"),
+        self.system = ChipSystem(self.profile.chip(clocking=Clocking.SINGLE),
                                  output_depth=self.profile.output_depth)
 
     def make_pll(self, clock_mhz: float):
@@ -155,6 +164,7 @@ def _stretch(m: Module, pulse: Value, step: Value, steps: int) -> Value:
 class ICEBreakerTop(BoardTop):
     """iCEBreaker (iCE40 UP5K, 12 MHz oscillator, FTDI channel B as the UART)."""
     name = "icebreaker"
+    family = Family.ICE40
     osc_mhz = 12
 
     @property
@@ -186,6 +196,7 @@ class ICEBreakerTop(BoardTop):
 class ULX3STop(BoardTop):
     """ULX3S with an ECP5-85F (25 MHz oscillator, FT231X as the UART)."""
     name = "ulx3s-85f"
+    family = Family.ECP5
     osc_mhz = 25
 
     @property
@@ -230,10 +241,16 @@ BOARDS = {
 
 def board_top(board: str, *, profile: str | None = None, clock_mhz: float | None = None,
               **kwargs) -> BoardTop:
-    """The top level for ``board`` (one of :data:`BOARDS`), with its defaults."""
+    """The top level for ``board`` (one of :data:`BOARDS`), with its defaults (``None``: the
+    board's own profile and clock)."""
     try:
         cls, default_profile, default_clock = BOARDS[board]
     except KeyError:
         raise ValueError(f"unknown board {board!r}; supported: {', '.join(BOARDS)}") from None
-    return cls(profile=profile or default_profile, clock_mhz=clock_mhz or default_clock,
-               **kwargs)
+    if clock_mhz is None:
+        clock_mhz = default_clock
+    elif (isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float))
+          or not 0 < clock_mhz < float("inf")):
+        raise ValueError(f"the clock must be a positive number of MHz (--clock), not "
+                         f"{clock_mhz!r}; omit it for the {board}'s own {default_clock:g} MHz")
+    return cls(profile=profile or default_profile, clock_mhz=clock_mhz, **kwargs)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main", "run"]
 
 
-PROFILE_NAMES = ("icebreaker", "ulx3s", "tiny")      #: firmware.profiles.PROFILES
-BOARD_NAMES = ("icebreaker", "ulx3s-85f")             #: boards.top.BOARDS
+from ..boards.top import BOARDS
+from ..hdl.abi import ResetMode
+from ..hdl.core import LANE_CHOICES
+from ..hdl.profiles import PROFILES
+
+PROFILE_NAMES = tuple(PROFILES)
+BOARD_NAMES = tuple(BOARDS)
+#: What ``--profile`` offers: profiles for tests only (``tiny`` fits no MNIST model) are
+#: accepted where a test needs them, not offered.
+USER_PROFILES = tuple(name for name, profile in PROFILES.items() if not profile.for_tests)
+RESET_NAMES = tuple(mode.name.lower() for mode in ResetMode)
 
 
 class CommandError(Exception):
@@ -26,13 +37,134 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _int_from(lo: int, hi: int):
+    """An argparse type: an integer from ``lo`` to ``hi``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
+def _positive_number(unit: str = ""):
+    """An argparse type: a finite number > 0 (``unit`` names it in the message)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number{unit}, got {text!r}")
+        return value
+    return parse
+
+
+def _target(text: str) -> str:
+    """An argparse type: a target's name (firmware.targets)."""
+    from .targets import Target
+    try:
+        return str(Target.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _compile_profile(text: str) -> str:
+    """An argparse type: a user profile, or (not offered) a test profile."""
+    if text in PROFILE_NAMES:
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                     f"{', '.join(map(repr, USER_PROFILES))})")
+
+
+def _check_output(path: str, flag: str, suffix: str) -> None:
+    """Before the work: ``path`` can be written (its folder exists and takes a file; it is
+    not a folder itself). Raises CommandError naming ``flag`` and what to do; ``suffix`` is
+    the file type's, for the example."""
+    import tempfile
+    target = Path(path)
+    if target.is_dir():
+        raise CommandError(f"{flag} {path} is a folder; give a file name, e.g. "
+                           f"{target / ('NAME' + suffix)}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise CommandError(f"{flag} {path}: folder {folder} does not exist; create it first "
+                           f"(mkdir -p {folder}) or give a path in an existing folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{flag} {path}: cannot write in folder {folder} "
+                           f"({exc.strerror or exc}); give a path in a folder you can write "
+                           f"to") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise CommandError(f"{flag} {path}: the file exists and is read-only; remove it or "
+                           f"give another path")
+
+
+def _check_folder(folder: Path, what: str, fix: str) -> None:
+    """Before the work: ``folder`` exists or can be made, and takes files."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CommandError(f"cannot use {folder} as {what} ({exc.strerror or exc}); "
+                           f"{fix}") from None
+
+
+def _check_build_root() -> Path:
+    """The RTL simulations' build folder (sim.runner.build_dir_root) is usable, before a
+    simulation starts."""
+    from ..sim.runner import build_dir_root
+    root = build_dir_root()
+    if "SPIKEFAB_BUILD_DIR" in os.environ:
+        fix = "set SPIKEFAB_BUILD_DIR to a folder you can write to"
+    else:
+        fix = ("run spikefab from a folder you can write to (builds go to ./build), or set "
+               "SPIKEFAB_BUILD_DIR to one")
+    _check_folder(root, "the build folder of the RTL simulations", fix)
+    return root
+
+
+def _rtl_cached(label: str) -> bool:
+    """Whether the RTL simulation ``label`` (sim.runner.RTLBuild's label) has been built
+    before: a ``LABEL-SIMULATOR-HASH/built.stamp`` under the build folder. The hash (of the
+    design's Verilog) is not checked, so a changed design may still rebuild."""
+    from ..sim.runner import build_dir_root, simulator_name
+    return any((build_dir_root() / "rtl").glob(f"{label}-{simulator_name()}-*/built.stamp"))
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _cmd_demo(args) -> int:
+    root = _check_build_root()
     if args.core:
         return _core_demo(args)
     from ..sim.demo import run_mnist_demo
     from .run import _Progress
-    print(f"building the RTL simulation of the {args.profile} chip (about 2 minutes the first "
-          "time, then cached in build/) ...", flush=True)
+    if _rtl_cached(f"link-{args.profile}-single"):
+        print(f"starting the RTL simulation of the {args.profile} chip ...", flush=True)
+    else:
+        print(f"building the RTL simulation of the {args.profile} chip (about 2 minutes the "
+              f"first time, then cached in {root}) ...", flush=True)
     try:
         result = run_mnist_demo(model=args.model, count=args.count, profile=args.profile,
                                 seed=0 if args.seed is None else args.seed,
@@ -45,11 +177,14 @@ def _cmd_demo(args) -> int:
 
 def _core_demo(args) -> int:
     from ..sim.demo import run_demo
-    from ..sim.golden import AXON_LIMIT, NEURON_LIMIT
+    from ..hdl.abi import AXON_LIMIT, NEURON_LIMIT
     if args.axons > AXON_LIMIT or args.neurons > NEURON_LIMIT:
         raise CommandError(f"--axons must be <= {AXON_LIMIT} and --neurons <= {NEURON_LIMIT}")
-    print("building and simulating the core (the first build takes about 15 s) ...",
-          flush=True)
+    if _rtl_cached(f"core-a{args.axons}-n{args.neurons}-w8-p{args.lanes}"):
+        print("simulating the core ...", flush=True)
+    else:
+        print("building and simulating the core (the first build takes about 15 s) ...",
+              flush=True)
     result = run_demo(axons=args.axons, neurons=args.neurons, ticks=args.ticks,
                       lanes=args.lanes, seed=1 if args.seed is None else args.seed)
     print(result.report())
@@ -58,14 +193,35 @@ def _core_demo(args) -> int:
 
 def _cmd_bench(args) -> int:
     from ..sim.benchmarks import run_benchmarks
-    print(run_benchmarks(quick=args.quick))
+    _check_build_root()
+    _note(f"measuring the {'quick' if args.quick else 'full'} benchmarks (RTL simulations are "
+          f"built the first time); progress here, the tables on stdout at the end ...")
+    print(run_benchmarks(quick=args.quick, progress=_note))
     return 0
 
 
 def _cmd_compile(args) -> int:
     from .compiler import compile_model, summary
+    from .image import MAGIC
     from .model import Model
-    from .run import model_path
+    from .run import BUNDLED_MODELS, model_path
+    if args.model not in BUNDLED_MODELS:
+        path = Path(args.model)
+        if not path.exists():
+            raise CommandError(f"MODEL {args.model!r}: no such file; give a model .npz "
+                               f"(spikefab train or spikefab import write one) or one of "
+                               f"{', '.join(BUNDLED_MODELS)}")
+        if path.is_dir():
+            raise CommandError(f"MODEL {args.model!r} is a folder; give a model .npz or one "
+                               f"of {', '.join(BUNDLED_MODELS)}")
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) == MAGIC:
+                raise CommandError(f"{args.model} is a chip image (spikefab compile's output), "
+                                   f"not a model (.npz): there is nothing to compile; run it "
+                                   f"as it is with spikefab run --model {args.model} (or "
+                                   f"spikefab demo --model), or compile the model it came "
+                                   f"from")
+    _check_output(args.output, "-o", ".img")
     image = compile_model(Model.load(model_path(args.model)), args.profile)
     image.save(args.output)
     print(summary(image))
@@ -77,10 +233,19 @@ def _cmd_run(args) -> int:
     import json
     from .driver import LinkError
     from .run import format_report, run_mnist
-    if not args.json:
-        if args.target == "sim":
-            print("building and starting the RTL simulation (the first build takes a few "
-                  "minutes) ...", file=sys.stderr, flush=True)
+    if args.plot:
+        _check_output(args.plot, "--plot", ".png")
+        import importlib.util
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CommandError("--plot needs matplotlib: pip install matplotlib (or pip "
+                               "install 'spikefab[plot]')")
+    from .targets import Target, TargetKind
+    if Target.parse(args.target).kind is TargetKind.SIM:
+        # To stderr, with or without --json: the build is the long part.
+        root = _check_build_root()
+        if not _rtl_cached(f"link-{args.profile}-single"):
+            _note(f"building the RTL simulation of the {args.profile} chip first (a few "
+                  f"minutes, once; then cached in {root}) ...")
     try:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
                            split=args.split, first=args.first, count=args.count,
@@ -95,14 +260,43 @@ def _cmd_run(args) -> int:
 
 def _cmd_build(args) -> int:
     import json
-    from ..boards.build import ProgramError, build_board, program_board
+    from ..boards.build import (ProgramError, build_board, check_programmer, program_bitstream,
+                                program_board)
     from ..boards.synthesis import SynthesisError
-    if not args.json:
-        print(f"building the {args.board} bitstream with YoWASP (a few minutes; the first use "
-              f"of each tool compiles it once) ...", file=sys.stderr, flush=True)
+    if args.bitstream is not None:
+        if not args.program:
+            raise CommandError("--bitstream goes with --program: spikefab build --board "
+                               f"{args.board} --program --bitstream FILE loads FILE into the "
+                               f"board without building")
+        if not Path(args.bitstream).is_file():
+            raise CommandError(f"--bitstream {args.bitstream}: no such file; spikefab build "
+                               f"--board {args.board} writes one into "
+                               f"{Path(args.build_dir) / args.board}")
+    if args.program:
+        # Before minutes of building: is there a board to program?
+        try:
+            check_programmer(args.board)
+        except ProgramError as error:
+            raise CommandError(f"{error} (nothing was built)") from None
+    if args.bitstream is not None:
+        try:
+            program_bitstream(args.board, args.bitstream)
+        except ProgramError as error:
+            raise CommandError(str(error)) from None
+        if args.json:
+            print(json.dumps({"board": args.board, "programmed": args.bitstream}))
+        else:
+            print(f"programmed the {args.board} with {args.bitstream}: talk to it with spikefab "
+                  f"run --target serial:PORT and the --profile and --baud it was built with")
+        return 0
+    _check_folder(Path(args.build_dir), "the build folder (--build-dir)",
+                  "give --build-dir a folder you can write to")
+    _note(f"building the {args.board} bitstream with YoWASP (a few minutes; the first use of "
+          f"each tool compiles it once) ...")
     try:
         report = build_board(args.board, build_dir=args.build_dir, profile=args.profile,
-                             clock_mhz=args.clock, baudrate=args.baud, seed=args.seed)
+                             clock_mhz=args.clock, baudrate=args.baud, seed=args.seed,
+                             progress=_note)
     except (ValueError, SynthesisError) as error:
         raise CommandError(str(error)) from None
     print(json.dumps(report.as_dict()) if args.json else report)
@@ -127,14 +321,29 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from .mnist import _HINT, DataError
     from .train import TrainConfig, format_train_report, train_command
+    hint = ("point --data at a folder with the MNIST training files (train-images-idx3-ubyte "
+            "and train-labels-idx1-ubyte, or their .gz)")
+    epochs = TrainConfig.epochs if args.epochs is None else args.epochs
+    if args.qat_epochs is not None and args.qat_epochs > epochs:
+        raise CommandError(f"--qat-epochs must be at most --epochs ({epochs}"
+                           f"{', the default' if args.epochs is None else ''}), "
+                           f"got {args.qat_epochs}")
+    if not Path(args.data).is_dir():
+        raise CommandError(f"--data {args.data}: the folder does not exist; {hint}")
+    _check_output(args.output, "-o", ".npz")
     given = {"hidden": args.hidden, "steps": args.steps, "w_bits": args.w_bits,
              "epochs": args.epochs, "qat_epochs": args.qat_epochs, "leak": args.leak,
              "shift": args.shift, "batch_size": args.batch_size, "lr": args.lr,
              "seed": args.seed}
     config = TrainConfig(**{key: value for key, value in given.items() if value is not None})
-    report = train_command(args.data, config, args.output, name=args.name,
-                           profile=args.profile)
+    try:
+        report = train_command(args.data, config, args.output, name=args.name,
+                               profile=args.profile)
+    except DataError as error:
+        # --data is required here: load_mnist's hint to omit it does not apply.
+        raise CommandError(str(error).replace(_HINT, hint)) from None
     print(format_train_report(report))
     return 0
 
@@ -142,8 +351,6 @@ def _cmd_train(args) -> int:
 def _cmd_import(args) -> int:
     from .importers import from_nir, from_snntorch
     from .mnist import MNISTSet, bundled_slice
-    if args.calibrate < 0:
-        raise CommandError(f"--calibrate must be >= 0, not {args.calibrate}")
     fmt = args.format
     if fmt is None:
         suffix = args.source.lower().rsplit(".", 1)[-1]
@@ -157,6 +364,7 @@ def _cmd_import(args) -> int:
                            "their own)")
     if fmt == "snntorch" and args.dt is not None:
         raise CommandError("--dt is for --format nir")
+    _check_output(args.output, "-o", ".npz")
 
     def convert(calibration=None):
         if fmt == "nir":
@@ -192,20 +400,21 @@ def _add_import_parser(sub) -> None:
     parser.add_argument("--format", choices=("nir", "snntorch"),
                         help="the source's format (default: from the file name)")
     parser.add_argument("--w-bits", type=int, choices=(8, 4), default=8,
-                        help="weight width (default 8)")
+                        help="weight width (default: %(default)s)")
     parser.add_argument("--steps", type=_positive, metavar="T", help="ticks per image, "
                         "stored in the model and used for the calibration (default 25)")
-    parser.add_argument("--beta", type=float, metavar="B", help="snnTorch: Leaky beta where "
-                        "the state dict has none")
+    parser.add_argument("--beta", type=float, metavar="B", help="snnTorch: the Leaky "
+                        "neurons' beta (decay per tick, 0 to 1) where the state dict has none "
+                        "(default: none; then the state dict must hold it)")
     parser.add_argument("--threshold", type=float, metavar="TH", help="snnTorch: threshold "
                         "where the state dict has none (default 1.0)")
-    parser.add_argument("--reset", choices=("subtract", "zero"), help="reset mode (default: "
+    parser.add_argument("--reset", choices=RESET_NAMES, help="reset mode (default: "
                         "NIR 'zero', snnTorch the state dict's, else 'subtract')")
     parser.add_argument("--dt", type=float, metavar="DT", help="NIR: seconds per tick for "
                         "the Euler discretization (default 1; 1e-4 for snnTorch exports)")
-    parser.add_argument("--calibrate", type=int, default=200, metavar="N", help="measure "
-                        "accuracy before/after quantization on N images of the bundled MNIST "
-                        "slice (default 200; 0: skip)")
+    parser.add_argument("--calibrate", type=_non_negative, default=200, metavar="N",
+                        help="measure accuracy before/after quantization on N images of the "
+                        "bundled MNIST slice, 0: skip (default: %(default)s)")
     parser.set_defaults(run=_cmd_import)
 
 
@@ -219,19 +428,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stream bundled MNIST through the RTL simulation of the "
                           "chip and the golden model, and compare")
     demo.add_argument("--model", default="mnist-accurate", metavar="M",
-                      help="a bundled model (mnist-accurate, mnist-fast) or a model .npz")
+                      help="a bundled model (mnist-accurate, mnist-fast), a model .npz, a "
+                      "compiled image, or 'random' (default: %(default)s)")
     demo.add_argument("--count", type=_positive, default=20, metavar="N",
-                      help="how many bundled images (default 20)")
-    demo.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
-                      help="the chip to simulate (default icebreaker)")
-    demo.add_argument("--seed", type=int, default=None,
-                      help="encoder seed (default 0; with --core, the scenario seed, default 1)")
+                      help="how many bundled images (default: %(default)s)")
+    demo.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
+                      help="the chip to simulate (default: %(default)s)")
+    demo.add_argument("--seed", type=_non_negative, default=None, metavar="S",
+                      help="encoder seed (default: 0; with --core, the scenario seed, "
+                      "default: 1)")
     core = demo.add_argument_group("--core: one LIF core on a small random network instead")
-    core.add_argument("--core", action="store_true")
-    core.add_argument("--axons", type=_positive, default=64)
-    core.add_argument("--neurons", type=_positive, default=32)
-    core.add_argument("--ticks", type=_positive, default=48)
-    core.add_argument("--lanes", type=int, choices=(1, 2, 4, 8, 16), default=8)
+    core.add_argument("--core", action="store_true", help="simulate one LIF core (RTL and "
+                      "golden model) instead of the MNIST chip, and draw its spike raster")
+    core.add_argument("--axons", type=_positive, default=64, metavar="A",
+                      help="the core's input axons, at most 1024 (default: %(default)s)")
+    core.add_argument("--neurons", type=_positive, default=32, metavar="N",
+                      help="the core's neurons, at most 256 (default: %(default)s)")
+    core.add_argument("--ticks", type=_positive, default=48, metavar="T",
+                      help="ticks of rate-encoded input (default: %(default)s)")
+    core.add_argument("--lanes", type=int, choices=LANE_CHOICES, default=8,
+                      help="weights read per cycle (default: %(default)s)")
     demo.set_defaults(run=_cmd_demo)
 
     bench = sub.add_parser("bench", help="measure the figures in BENCHMARKS.md")
@@ -242,51 +458,72 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("model", metavar="MODEL", help="the model, in spikefab's .npz format, "
                           "or a bundled model's name (mnist-accurate, mnist-fast)")
     compile_.add_argument("-o", "--output", metavar="IMAGE", required=True,
-                          help="where to write the chip image")
-    compile_.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
-                          help="the chip to compile for (default: icebreaker)")
+                          help="where to write the chip image (.img)")
+    # The test profiles compile too (tests compile small models for them), unoffered.
+    compile_.add_argument("--profile", type=_compile_profile, default="icebreaker",
+                          metavar="{" + ",".join(USER_PROFILES) + "}",
+                          help="the chip to compile for (default: %(default)s)")
     compile_.set_defaults(run=_cmd_compile)
 
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
-    run.add_argument("--target", default="golden", metavar="golden|sim|serial:PORT",
-                     help="the golden model, the RTL simulation, or a board (default: golden)")
+    run.add_argument("--target", type=_target, default="golden",
+                     metavar="golden|sim|serial:PORT", help="the golden model, the RTL "
+                     "simulation, or a board on a serial port (default: %(default)s)")
     run.add_argument("--model", default="mnist-accurate", metavar="M",
-                     help="a bundled model (mnist-accurate, the default), a model .npz, a "
-                     "compiled image, or 'random'")
+                     help="a bundled model (mnist-accurate, mnist-fast), a model .npz, a "
+                     "compiled image, or 'random' (default: %(default)s)")
     run.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
-                     "(t10k-*-idx?-ubyte[.gz]); the bundled 1000-image slice when omitted")
+                     "(t10k-*-idx?-ubyte[.gz]) (default: the bundled 1000-image slice)")
     run.add_argument("--split", choices=("test", "train"), default="test",
-                     help="with --data: the t10k files (default) or the training files")
-    run.add_argument("--first", type=int, default=0, metavar="K",
-                     help="start at image K of the data (e.g. --split train --first 55000 "
-                     "--count 5000: the shipped models' validation images)")
-    run.add_argument("--count", type=_positive, default=100, metavar="N")
+                     help="with --data: the t10k files or the training files "
+                     "(default: %(default)s)")
+    run.add_argument("--first", type=_non_negative, default=0, metavar="K",
+                     help="start at image K of the data, e.g. --split train --first 55000 "
+                     "--count 5000: the shipped models' validation images (default: "
+                     "%(default)s)")
+    run.add_argument("--count", type=_positive, default=100, metavar="N",
+                     help="how many images (default: %(default)s)")
     run.add_argument("--steps", type=_positive, metavar="T", help="ticks per image "
                      "(default: the model's, else 25)")
-    run.add_argument("--seed", type=int, default=0, metavar="S")
-    run.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker")
+    run.add_argument("--seed", type=_non_negative, default=0, metavar="S",
+                     help="encoder seed: the same seed gives the same spikes on every target "
+                     "(default: %(default)s)")
+    run.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
+                     help="the chip the model is compiled for; a sim or serial target is that "
+                     "chip (default: %(default)s)")
     run.add_argument("--baud", type=_positive, default=3_000_000,
-                     help="serial targets only: the bitstream's rate (spikefab build --baud; 3 Mbaud)")
+                     help="serial targets only: the bitstream's rate, as built with spikefab "
+                     "build --baud (default: %(default)s)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--plot", metavar="PNG", help="draw the spike raster (input, layers, "
-                     "output) of the first image (needs matplotlib)")
+                     "output) of the first image into PNG (needs matplotlib); the spikes are "
+                     "the golden model's whatever the --target: a chip's inner layers cannot "
+                     "be read back (default: no plot)")
     run.set_defaults(run=_cmd_run)
 
     build = sub.add_parser("build", help="build a board's bitstream (YoWASP) and report its "
-                           "resources and Fmax")
-    build.add_argument("--board", required=True, choices=BOARD_NAMES)
-    build.add_argument("--profile", choices=PROFILE_NAMES, help="the chip to put on it "
+                           "resources and Fmax; or program a board")
+    build.add_argument("--board", required=True, choices=BOARD_NAMES,
+                       help="the board to build for (required)")
+    build.add_argument("--profile", choices=USER_PROFILES, help="the chip to put on it "
                        "(default: the board's own: icebreaker, ulx3s)")
-    build.add_argument("--clock", type=float, metavar="MHZ", help="the PLL's frequency "
-                       "(default: the board's own, the fastest that meets timing: "
-                       "docs/boards.md)")
+    build.add_argument("--clock", type=_positive_number(" of MHz"), metavar="MHZ",
+                       help="the PLL's frequency (default: the board's own, the fastest that "
+                       "meets timing: docs/boards.md)")
     build.add_argument("--baud", type=_positive, default=3_000_000,
-                       help="UART rate (default 3 Mbaud)")
-    build.add_argument("--build-dir", default="build/boards", metavar="DIR")
-    build.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+                       help="UART rate (default: %(default)s)")
+    build.add_argument("--build-dir", default="build/boards", metavar="DIR",
+                       help="where the build files and the bitstream go, in a folder per "
+                       "board (default: %(default)s)")
+    build.add_argument("--seed", type=int, default=1,
+                       help="nextpnr's placement seed (default: %(default)s)")
     build.add_argument("--json", action="store_true", help="print one JSON object")
     build.add_argument("--program", action="store_true",
-                       help="then load it into the board (openFPGALoader)")
+                       help="then load the bitstream into the board (openFPGALoader); the "
+                       "board is looked for first, before building")
+    build.add_argument("--bitstream", metavar="FILE",
+                       help="with --program: load FILE (e.g. build/boards/icebreaker/top.bin) "
+                       "and build nothing (default: build one)")
     build.set_defaults(run=_cmd_build)
 
     train = sub.add_parser("train", help="train a hardware-exact 784-H-10 spiking network on "
@@ -294,27 +531,48 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", metavar="DIR", required=True, help="a folder with the MNIST "
                        "training files (train-*-idx?-ubyte[.gz]); images 0-54999 train, "
                        "55000-59999 validate (they hold the bundled slice)")
-    train.add_argument("--hidden", type=_positive, metavar="H", help="hidden neurons (128)")
-    train.add_argument("--steps", type=_positive, metavar="T", help="ticks per image (25)")
-    train.add_argument("--w-bits", type=int, choices=(4, 8), help="weight width (8)")
-    train.add_argument("--epochs", type=_positive, metavar="E", help="epochs in all (30)")
-    train.add_argument("--qat-epochs", type=int, metavar="Q", help="of which the last Q "
-                       "train the integer network (default: a third)")
-    train.add_argument("--leak", type=int, metavar="K", help="leak shift of every layer, "
-                       "0 = none (2)")
-    train.add_argument("--shift", type=int, metavar="P", help="augmentation: random shifts "
-                       "of up to P pixels, 0 = none (1)")
-    train.add_argument("--batch-size", type=_positive, metavar="B", help="(128)")
-    train.add_argument("--lr", type=float, help="Adam learning rate of the float phase")
-    train.add_argument("--seed", type=int, metavar="S", help="seeds everything (0)")
-    train.add_argument("--name", help="the model's name")
-    train.add_argument("--profile", choices=PROFILE_NAMES, default="icebreaker",
-                       help="the chip the validation runs on (golden model)")
+    train.add_argument("--hidden", type=_positive, metavar="H",
+                       help="hidden neurons (default: 128)")
+    train.add_argument("--steps", type=_positive, metavar="T",
+                       help="ticks per image (default: 25)")
+    train.add_argument("--w-bits", type=int, choices=(4, 8), help="weight width (default: 8)")
+    train.add_argument("--epochs", type=_positive, metavar="E",
+                       help="epochs in all (default: 30)")
+    train.add_argument("--qat-epochs", type=_non_negative, metavar="Q", help="of which the "
+                       "last Q train the integer network, 0 to --epochs (default: a third, at "
+                       "least 1)")
+    train.add_argument("--leak", type=_int_from(0, 15), metavar="K", help="leak shift of every "
+                       "layer, 0 = none, up to 15 (default: 2)")
+    train.add_argument("--shift", type=_int_from(0, 8), metavar="P", help="augmentation: "
+                       "random shifts of up to P pixels, 0 = none, up to 8 (default: 1)")
+    train.add_argument("--batch-size", type=_positive, metavar="B",
+                       help="images per step (default: 128)")
+    train.add_argument("--lr", type=_positive_number(), metavar="LR",
+                       help="Adam learning rate of the float phase (default: 0.002)")
+    train.add_argument("--seed", type=_non_negative, metavar="S",
+                       help="seeds everything (default: 0)")
+    train.add_argument("--name", help="the model's name (default: none)")
+    train.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
+                       help="the chip the validation runs on (golden model) "
+                       "(default: %(default)s)")
     train.add_argument("-o", "--output", metavar="MODEL", required=True,
                        help="where to write the model (.npz)")
     train.set_defaults(run=_cmd_train)
     _add_import_parser(sub)
     return parser
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do."""
+    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name)
+    what = exc.strerror or str(exc)
+    fix = {
+        "FileNotFoundError": "check the path (its folder must exist)",
+        "IsADirectoryError": "give a file, not a folder",
+        "NotADirectoryError": "a part of the path is a file, not a folder",
+        "PermissionError": "choose a path this user may use",
+    }.get(type(exc).__name__, "check the path and the disk")
+    return f"{where}: {what}; {fix}" if where else f"{what}; {fix}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
+    except OSError as exc:   # a file or folder the checks before the work did not foresee
+        print(f"spikefab {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hdl.memory_map import CoreMemoryMap
-from ..sim.golden import ResetMode
+from ..hdl.abi import CoreMemoryMap, Region, ResetMode, route_dest, route_entry
 from .image import ChipImage, MemoryWrite, max_record_words
 from .model import Model
-from .profiles import ChipProfile, get_profile
-from .protocol import Region, route_dest, route_entry
+from ..hdl.profiles import ChipProfile, get_profile
 
 __all__ = ["CompileError", "compile_model", "route_entry", "route_dest", "summary"]
 

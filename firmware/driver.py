@@ -1,37 +1,47 @@
-"""The host driver: one API for the golden model, the RTL simulation and a board.
+"""The host driver: one API for a chip, whatever carries the bytes.
 
 ::
 
-    chip = Chip.open("sim", profile="icebreaker")     # or "golden", "serial:/dev/ttyUSB1"
-    chip.load(image)                                   # a ChipImage (firmware/image.py)
-    result = chip.run(spikes)                          # (T, images, inputs) 0/1, or counts
+    chip = open_chip("sim", profile="icebreaker")  # firmware/targets.py; or "golden", "serial:PORT"
+    chip.load(image)                                # a ChipImage (firmware/image.py)
+    result = chip.run(spikes)                       # (T, images, inputs) 0/1, or counts
     result.predictions, result.sops_per_image, result.cycles_per_image
     chip.status()
 
 Layers: :class:`Link` speaks the protocol (:mod:`spikefab.firmware.protocol`) over a
-*transport* — anything with ``exchange(bytes) -> bytes`` that returns the answers to every
-frame sent: :class:`SerialTransport` (pyserial, a board), :class:`SimTransport` (the RTL under
-cocotb + Verilator) or :class:`ModelTransport` (the golden :class:`LinkModel`, in process).
-:class:`LinkChip` runs images through a :class:`Link`; :class:`GoldenChip` runs whole batches
-through the golden chip model directly, with the same semantics: per image, a RESET, ``T``
-ticks of input, then the image's drain ticks; outputs counted per class; the class decided by
+*transport* (:class:`Transport`: anything with ``exchange(bytes) -> bytes`` that returns the
+answers to every frame sent). This module has the board's, :class:`SerialTransport`
+(pyserial); the simulator's and the golden link model's live beside them in ``sim/``
+(``sim.link_rtl.SimTransport``, ``sim.link_model.ModelTransport``) and are handed to a
+:class:`Link`, so the driver never imports a simulator. :class:`LinkChip` runs images through a
+:class:`Link`, with the semantics every target shares (the golden one is
+``sim.golden_chip.GoldenChip``): per image, a RESET, ``T`` ticks of input, then the image's
+drain ticks; outputs counted per class; the class decided by
 :func:`spikefab.sim.golden.decode` on the counts and the final membranes.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from .protocol import (ADDRESS_BYTES, MAX_OUTPUTS, MAX_PAYLOAD, ChipInfo, Command, LinkStatus,
-                       ProtocolError, Region, Register, SlipDecoder, Status, frame,
-                       pack_event_word, parse_body, unpack_outputs)
+from ..hdl.abi import (ADDRESS_BYTES, COUNTER_BITS, MAX_OUTPUTS, MAX_PAYLOAD, TICK_BITS,
+                       ChipInfo, Command, LinkStatus, ProtocolError, Region, Register, Status,
+                       to_signed)
+from ..sim.golden import decode
+from .protocol import (EVENTS_PER_RUN, SlipDecoder, frame, outputs_payload, parse_body,
+                       parse_run_answer, read_payload, run_payload, unpack_outputs,
+                       write_payload)
 
-__all__ = ["LinkError", "Link", "SerialTransport", "SimTransport", "ModelTransport", "Chip",
-           "LinkChip", "GoldenChip", "RunResult", "image_frames"]
+__all__ = ["LinkError", "Transport", "SerialTransport", "Link", "image_frames", "RunResult",
+           "check_spikes", "ChipBase", "LinkChip"]
+
+
+#: Output ticks wrap at the field's width.
+TICK_MASK = (1 << TICK_BITS) - 1
 
 
 class LinkError(RuntimeError):
@@ -40,45 +50,17 @@ class LinkError(RuntimeError):
 
 # ---- transports ----
 
-class ModelTransport:
-    """The golden chip behind the protocol, in this process (tests, and a board stand-in)."""
-    window = None   # any number of frames per exchange
+class Transport(Protocol):
+    """What a :class:`Link` sends its frames through."""
 
-    def __init__(self, info: ChipInfo):
-        from ..sim.link_model import LinkModel
-        self.model = LinkModel(info)
+    #: Most frames one :meth:`exchange` may carry (None: any number).
+    window: int | None
 
     def exchange(self, data: bytes) -> bytes:
-        return self.model.receive(data)
+        """Send ``data`` (whole frames); return the bytes of every answer to them."""
 
-    def close(self):
-        pass
-
-
-class SimTransport:
-    """The RTL of a chip profile in cocotb + Verilator (the first build takes a minute or two)."""
-    window = None
-
-    def __init__(self, profile, *, periods_ps: dict | None = None):
-        from ..sim.link_rtl import SimLink, link_build
-        # Without clock periods, the chip a board runs: one clock (``clocking="single"``), which
-        # is also much faster to simulate; with them, every core in its own clock domain.
-        chip = profile.chip(clocking="gals" if periods_ps else "single")
-        build = link_build(chip, output_depth=profile.output_depth,
-                           label=f"link-{profile.name}-{chip.clocking}")
-        self.link = SimLink(build, periods_ps=periods_ps)
-
-    def exchange(self, data: bytes) -> bytes:
-        return self.link.exchange(data)
-
-    def close(self):
-        self.link.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def close(self) -> None:
+        ...
 
 
 class SerialTransport:
@@ -165,17 +147,16 @@ class Link:
     def write_requests(self, tile, region, offset, words) -> list[tuple[int, bytes]]:
         wb = self.info.word_bytes
         per = (MAX_PAYLOAD - ADDRESS_BYTES) // wb
-        return [(Command.WRITE, struct.pack("<BBI", tile, region, offset + k) + b"".join(
-            int(w).to_bytes(wb, "little") for w in words[k:k + per]))
-            for k in range(0, len(words), per)]
+        return [(Command.WRITE, write_payload(tile, region, offset + k, words[k:k + per], wb))
+                for k in range(0, len(words), per)]
 
     def write(self, tile, region, offset, words) -> None:
         self.batch(self.write_requests(tile, region, offset, list(words)))
 
     def read(self, tile, region, offset, count) -> list[int]:
         wb, per = self.info.word_bytes, self.info.max_read_words
-        answers = self.batch([(Command.READ, struct.pack("<BBIH", tile, region, offset + k,
-                                                         min(per, count - k)))
+        answers = self.batch([(Command.READ, read_payload(tile, region, offset + k,
+                                                          min(per, count - k)))
                               for k in range(0, count, per)])
         data = b"".join(answers)
         return [int.from_bytes(data[k:k + wb], "little") for k in range(0, len(data), wb)]
@@ -210,7 +191,7 @@ class RunResult:
         return len(self.predictions)
 
 
-def _check_spikes(spikes, inputs) -> np.ndarray:
+def check_spikes(spikes, inputs) -> np.ndarray:
     spikes = np.asarray(spikes)
     if spikes.ndim != 3 or spikes.shape[2] != inputs:
         raise ValueError(f"spikes must have shape (steps, images, {inputs}), not {spikes.shape}")
@@ -224,32 +205,7 @@ def _check_spikes(spikes, inputs) -> np.ndarray:
 
 # ---- chips ----
 
-class Chip:
-    """Open a target: ``"golden"``, ``"sim"`` or ``"serial:PORT"``."""
-
-    TARGETS = ("golden", "sim", "serial:PORT")
-
-    @staticmethod
-    def open(target: str, *, profile: str = "icebreaker", baudrate: int = 3_000_000,
-             timeout: float = 2.0):
-        from .profiles import get_profile
-        chip_profile = get_profile(profile)
-        if target == "golden":
-            return GoldenChip(chip_profile.info(), target="golden")
-        if target == "sim":
-            return LinkChip(Link(SimTransport(chip_profile)), target="sim")
-        if target.startswith("serial:") and len(target) > len("serial:"):
-            transport = SerialTransport(target[len("serial:"):], baudrate=baudrate,
-                                        timeout=timeout)
-            try:
-                return LinkChip(Link(transport), target=target)
-            except LinkError:
-                transport.close()
-                raise
-        raise ValueError(f"unknown target {target!r}; use one of {', '.join(Chip.TARGETS)}")
-
-
-class _ChipBase:
+class ChipBase:
     image = None
 
     def _check_image(self, image):
@@ -264,7 +220,7 @@ class _ChipBase:
         self.close()
 
 
-class LinkChip(_ChipBase):
+class LinkChip(ChipBase):
     """A chip behind a :class:`Link` (the RTL simulation or a board)."""
 
     def __init__(self, link: Link, *, target: str):
@@ -290,7 +246,7 @@ class LinkChip(_ChipBase):
         image, info, link = self.image, self.info, self.link
         if image is None:
             raise ValueError("load an image first")
-        spikes = _check_spikes(spikes, image.inputs)
+        spikes = check_spikes(spikes, image.inputs)
         steps, count, _ = spikes.shape
         ix, iy = image.input_tile
         ox, oy = image.output_tile
@@ -305,102 +261,35 @@ class LinkChip(_ChipBase):
             requests = [(Command.RESET, b"")]
             for t in range(steps):
                 axons = np.repeat(np.arange(image.inputs), spikes[t, b])
-                words = [pack_event_word(ix, iy, int(a)) for a in axons]
-                per = (MAX_PAYLOAD - 2) // 2
-                chunks = [words[k:k + per] for k in range(0, len(words), per)] or [[]]
+                events = [(ix, iy, int(a)) for a in axons]
+                per = EVENTS_PER_RUN
+                chunks = [events[k:k + per] for k in range(0, len(events), per)] or [[]]
                 for k, chunk in enumerate(chunks):
                     ticks = 1 if k == len(chunks) - 1 else 0
-                    requests.append((Command.RUN, struct.pack("<H", ticks) + b"".join(
-                        w.to_bytes(2, "little") for w in chunk)))
+                    requests.append((Command.RUN, run_payload(ticks, chunk)))
             if image.drain_ticks:
-                requests.append((Command.RUN, struct.pack("<H", image.drain_ticks)))
+                requests.append((Command.RUN, run_payload(image.drain_ticks)))
             answers = link.batch(requests)
-            last_tick, pending = struct.unpack("<IH", answers[-1])
+            last_tick, pending = parse_run_answer(answers[-1])
             first_tick = last_tick - steps - image.drain_ticks   # ticks count from the image
             events = []
             while pending:
                 got = unpack_outputs(link.request(Command.OUTPUTS,
-                                                  struct.pack("<H", min(pending, MAX_OUTPUTS))))
-                events += [(x, y, n, (tick - first_tick) & 0xFFFF) for x, y, n, tick in got]
+                                                  outputs_payload(min(pending, MAX_OUTPUTS))))
+                events += [(x, y, n, (tick - first_tick) & TICK_MASK) for x, y, n, tick in got]
                 pending -= len(got)
             outputs.append(events)
             for x, y, neuron, _ in events:
                 if (x, y) == (ox, oy) and neuron < image.classes:
                     counts[b, neuron] += 1
             words = link.read(out_tile, Region.MEMBRANE, 0, image.classes)
-            final_v[b] = [_signed(w, v_bits) for w in words]
+            final_v[b] = [to_signed(w, v_bits) for w in words]
             if progress:
                 progress(b + 1, count)
-        from ..sim.golden import decode
         # The model behind ModelTransport has no clock (its count stays 0).
-        cycles = (link.status().cycles - cycles0) & 0xFFFFFFFF or None
+        cycles = (link.status().cycles - cycles0) & ((1 << COUNTER_BITS) - 1) or None
         return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs,
                          self._sops() - sops0, cycles, time.perf_counter() - start)
 
     def close(self):
         self.link.transport.close()
-
-
-def _signed(word: int, bits: int) -> int:
-    word &= (1 << bits) - 1
-    return word - (1 << bits) if word >> (bits - 1) else word
-
-
-class GoldenChip(_ChipBase):
-    """The golden chip model, a whole batch of images at once."""
-
-    def __init__(self, info: ChipInfo, *, target: str = "golden"):
-        self.info = info
-        self.target = target
-        self.program = None
-
-    def load(self, image) -> None:
-        # Through the protocol's own model, so the image is read exactly as a chip reads it.
-        self._check_image(image)
-        transport = ModelTransport(self.info)
-        link = Link(transport)
-        link.batch(image_frames(link, image))
-        self.program = transport.model.program()
-        self.image = image
-
-    def status(self) -> LinkStatus | None:
-        return None
-
-    def run(self, spikes, *, progress=None, batch: int = 1000,
-            outputs: bool = True) -> RunResult:
-        """Every image of ``spikes``; ``outputs=False`` skips listing each output event
-        (``RunResult.outputs`` is then empty), which is much faster for large batches."""
-        from ..sim.chip import ChipModel
-        from ..sim.golden import decode
-        image = self.image
-        if image is None:
-            raise ValueError("load an image first")
-        spikes = _check_spikes(spikes, image.inputs)
-        steps, count, _ = spikes.shape
-        start = time.perf_counter()
-        in_tile, out_tile = tuple(image.input_tile), tuple(image.output_tile)
-        counts = np.zeros((count, image.classes), np.int64)
-        final_v = np.zeros((count, image.classes), np.int64)
-        events = [[] for _ in range(count)] if outputs else []
-        to_host = self.program.cores[out_tile].to_host[:image.classes]
-        sops = 0
-        for lo in range(0, count, batch):
-            hi = min(count, lo + batch)
-            model = ChipModel(self.program, batch=hi - lo)
-            for t in range(steps + image.drain_ticks):
-                host = {in_tile: spikes[t, lo:hi]} if t < steps else {}
-                ticked = model.step(host_spikes=host, collect=outputs)
-                counts[lo:hi] += model.spikes[out_tile][:, :image.classes] & to_host
-                if outputs:
-                    for b, got in enumerate(ticked):
-                        events[lo + b] += [(x, y, n, tick & 0xFFFF) for x, y, n, tick in got]
-            model.deliver_pending()   # as on the chip: the last spikes reach their cores
-            final_v[lo:hi] = model.cores[out_tile].v[:, :image.classes]
-            sops += sum(core.counters.sops for core in model.cores.values())
-            if progress:
-                progress(hi, count)
-        return RunResult(self.target, decode(counts, final_v), counts, final_v, events, sops,
-                         None, time.perf_counter() - start)
-
-    def close(self):
-        pass

@@ -37,7 +37,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import ADDRESS_BYTES, MAX_PAYLOAD, ChipInfo, ProtocolError
+from ..hdl.abi import ADDRESS_BYTES, ChipInfo, MAX_PAYLOAD, ProtocolError
 
 __all__ = ["MAGIC", "IMAGE_VERSION", "ImageError", "MemoryWrite", "ChipImage",
            "max_record_words"]

@@ -14,7 +14,7 @@ Both return ``(model, report)``; the :class:`ImportReport` prints as a table. An
 cannot express raises :class:`ConversionError` (a ValueError) naming the node (or state-dict
 module) and the reason.
 
-What the chip computes (DESIGN.md)
+Chip semantics (docs/semantics.md)
 ----------------------------------
 Per layer (one core): ``L = V - (V >> k)``, ``V' = sat(L + I + B)``, spike iff ``V' >= theta``,
 then ``V' - theta`` (subtract) or ``0`` (zero). One threshold ``theta``, one leak shift ``k``
@@ -116,7 +116,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..sim.golden import AXON_LIMIT, NEURON_LIMIT, NeuronConfig, ResetMode, lif_update
+from ..sim.golden import NeuronConfig, lif_update
+from ..hdl.abi import AXON_LIMIT, NEURON_LIMIT, ResetMode
 from .model import Layer, Model
 
 __all__ = [
@@ -166,7 +167,7 @@ class _SourceLayer:
     bias: np.ndarray          # (outputs,)
     threshold: np.ndarray     # (outputs,)
     decay: np.ndarray         # (outputs,)
-    reset: str                # "subtract" | "zero"
+    reset: ResetMode
     rule: str                 # "nir" (reset at once) | "snntorch" (reset_delay True/False)
     reset_delay: bool = False
     notes: list[str] = field(default_factory=list)
@@ -191,7 +192,7 @@ class LayerReport:
     decay_source: float
     leak: int
     decay_chip: float
-    reset: str
+    reset: ResetMode
 
 
 @dataclass
@@ -237,7 +238,7 @@ class ImportReport:
                 "-" if layer.bias_error is None else f"{layer.bias_error:.2%}",
                 f"{thr} -> {layer.theta}{thr_err}",
                 f"{layer.decay_source:.4g} -> {layer.leak} ({layer.decay_chip:.4g})",
-                layer.reset,
+                layer.reset.name.lower(),
             ])
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
         lines = [head, "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
@@ -374,7 +375,7 @@ def _quantize(index: int, layer: _SourceLayer, w_bits: int, v_bits: int,
         threshold_source=thr, thresholds_differ=differ, theta=theta,
         threshold_error=abs(scale * theta - thr) / thr,
         decay_source=d, leak=k, decay_chip=chip_decay, reset=layer.reset)
-    reset = ResetMode.SUBTRACT if layer.reset == "subtract" else ResetMode.ZERO
+    reset = layer.reset
     chip_layer = Layer(weights=w_int, threshold=theta, leak=k, reset=reset,
                        bias=b_int if has_bias and np.any(b_int) else None)
     return chip_layer, report
@@ -432,17 +433,17 @@ def float_forward(layers: Sequence[_SourceLayer], spikes: np.ndarray
             if layer.rule == "nir":
                 new = d * v[l] + current
                 fired = new > thr
-                new = np.where(fired, new - thr if layer.reset == "subtract" else 0.0, new)
+                new = np.where(fired, new - thr if layer.reset is ResetMode.SUBTRACT else 0.0, new)
             else:  # snnTorch's Leaky.forward
                 pending = v[l] > thr                       # mem_reset(mem)
-                if layer.reset == "subtract":
+                if layer.reset is ResetMode.SUBTRACT:
                     new = d * v[l] + current - pending * thr
                 else:
                     new = d * np.where(pending, 0.0, v[l]) + current
                 fired = new > thr
                 if not layer.reset_delay:
                     do = fired.astype(np.float64) - pending
-                    new = new - do * (thr if layer.reset == "subtract" else new)
+                    new = new - do * (thr if layer.reset is ResetMode.SUBTRACT else new)
             v[l] = new
             signal = fired.astype(np.float64)
         counts += fired
@@ -620,7 +621,7 @@ def _nir_refusal(nir, node) -> str:
     return f"{kind} nodes are not supported (chain: Affine/Linear then LIF/IF/CubaLIF)"
 
 
-def _nir_neuron(nir, name: str, node, outputs: int, dt: float, reset: str | None,
+def _nir_neuron(nir, name: str, node, outputs: int, dt: float, reset: ResetMode | None,
                 notes: list[str]):
     """``(gain, decay, bias_drive, threshold, reset)`` per neuron for a neuron node."""
     where = _describe(name, node)
@@ -660,9 +661,9 @@ def _nir_neuron(nir, name: str, node, outputs: int, dt: float, reset: str | None
     threshold = param("v_threshold")
     v_reset = param("v_reset") if getattr(node, "v_reset", None) is not None \
         else np.zeros(outputs)
-    mode = reset or "zero"
+    mode = ResetMode.ZERO if reset is None else reset
     if np.any(v_reset != 0):
-        if mode == "subtract":
+        if mode is ResetMode.SUBTRACT:
             raise ConversionError(where, f"v_reset = {v_reset[v_reset != 0][0]:g} with "
                                          f"subtract reset: ambiguous (subtract reset has no "
                                          f"reset potential); use v_reset = 0")
@@ -674,7 +675,7 @@ def _nir_neuron(nir, name: str, node, outputs: int, dt: float, reset: str | None
 
 
 def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | None = None,
-             calibration=None, dt: float = 1.0, reset: str | None = None,
+             calibration=None, dt: float = 1.0, reset: ResetMode | str | None = None,
              name: str | None = None) -> tuple[Model, ImportReport]:
     """Import a NIR graph (a ``nir.NIRGraph`` or the path of a ``.nir`` file).
 
@@ -688,7 +689,7 @@ def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | N
         Data to measure accuracy before and after quantization on.
     dt : float
         The time step one tick stands for (forward Euler); 1e-4 for snnTorch's exports.
-    reset : "zero", "subtract" or None
+    reset : ResetMode, "zero", "subtract" or None
         The chip's reset mode; None: "zero", NIR's reset to ``v_reset`` (which must be 0).
     name : str, optional
         The model's name (default: the file's stem).
@@ -697,8 +698,7 @@ def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | N
     documentation for the rules).
     """
     nir = _import_nir()
-    if reset not in (None, "zero", "subtract"):
-        raise ValueError(f"reset must be 'zero', 'subtract' or None, not {reset!r}")
+    reset = _reset_mode(reset)
     if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
         raise ValueError(f"dt must be a positive number, not {dt!r}")
     if isinstance(graph_or_path, (str, os.PathLike)):
@@ -779,7 +779,19 @@ def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | N
 
 _NEURON_KEYS = {"beta", "threshold", "graded_spikes_factor", "reset_mechanism_val", "mem",
                 "alpha", "syn"}
-_RESETS = {0: "subtract", 1: "zero", 2: "none"}
+#: snnTorch's ``reset_mechanism_val`` codes; 2 ("none": pure integration) has no chip mode.
+_RESETS = {0: ResetMode.SUBTRACT, 1: ResetMode.ZERO, 2: None}
+
+
+def _reset_mode(reset) -> ResetMode | None:
+    """A reset argument (a :class:`ResetMode`, its lower-case name, or None) as a mode."""
+    if reset is None or isinstance(reset, ResetMode):
+        return reset
+    names = {mode.name.lower(): mode for mode in ResetMode}
+    if reset not in names:
+        raise ValueError(f"reset must be one of {', '.join(map(repr, names))} or None, "
+                         f"not {reset!r}")
+    return names[reset]
 
 
 def load_state_dict(path) -> dict[str, Any]:
@@ -840,7 +852,7 @@ def _pick(module: str, what: str, stored, given, default=None):
     return given if given is not None else default
 
 
-def from_snntorch(state_dict, *, beta=None, threshold=None, reset: str | None = None,
+def from_snntorch(state_dict, *, beta=None, threshold=None, reset: ResetMode | str | None = None,
                   reset_delay: bool = True, w_bits: int = 8, v_bits: int = 16,
                   steps: int | None = None, calibration=None,
                   name: str | None = None) -> tuple[Model, ImportReport]:
@@ -858,15 +870,14 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: str | None = 
         Used where the state dict has none (a dict of Linear layers only); both given and
         different is an error. ``threshold`` defaults to 1.0 (snnTorch's); ``beta`` must be
         somewhere.
-    reset : "subtract", "zero" or None
+    reset : ResetMode, "subtract", "zero" or None
         Where the state dict has no ``reset_mechanism_val``; default "subtract" (snnTorch's).
     reset_delay : bool
         snnTorch's ``Leaky(reset_delay=...)`` (its default True), for the float reference.
     w_bits, v_bits, steps, calibration, name
         As :func:`from_nir`.
     """
-    if reset not in (None, "zero", "subtract"):
-        raise ValueError(f"reset must be 'subtract', 'zero' or None, not {reset!r}")
+    reset = _reset_mode(reset)
     source = "state dict"
     default_name = ""
     if isinstance(state_dict, (str, os.PathLike)):
@@ -941,24 +952,26 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: str | None = 
         where = f"module {neuron!r}" if neuron else f"neuron after {prefix!r}"
         b = _pick(where, "beta", stored.get("beta"), _per_layer(beta, i, count))
         if b is None:
-            raise ConversionError(where, "no beta: the state dict has none, pass beta=")
+            raise ConversionError(where, "no beta: the state dict has none; give the Leaky "
+                                         "neurons' decay per tick, e.g. 0.9 (spikefab import "
+                                         "--beta B; from Python, beta=)")
         decay = np.clip(_per_neuron(where, "beta", b, outputs), 0.0, 1.0)
         thr = _per_neuron(where, "threshold",
                           _pick(where, "threshold", stored.get("threshold"),
                                 _per_layer(threshold, i, count), 1.0), outputs)
-        mode = reset or "subtract"
+        mode = ResetMode.SUBTRACT if reset is None else reset
         if "reset_mechanism_val" in stored:
             code = int(_array(stored["reset_mechanism_val"]).reshape(-1)[0])
             if code not in _RESETS:
                 raise ConversionError(where, f"reset_mechanism_val = {code} is not 0, 1 or 2")
             mode = _RESETS[code]
-            if reset is not None and reset != mode:
-                raise ConversionError(where, f"reset_mechanism in the state dict "
-                                             f"({mode!r}) disagrees with the argument "
-                                             f"reset={reset!r}")
-            if mode == "none":
+            if mode is None:
                 raise ConversionError(where, "reset_mechanism 'none' (pure integration); the "
                                              "chip always resets after a spike")
+            if reset is not None and reset is not mode:
+                raise ConversionError(where, f"reset_mechanism in the state dict "
+                                             f"({mode.name.lower()!r}) disagrees with the "
+                                             f"argument reset={reset.name.lower()!r}")
         if "alpha" in stored:
             alpha = _array(stored["alpha"])
             if np.any(np.abs(alpha) > SYN_TOLERANCE):
@@ -976,7 +989,7 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: str | None = 
                                  f"weights")
                 if np.any(factor <= 0):
                     raise ConversionError(where, "graded_spikes_factor <= 0")
-        if mode == "subtract" and reset_delay and not delayed_note:
+        if mode is ResetMode.SUBTRACT and reset_delay and not delayed_note:
             delayed_note = True
             notes.append("snnTorch's delayed subtract reset (reset_delay=True) subtracts thr "
                          "undecayed one step later, the chip subtracts at once and then decays "

@@ -1,7 +1,7 @@
 """spikefab's native model format: a quantized, feed-forward spiking network in one ``.npz``.
 
 This is what a trainer exports and what ``spikefab compile`` reads. The network is a chain of
-``L`` fully connected LIF layers with exactly the chip's semantics (DESIGN.md): layer ``l`` has
+``L`` fully connected LIF layers with exactly the semantics of docs/semantics.md: layer ``l`` has
 ``weights_l[a][n]``, the weight from its input ``a`` to its neuron ``n``; layer ``l``'s neurons
 are layer ``l + 1``'s inputs one to one (neuron ``n`` -> input ``n``, one tick later); the
 network's inputs are layer 0's inputs (pixels, rate encoded); the last layer's neurons are the
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim.golden import NeuronConfig, ResetMode, lif_update
+from ..sim.golden import NeuronConfig, lif_update
+from ..hdl.abi import ResetMode
 
 __all__ = ["FORMAT", "VERSION", "ModelError", "Layer", "Model", "random_model"]
 
@@ -70,7 +71,9 @@ def _scalar_int(key: str, value, lo: int | None = None, hi: int | None = None) -
         raise ModelError(f"{key} must be an integer, not {item!r} ({array.dtype})")
     result = int(array.reshape(()))
     if (lo is not None and result < lo) or (hi is not None and result > hi):
-        raise ModelError(f"{key} must be in [{lo}, {hi}], not {result}")
+        bound = (f"in [{lo}, {hi}]" if lo is not None and hi is not None
+                 else f"at least {lo}" if lo is not None else f"at most {hi}")
+        raise ModelError(f"{key} must be {bound}, not {result}")
     return result
 
 

@@ -1,5 +1,5 @@
-"""The host link's wire protocol: one definition for the gateware (``hdl/host_link.py``), the
-driver and the board stand-ins.
+"""The host link's wire protocol, as host code speaks it: used by the driver, the link model and
+the board stand-ins; the gateware (``hdl/host_link.py``) is its other end.
 
 **Framing.** Frames travel over a byte stream in SLIP (RFC 1055): ``END`` (0xC0) ends a frame,
 ``ESC`` (0xDB) escapes an ``END`` (``ESC ESC_END``) or an ``ESC`` (``ESC ESC_ESC``) in the body.
@@ -41,143 +41,33 @@ RESET             (none)                                             (none)
   the region's start; every word addressed must lie inside the region, else ``ADDRESS``.
 * RUN injects its events into the current tick, then runs ``ticks`` ticks (0 = inject only),
   and answers when the chip is quiet (every output of the last update is queued) with the
-  chip's tick count and the number of output events waiting. An event is
-  ``axon | x << 10 | y << 13``; one for a missing tile or axon gets ``ADDRESS`` (and none of
-  the frame's events is injected).
+  chip's tick count and the number of output events waiting. An event is an
+  :data:`~spikefab.hdl.abi.EventWord`; one for a missing tile or axon gets ``ADDRESS`` (and
+  none of the frame's events is injected).
 * OUTPUTS takes up to ``max`` output events off the chip's output queue (oldest first), each
-  ``neuron (1), x | y << 3 (1), tick (u16)``; ``max`` is at most :data:`MAX_OUTPUTS`.
+  an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`.
 * RESET zeroes every membrane and accumulator and empties the output queue; weights,
   parameters, routes and counters stay.
 
-The module imports no simulator and no gateware, so the driver layer can be tested alone.
+The formats named here (commands, statuses, regions, registers, the event and output words,
+the INFO and STATUS records, the frame constants) are defined in :mod:`spikefab.hdl.abi`; this
+module is the codec: CRC, SLIP and frames. It imports no simulator and no gateware, so the
+driver layer can be tested alone.
 """
 
 from __future__ import annotations
 
-import enum
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = [
-    "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME", "MAX_OUTPUTS", "PROTOCOL_VERSION",
-    "Command", "Status", "Region", "Register", "ROUTE_ENTRY_BITS", "ROUTE_DEST_BITS",
-    "route_entry", "unpack_route_entry", "route_dest", "unpack_route_dest", "ProtocolError", "crc16", "slip_encode", "SlipDecoder",
-    "frame", "parse_body", "TileInfo", "ChipInfo", "LinkStatus", "pack_event_word",
-    "unpack_event_word", "OUTPUT_BYTES", "unpack_outputs",
-]
+from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, EVENT,
+                       FILL_COUNT, MAX_FRAME, MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX, OVERHEAD,
+                       READ_COUNT, RUN_ANSWER, RUN_TICKS, TICK_BITS, Command, OutputRecord,
+                       ProtocolError, Status, pack, pack_event_word, unpack, unpack_event_word)
 
-PROTOCOL_VERSION = 1
-
-END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
-
-#: Longest frame body (seq, command or status, payload, CRC), in bytes, either way.
-MAX_FRAME = 512
-#: Bytes around a payload: seq, command/status, CRC.
-OVERHEAD = 4
-MAX_PAYLOAD = MAX_FRAME - OVERHEAD
-OUTPUT_BYTES = 4
-#: Most output events one OUTPUTS answer carries.
-MAX_OUTPUTS = MAX_PAYLOAD // OUTPUT_BYTES
-#: The bytes of a memory address in WRITE/READ/FILL: tile, region, offset.
-ADDRESS_BYTES = 6
-
-
-class Command(enum.IntEnum):
-    INFO = 0x01
-    WRITE = 0x02
-    READ = 0x03
-    FILL = 0x04
-    RUN = 0x05
-    OUTPUTS = 0x06
-    STATUS = 0x07
-    RESET = 0x08
-
-
-class Status(enum.IntEnum):
-    """The ``status`` byte of a response: OK, or why a request was refused (a NAK)."""
-    OK = 0x00
-    CRC = 0x01       #: the CRC does not match: the frame was corrupted
-    SHORT = 0x02     #: fewer than 4 bytes: not even seq, command and CRC
-    OVERSIZE = 0x03  #: longer than MAX_FRAME: the rest was not kept
-    ESCAPE = 0x04    #: ESC followed by anything but ESC_END or ESC_ESC (END included)
-    COMMAND = 0x05   #: unknown command
-    LENGTH = 0x06    #: the payload's length is wrong for the command
-    ADDRESS = 0x07   #: a tile, region, offset or event outside the chip
-    ARGUMENT = 0x08  #: a count or value outside what the command allows
-
-    def describe(self) -> str:
-        return _STATUS_TEXT[self]
-
-
-_STATUS_TEXT = {
-    Status.OK: "ok",
-    Status.CRC: "CRC mismatch (the frame was corrupted on the way)",
-    Status.SHORT: "frame too short",
-    Status.OVERSIZE: f"frame longer than {MAX_FRAME} bytes",
-    Status.ESCAPE: "bad SLIP escape",
-    Status.COMMAND: "unknown command",
-    Status.LENGTH: "payload length wrong for the command",
-    Status.ADDRESS: "address outside the chip",
-    Status.ARGUMENT: "argument out of range",
-}
-
-
-class Region(enum.IntEnum):
-    """What a WRITE/READ/FILL addresses on a tile. 0-4 are the core's own regions (the same
-    numbers as :class:`spikefab.hdl.memory_map.Region`), 5-6 the tile's route tables. A write
-    to an ACCUMULATOR word, or to a counter in REGISTER, clears it (the value is ignored)."""
-    SYNAPSE = 0
-    MEMBRANE = 1
-    BIAS = 2
-    ACCUMULATOR = 3
-    REGISTER = 4
-    ROUTE_INDEX = 5
-    ROUTE_DEST = 6
-
-
-class Register(enum.IntEnum):
-    """Offsets in the REGISTER region (the gateware's ``hdl.memory_map.Reg`` is this class):
-    parameters, then 32-bit wrapping counters, which a write clears (the value written is
-    ignored)."""
-    THRESHOLD = 0
-    LEAK = 1
-    RESET = 2
-    EVENTS = 3
-    SOPS = 4
-    TICKS = 5
-    DROP_RANGE = 6
-    DROP_BUDGET = 7
-
-
-#: Route-table words (the bits of ``hdl.tile.RouteEntry`` and ``hdl.tile.RouteDest``).
-ROUTE_ENTRY_BITS, ROUTE_DEST_BITS = 22, 16
-
-
-def route_entry(start: int = 0, count: int = 0, to_host: bool = False) -> int:
-    """A ROUTE_INDEX word: ``start | count << 10 | to_host << 21``; the neuron's destinations
-    are ``ROUTE_DEST[start : start + count]``."""
-    return start | count << 10 | int(to_host) << 21
-
-
-def unpack_route_entry(word: int) -> tuple[int, int, bool]:
-    return word & 0x3FF, (word >> 10) & 0x7FF, bool(word >> 21 & 1)
-
-
-def route_dest(x: int, y: int, axon: int) -> int:
-    """A ROUTE_DEST word: ``x | y << 3 | axon << 6``."""
-    return x | y << 3 | axon << 6
-
-
-def unpack_route_dest(word: int) -> tuple[int, int, int]:
-    return word & 7, (word >> 3) & 7, (word >> 6) & 0x3FF
-
-
-class ProtocolError(ValueError):
-    """A frame or payload that does not follow the protocol; ``status`` says how."""
-
-    def __init__(self, status: Status, message: str):
-        super().__init__(message)
-        self.status = Status(status)
+__all__ = ["crc16", "slip_encode", "SlipDecoder", "frame", "parse_body", "MemoryRequest",
+           "write_payload", "read_payload", "fill_payload", "parse_memory_request",
+           "run_payload", "parse_run", "EVENTS_PER_RUN", "run_answer", "parse_run_answer",
+           "outputs_payload", "parse_outputs_request", "pack_outputs", "unpack_outputs"]
 
 
 # ---- CRC and SLIP ----
@@ -194,9 +84,6 @@ def _crc_table() -> list[int]:
 
 _CRC_TABLE = _crc_table()
 
-
-#: The CRC register after a whole correct body (seq .. CRC).
-CRC_RESIDUE = 0x1D0F
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -285,18 +172,101 @@ def parse_body(body: bytes, error: Status | None = None) -> tuple[int, int, byte
     return body[0], body[1], bytes(body[2:-2])
 
 
-# ---- events and outputs ----
+# ---- payloads ----
 
-def pack_event_word(x: int, y: int, axon: int) -> int:
-    """A RUN event: ``axon | x << 10 | y << 13``."""
-    if not (0 <= x < 8 and 0 <= y < 8 and 0 <= axon < 1024):
-        raise ValueError(f"an event is (x < 8, y < 8, axon < 1024), not {(x, y, axon)!r}")
-    return axon | x << 10 | y << 13
+@dataclass(frozen=True)
+class MemoryRequest:
+    """A WRITE, READ or FILL request as the chip reads it: ``count`` words from ``offset`` of
+    ``region`` on ``tile``; ``words`` are the words to write (FILL: ``count`` copies of one)."""
+    command: Command
+    tile: int
+    region: int
+    offset: int
+    count: int
+    words: tuple[int, ...] = ()
 
 
-def unpack_event_word(word: int) -> tuple[int, int, int]:
-    return (word >> 10) & 7, (word >> 13) & 7, word & 0x3FF
+def write_payload(tile: int, region: int, offset: int, words, word_bytes: int) -> bytes:
+    """A WRITE of ``words`` (``word_bytes`` each) from ``offset``."""
+    return ADDRESS.pack(tile, region, offset) + b"".join(
+        int(w).to_bytes(word_bytes, "little") for w in words)
 
+
+def read_payload(tile: int, region: int, offset: int, count: int) -> bytes:
+    return ADDRESS.pack(tile, region, offset) + READ_COUNT.pack(count)
+
+
+def fill_payload(tile: int, region: int, offset: int, count: int, word: int,
+                 word_bytes: int) -> bytes:
+    return (ADDRESS.pack(tile, region, offset) + FILL_COUNT.pack(count)
+            + int(word).to_bytes(word_bytes, "little"))
+
+
+def parse_memory_request(command: Command, payload: bytes, word_bytes: int) -> MemoryRequest:
+    """The request a WRITE/READ/FILL payload carries; ``ProtocolError`` (LENGTH) when its length
+    is wrong for the command. Ranges are the receiver's to check."""
+    command = Command(command)
+    need = {Command.WRITE: ADDRESS_BYTES + word_bytes,
+            Command.READ: ADDRESS_BYTES + READ_COUNT.size,
+            Command.FILL: ADDRESS_BYTES + FILL_COUNT.size + word_bytes}[command]
+    if (len(payload) < need or (command is not Command.WRITE and len(payload) != need)
+            or (command is Command.WRITE and (len(payload) - ADDRESS_BYTES) % word_bytes)):
+        raise ProtocolError(Status.LENGTH, f"{command.name} payload of {len(payload)} bytes")
+    tile, region, offset = ADDRESS.unpack_from(payload)
+    if command is Command.WRITE:
+        words = tuple(int.from_bytes(payload[k:k + word_bytes], "little")
+                      for k in range(ADDRESS_BYTES, len(payload), word_bytes))
+        return MemoryRequest(command, tile, region, offset, len(words), words)
+    if command is Command.READ:
+        (count,) = READ_COUNT.unpack_from(payload, ADDRESS_BYTES)
+        return MemoryRequest(command, tile, region, offset, count)
+    (count,) = FILL_COUNT.unpack_from(payload, ADDRESS_BYTES)
+    word = int.from_bytes(payload[ADDRESS_BYTES + FILL_COUNT.size:], "little")
+    return MemoryRequest(command, tile, region, offset, count, (word,))
+
+
+#: Most events one RUN request carries.
+EVENTS_PER_RUN = (MAX_PAYLOAD - RUN_TICKS.size) // EVENT.size
+
+
+def run_payload(ticks: int, events=()) -> bytes:
+    """A RUN: inject ``events`` (``(x, y, axon)`` each), then run ``ticks`` ticks."""
+    return RUN_TICKS.pack(ticks) + b"".join(
+        EVENT.pack(pack_event_word(x, y, axon)) for x, y, axon in events)
+
+
+def parse_run(payload: bytes) -> tuple[int, list[tuple[int, int, int]]]:
+    """``(ticks, [(x, y, axon), ...])`` of a RUN payload; ``ProtocolError`` (LENGTH) if it is
+    not a tick count and whole events."""
+    if len(payload) < RUN_TICKS.size or (len(payload) - RUN_TICKS.size) % EVENT.size:
+        raise ProtocolError(Status.LENGTH, f"RUN payload of {len(payload)} bytes")
+    (ticks,) = RUN_TICKS.unpack_from(payload)
+    events = [unpack_event_word(w) for (w,) in EVENT.iter_unpack(payload[RUN_TICKS.size:])]
+    return ticks, events
+
+
+def run_answer(ticks: int, pending: int) -> bytes:
+    """RUN's answer: the chip's tick count (wrapping at 32 bits) and the outputs waiting."""
+    return RUN_ANSWER.pack(ticks & 0xFFFF_FFFF, pending)
+
+
+def parse_run_answer(payload: bytes) -> tuple[int, int]:
+    if len(payload) != RUN_ANSWER.size:
+        raise ProtocolError(Status.LENGTH, f"RUN answer of {len(payload)} bytes")
+    return RUN_ANSWER.unpack(payload)
+
+
+def outputs_payload(most: int) -> bytes:
+    return OUTPUTS_MAX.pack(most)
+
+
+def parse_outputs_request(payload: bytes) -> int:
+    if len(payload) != OUTPUTS_MAX.size:
+        raise ProtocolError(Status.LENGTH, f"OUTPUTS payload of {len(payload)} bytes")
+    return OUTPUTS_MAX.unpack(payload)[0]
+
+
+# ---- outputs ----
 
 def unpack_outputs(payload: bytes) -> list[tuple[int, int, int, int]]:
     """OUTPUTS answer -> ``[(x, y, neuron, tick16), ...]``."""
@@ -305,134 +275,13 @@ def unpack_outputs(payload: bytes) -> list[tuple[int, int, int, int]]:
                                            f"multiple of {OUTPUT_BYTES}")
     events = []
     for k in range(0, len(payload), OUTPUT_BYTES):
-        neuron, xy, tick = struct.unpack_from("<BBH", payload, k)
-        events.append((xy & 7, xy >> 3, neuron, tick))
+        o = unpack(OutputRecord, int.from_bytes(payload[k:k + OUTPUT_BYTES], "little"))
+        events.append((o["x"], o["y"], o["neuron"], o["tick"]))
     return events
 
 
-def pack_output(x: int, y: int, neuron: int, tick: int) -> bytes:
-    return struct.pack("<BBH", neuron, x | y << 3, tick & 0xFFFF)
-
-
-# ---- INFO and STATUS ----
-
-@dataclass(frozen=True)
-class TileInfo:
-    """One tile as INFO describes it: the core's shape and the size of every region."""
-    axons: int
-    neurons: int
-    w_bits: int
-    v_bits: int
-    lanes: int
-    events_per_tick: int
-    data_bits: int             #: the core's bus width: signed values sign-extend to it
-    regions: tuple[int, ...]   #: words in each :class:`Region`, in order
-
-    _FORMAT = "<HHBBBHB" + "I" * len(Region)
-
-    def encode(self) -> bytes:
-        return struct.pack(self._FORMAT, self.axons, self.neurons, self.w_bits, self.v_bits,
-                           self.lanes, self.events_per_tick, self.data_bits, *self.regions)
-
-    @classmethod
-    def decode(cls, data: bytes) -> "TileInfo":
-        a, n, w, v, p, e, d, *regions = struct.unpack(cls._FORMAT, data)
-        return cls(a, n, w, v, p, e, d, tuple(regions))
-
-    @classmethod
-    def size(cls) -> int:
-        return struct.calcsize(cls._FORMAT)
-
-
-@dataclass(frozen=True)
-class ChipInfo:
-    """What INFO answers: everything the host needs to address the chip."""
-    cols: int
-    rows: int
-    host: tuple[int, int]
-    word_bytes: int
-    output_depth: int
-    tiles: tuple[TileInfo, ...]   #: in tile order, ``y * cols + x``
-    version: int = PROTOCOL_VERSION
-    magic: bytes = field(default=b"SPKF", repr=False)
-
-    _HEAD = "<4sBBBBBBH"
-
-    def encode(self) -> bytes:
-        head = struct.pack(self._HEAD, self.magic, self.version, self.cols, self.rows,
-                           self.host[0], self.host[1], self.word_bytes, self.output_depth)
-        return head + b"".join(t.encode() for t in self.tiles)
-
-    @classmethod
-    def decode(cls, data: bytes) -> "ChipInfo":
-        head = struct.calcsize(cls._HEAD)
-        if len(data) < head or data[:4] != b"SPKF":
-            raise ProtocolError(Status.LENGTH, "not a spikefab INFO answer (bad magic)")
-        magic, version, cols, rows, hx, hy, word_bytes, depth = struct.unpack_from(
-            cls._HEAD, data)
-        if version != PROTOCOL_VERSION:
-            raise ProtocolError(Status.LENGTH, f"the chip speaks protocol version {version}; "
-                                               f"this driver speaks {PROTOCOL_VERSION}")
-        size = TileInfo.size()
-        if len(data) != head + cols * rows * size:
-            raise ProtocolError(Status.LENGTH, f"INFO answer of {len(data)} bytes does not "
-                                               f"describe {cols} x {rows} tiles")
-        tiles = tuple(TileInfo.decode(data[head + k * size: head + (k + 1) * size])
-                      for k in range(cols * rows))
-        return cls(cols, rows, (hx, hy), word_bytes, depth, tiles, version, magic)
-
-    @property
-    def max_read_words(self) -> int:
-        """Most words one READ may ask for (its answer must fit a frame)."""
-        return MAX_PAYLOAD // self.word_bytes
-
-    def tile_index(self, x: int, y: int) -> int:
-        if not (0 <= x < self.cols and 0 <= y < self.rows):
-            raise ValueError(f"tile ({x}, {y}) is outside the {self.cols} x {self.rows} mesh")
-        return y * self.cols + x
-
-    def check_range(self, tile: int, region: int, offset: int, count: int) -> None:
-        """Raise :class:`ProtocolError` (ADDRESS) unless the words lie inside the region."""
-        if not 0 <= tile < len(self.tiles):
-            raise ProtocolError(Status.ADDRESS, f"tile {tile} does not exist "
-                                                f"({len(self.tiles)} tiles)")
-        if region not in Region.__members__.values():
-            raise ProtocolError(Status.ADDRESS, f"region {region} does not exist")
-        size = self.tiles[tile].regions[region]
-        if not (0 <= offset < size and count <= size - offset):
-            raise ProtocolError(Status.ADDRESS, f"words {offset}..{offset + count - 1} are "
-                                                f"outside {Region(region).name} of tile {tile} "
-                                                f"({size} words)")
-
-    def accepts_event(self, x: int, y: int, axon: int) -> bool:
-        return x < self.cols and y < self.rows and axon < self.tiles[y * self.cols + x].axons
-
-
-@dataclass(frozen=True)
-class LinkStatus:
-    """What STATUS answers: the chip's and the link's counters (32-bit, wrapping)."""
-    ticks: int
-    mesh_drops: int
-    output_drops: int
-    output_pending: int
-    frames: int          #: frames received (good or bad)
-    bad_frames: int      #: refused before decoding a command: CRC, SHORT, OVERSIZE, ESCAPE
-    naks: int            #: every NAK sent, bad frames included
-    cycles: int = 0      #: mesh clock cycles since reset (a model without a clock: 0)
-
-    _FORMAT = "<IIIHIIII"
-
-    def encode(self) -> bytes:
-        return struct.pack(self._FORMAT, self.ticks, self.mesh_drops, self.output_drops,
-                           self.output_pending, self.frames, self.bad_frames, self.naks,
-                           self.cycles)
-
-    @classmethod
-    def decode(cls, data: bytes) -> "LinkStatus":
-        if len(data) != struct.calcsize(cls._FORMAT):
-            raise ProtocolError(Status.LENGTH, f"STATUS answer of {len(data)} bytes")
-        return cls(*struct.unpack(cls._FORMAT, data))
-
-    @classmethod
-    def size(cls) -> int:
-        return struct.calcsize(cls._FORMAT)
+def pack_outputs(events) -> bytes:
+    """``[(x, y, neuron, tick), ...]`` as an OUTPUTS answer (ticks wrap to 16 bits)."""
+    return b"".join(
+        pack(OutputRecord, x=x, y=y, neuron=neuron, tick=tick & ((1 << TICK_BITS) - 1))
+        .to_bytes(OUTPUT_BYTES, "little") for x, y, neuron, tick in events)

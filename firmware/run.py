@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 __all__ = ["BUNDLED_MODELS", "model_path", "load_network", "run_mnist"]
 
 #: Models shipped with spikefab (firmware/models/), addressable by name in every command.
 BUNDLED_MODELS = ("mnist-accurate", "mnist-fast")
+
+#: Ticks per image where neither ``--steps`` nor the model says (``--model random``, a model or
+#: image without ``steps``).
+DEFAULT_STEPS = 25
 
 
 def model_path(model: str) -> Path:
@@ -32,17 +35,21 @@ def model_path(model: str) -> Path:
     if not path.exists():
         raise ValueError(f"--model {model!r}: no such file (give a model .npz, a compiled "
                          f"image, one of {', '.join(BUNDLED_MODELS)}, or 'random')")
+    if path.is_dir():
+        raise ValueError(f"--model {model!r} is a folder; give a file in it (a model .npz or a "
+                         f"compiled image), one of {', '.join(BUNDLED_MODELS)}, or 'random'")
     return path
 
 
 def load_network(model: str, *, profile: str, seed: int):
     """``(image, steps)`` for ``--model``: a compiled image, a native model ``.npz`` (compiled
     here for ``profile``), or ``random`` (a seeded random 784-128-10 network: a stand-in until
-    trained models ship; its accuracy is chance)."""
+    trained models ship; its accuracy is chance). ``steps`` is the model's (or image's), else
+    :data:`DEFAULT_STEPS`."""
     from .compiler import compile_model
     from .image import ChipImage
     from .model import Model, random_model
-    from .profiles import get_profile
+    from ..hdl.profiles import get_profile
     chip_profile = get_profile(profile)
     if model == "random":
         network = random_model([784, 128, 10], seed=seed)
@@ -50,9 +57,9 @@ def load_network(model: str, *, profile: str, seed: int):
         path = model_path(model)
         if path.read_bytes()[:8] == b"SPKFIMG\x00":
             image = ChipImage.load(path)
-            return image, image.steps
+            return image, image.steps or DEFAULT_STEPS
         network = Model.load(path)
-    return compile_model(network, chip_profile), network.steps
+    return compile_model(network, chip_profile), network.steps or DEFAULT_STEPS
 
 
 class _Progress:
@@ -78,38 +85,43 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
     """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
     bundled slice) and return the report dict."""
     from ..sim.encoding import rate_encode
-    from .driver import Chip
+    from .targets import Target, TargetKind, open_chip
     from .mnist import bundled_slice, load_mnist
     dataset = bundled_slice() if data is None else load_mnist(data, split=split)
     if first < 0 or first + count > len(dataset.labels):
         raise ValueError(f"--first {first} --count {count}: {dataset.name} has "
                          f"{len(dataset.labels)} images")
     image, model_steps = load_network(model, profile=profile, seed=seed)
-    steps = steps or model_steps or 25
+    steps = steps or model_steps
     chosen = slice(first, first + count)
     pictures, labels = dataset.images[chosen], dataset.labels[chosen]
     indices = dataset.indices[chosen]
     encode_start = time.perf_counter()
     spikes = rate_encode(pictures, steps, seed, indices)
     encode_seconds = time.perf_counter() - encode_start
-    with Chip.open(target, profile=profile, baudrate=baudrate) as chip:
+    golden_target = Target.parse(target).kind is TargetKind.GOLDEN
+    with open_chip(target, profile=profile, baudrate=baudrate) as chip:
         chip.load(image)
         result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
+    plotted = None
     if plot:
-        from .driver import GoldenChip
+        # Drawn from the golden model whatever the target: a chip's inner layers cannot be
+        # read back (the golden model equals the RTL and the boards spike for spike).
+        from ..sim.golden_chip import GoldenChip
         from .plot import layer_spikes, plot_raster
-        from .profiles import get_profile
+        from ..hdl.profiles import get_profile
         golden = GoldenChip(get_profile(profile).info())
         golden.load(image)
         plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
                     title=f"{dataset.name} image {int(indices[0])}, T = {steps}, "
                           f"predicted {int(result.predictions[0])}", label=int(labels[0]))
+        plotted = {"path": str(plot), "image": int(indices[0]), "spikes_from": "golden model"}
     from .energy import operations_report
     sizes = image.meta.get("sizes") or [image.inputs, image.classes]
     operations = operations_report(
         sizes, result.sops / count,
-        counted_by="golden model" if target == "golden" else "hardware counters")
+        counted_by="golden model" if golden_target else "hardware counters")
     return {
         "target": target,
         "model": model,
@@ -127,6 +139,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         "images_per_second": count / result.seconds if result.seconds else None,
         "encode_seconds": encode_seconds,
         "operations": operations.as_dict(),
+        "plot": plotted,
     }
 
 
@@ -142,7 +155,21 @@ def format_report(report: dict) -> str:
         f"with rate encoding",
         f"cycles per image: {'n/a' if cycles is None else f'{cycles:,.0f}'}",
         str(_operations(report["operations"])),
+        *_plot_line(report),
     ])
+
+
+def _plot_line(report: dict) -> list[str]:
+    """Where ``--plot`` wrote the raster, and whose spikes it shows."""
+    plot = report.get("plot")
+    if not plot:
+        return []
+    from .targets import Target, TargetKind
+    golden_target = Target.parse(report["target"]).kind is TargetKind.GOLDEN
+    source = ("the golden model's spikes" if golden_target else
+              f"the golden model's spikes, not the {report['target']} target's: a chip's inner "
+              f"layers cannot be read back")
+    return [f"spike raster of image {plot['image']}: {plot['path']} ({source})"]
 
 
 def _operations(d: dict):

@@ -1,6 +1,6 @@
 """The hardware-exact trainer: surrogate-gradient BPTT of a feed-forward LIF network, in NumPy.
 
-The network is the chip's (DESIGN.md): ``inputs -> hidden -> classes`` (784-128-10 for MNIST),
+The network is the chip's (docs/semantics.md): ``inputs -> hidden -> classes`` (784-128-10, MNIST),
 fully connected LIF layers with subtract reset, a leak shift ``k`` and a threshold per layer.
 Every tick ``t`` of a run of ``T`` steps:
 
@@ -82,7 +82,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ..sim.encoding import rate_encode
-from ..sim.golden import ResetMode, decode
+from ..sim.golden import decode
+from ..hdl.abi import ResetMode
 from .model import Layer, Model
 
 __all__ = [
@@ -760,8 +761,8 @@ def golden_evaluate(model: Model, images, labels, indices=None, *, steps: int | 
     (``golden`` names the model that ran).
     """
     from .compiler import CompileError, compile_model
-    from .driver import GoldenChip
-    from .profiles import get_profile
+    from ..sim.golden_chip import GoldenChip
+    from ..hdl.profiles import get_profile
     images, labels = _check_data(images, labels, "evaluation", model.inputs)
     indices = _check_indices(indices, len(images), "evaluation")
     steps = steps or model.steps or 25
@@ -786,7 +787,8 @@ def golden_evaluate(model: Model, images, labels, indices=None, *, steps: int | 
 
 def _core_chain_predict(model: Model, spikes: np.ndarray) -> np.ndarray:
     """Decoded classes from the golden model, one :class:`CoreModel` per layer."""
-    from ..sim.golden import CoreModel, CoreShape
+    from ..sim.golden import CoreModel
+    from ..hdl.abi import CoreShape
     steps, batch = spikes.shape[:2]
     ticks = steps + len(model.layers) - 1
     cores = [CoreModel(CoreShape(layer.inputs, layer.outputs, w_bits=model.w_bits,

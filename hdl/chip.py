@@ -3,8 +3,8 @@
 Clock domains (GALS): routers, route expanders and the tick controller run in the mesh domain
 (``sync``); the core of tile ``(x, y)`` runs in its own domain ``core_x_y`` (give it the mesh's
 clock where no separate clock is wanted), and every crossing is an ``AsyncFIFO``. With
-``clocking="single"`` (boards with one clock) the cores run in ``sync`` too and the crossings
-are synchronous FIFOs: the same event queues in the same places, without the synchronizers
+``clocking=Clocking.SINGLE`` (boards with one clock) the cores run in ``sync`` too and the
+crossings are synchronous FIFOs: the same event queues in the same places, without the synchronizers
 and gray-code pointers; the chip bus reaches each core directly (no queue).
 
 **The tick barrier** (why it holds across any clock ratio; see docs/chip.md): the controller
@@ -28,15 +28,13 @@ from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
-from ..sim.golden import CoreShape
-from .aer import AERPacket, MESH_LIMIT, TICK_BITS
+from .abi import (MESH_LIMIT, TICK_BITS, AERPacket, Clocking, CoreMemoryMap, CoreShape,
+                  MemoryStyle, RouteDest, RouteEntry)
 from .core import Handshake, LIFCore
 from .counter import Counter
 from .lif import LIFDatapath
-from .memory_map import CoreMemoryMap
 from .router import Port, RouterNode
-from .tile import (CoreSequencer, Egress, Ingress, IngressWriter, RouteDest, RouteEntry,
-                   RouteExpander)
+from .tile import CoreSequencer, Egress, Ingress, IngressWriter, RouteExpander
 
 __all__ = ["TileConfig", "Space", "chip_request_layout", "Chip"]
 
@@ -47,9 +45,12 @@ class TileConfig:
     whether synapse words are registered (:class:`LIFCore`'s ``register_reads``)."""
     shape: CoreShape
     lanes: int = 8
-    memory: str = "block"
+    memory: MemoryStyle = MemoryStyle.BLOCK
     destinations: int = 64
     register_reads: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "memory", MemoryStyle.cast(self.memory, "memory"))
 
 
 class Space(enum.IntEnum):
@@ -81,7 +82,7 @@ class Chip(wiring.Component):
         A core on every tile.
     host : (int, int)
         The tile whose router has the host port.
-    clocking : "gals" or "single"
+    clocking : Clocking (or its name)
         Every core in its own clock domain (:meth:`domain`), or all on ``sync``.
     dsp_counters : bool
         On an iCE40 platform, the cores' event, synaptic-op and tick counters and the chip's
@@ -113,10 +114,9 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, cols: int, rows: int, tiles: dict, host=(0, 0), fifo_depth: int = 2,
-                 clocking: str = "gals", test_hooks: bool = False, dsp_counters: bool = False):
-        if clocking not in ("gals", "single"):
-            raise ValueError(f"clocking must be 'gals' or 'single', not {clocking!r}")
-        self.clocking = clocking
+                 clocking: Clocking = Clocking.GALS, test_hooks: bool = False,
+                 dsp_counters: bool = False):
+        self.clocking = clocking = Clocking.cast(clocking, "clocking")
         if not (1 <= cols <= MESH_LIMIT and 1 <= rows <= MESH_LIMIT):
             raise ValueError(f"the mesh must be between 1 x 1 and 8 x 8, not {cols} x {rows}")
         want = {(x, y) for y in range(rows) for x in range(cols)}
@@ -139,7 +139,7 @@ class Chip(wiring.Component):
         # crossing, the queue's view of its room lags, and the core keeps a queue.
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
                                  register_reads=c.register_reads,
-                                 spike_fifo_depth=0 if clocking == "single" else
+                                 spike_fifo_depth=0 if clocking == Clocking.SINGLE else
                                  LIFDatapath.LATENCY + int(c.register_reads) + 1,
                                  dsp_counters=self.dsp_counters)
                       for t, c in self.tiles.items()}
@@ -176,11 +176,11 @@ class Chip(wiring.Component):
     @property
     def domains(self) -> list[str]:
         """The clock domains besides ``sync`` that the platform or simulator must provide."""
-        return [] if self.clocking == "single" else [self.domain(t) for t in self.order]
+        return [] if self.clocking == Clocking.SINGLE else [self.domain(t) for t in self.order]
 
     def _queue(self, *, width: int, depth: int, w_domain: str, r_domain: str):
         """A queue between two domains: an ``AsyncFIFO``, or a synchronous one when single."""
-        if self.clocking == "single":
+        if self.clocking == Clocking.SINGLE:
             return SyncFIFOBuffered(width=width, depth=depth)
         return AsyncFIFO(width=width, depth=depth, w_domain=w_domain, r_domain=r_domain)
 
@@ -222,7 +222,7 @@ class Chip(wiring.Component):
                          host_stage.r_en.eq(host_router.host.rx.ready)]
         else:
             wiring.connect(m, wiring.flipped(self.host_in), host_router.host.rx)
-        if self.clocking == "gals":
+        if self.clocking == Clocking.GALS:
             m.submodules.host_out_fifo = out_fifo = SyncFIFOBuffered(width=AERPacket.size,
                                                                      depth=16)
             wiring.connect(m, host_router.host.tx, out_fifo.w_stream)
@@ -264,7 +264,7 @@ class Chip(wiring.Component):
         for k, tile in enumerate(self.order):
             x, y = tile
             config, core = self.tiles[tile], self.cores[tile]
-            domain = self.domain(tile) if self.clocking == "gals" else "sync"
+            domain = self.domain(tile) if self.clocking == Clocking.GALS else "sync"
             router = routers[tile]
             # The core domains are left to the platform (or the simulator) to create, like sync:
             # each becomes a clock and a reset port of the top level.
@@ -278,7 +278,8 @@ class Chip(wiring.Component):
 
             # A clock crossing needs room for its synchronizers' latency; on one clock the core,
             # which takes an event every R cycles, needs little queue ahead of it.
-            ingress = self._queue(width=Ingress.size, depth=8 if self.clocking == "gals" else 2,
+            ingress = self._queue(width=Ingress.size,
+                                  depth=8 if self.clocking == Clocking.GALS else 2,
                                   w_domain="sync", r_domain=domain)
             # Room for every spike of an update and its DONE token: an update can always finish,
             # whatever the mesh is doing, so that the core returns to taking events. Without it
@@ -306,7 +307,7 @@ class Chip(wiring.Component):
 
             m.submodules[f"expander_{x}_{y}"] = expander = RouteExpander(
                 x=x, y=y, neurons=config.shape.neurons, destinations=config.destinations)
-            if self.clocking == "single" and self.registered_reads:
+            if self.clocking == Clocking.SINGLE and self.registered_reads:
                 # A register between the queue's block RAM and the expander, whose route-table
                 # address the spike is: block RAM's read data comes late in the cycle.
                 m.submodules[f"egress_stage_{x}_{y}"] = stage = SyncFIFOBuffered(
@@ -327,7 +328,7 @@ class Chip(wiring.Component):
             core_req = Signal(core.memory_map.request_layout)
             m.d.comb += [core_req.addr.as_value().eq(req.addr), core_req.write.eq(req.write),
                          core_req.data.eq(req.data)]
-            if self.clocking == "gals":
+            if self.clocking == Clocking.GALS:
                 req_fifo = AsyncFIFO(width=core.memory_map.request_layout.size, depth=4,
                                      w_domain="sync", r_domain=domain)
                 resp_fifo = AsyncFIFO(width=core.memory_map.data_bits, depth=4,

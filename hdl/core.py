@@ -5,34 +5,35 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2, exact_log2
+from amaranth.utils import bits_for, exact_log2
 
-from ..sim.golden import AXON_LIMIT, CoreShape, ResetMode
+from .abi import (AXON_BITS, COUNTER_BITS, COUNTERS, NEURON_BITS, REGISTERS, CoreMemoryMap,
+                  CoreShape, MemoryStyle, Region, Register)
 from .counter import Counter
 from .lif import LIFDatapath
-from .memory_map import COUNTER_BITS, CoreMemoryMap, MemoryBusSignature, Reg, Region
-from .synapse import MEMORY_STYLES, SynapseMemory
+from .memory_map import MemoryBusSignature
+from .synapse import SynapseMemory
 
 __all__ = ["AxonEvent", "NeuronSpike", "Handshake", "LIFCore"]
 
 #: What enters a core: one event for one axon. The field is wide enough for any core, so that
 #: an event for an axon the core does not have can be seen, dropped and counted.
-AxonEvent = data.StructLayout({"axon": unsigned(ceil_log2(AXON_LIMIT))})
+AxonEvent = data.StructLayout({"axon": unsigned(AXON_BITS)})
 #: What leaves a core: the index of a neuron that spiked.
-NeuronSpike = data.StructLayout({"neuron": unsigned(8)})
+NeuronSpike = data.StructLayout({"neuron": unsigned(NEURON_BITS)})
 
 LANE_CHOICES = (1, 2, 4, 8, 16)
 
 #: The counters that ``dsp_counters`` puts in DSP blocks on an iCE40 (three per core: a
 #: two-core UP5K chip has two DSP blocks left for the chip's tick count and the link's clock).
-DSP_COUNTERS = (Reg.EVENTS, Reg.SOPS, Reg.TICKS)
+DSP_COUNTERS = (Register.EVENTS, Register.SOPS, Register.TICKS)
 
 #: A command without payload whose transfer (``valid & ready``) marks its completion.
 Handshake = wiring.Signature({"valid": Out(1), "ready": In(1)})
 
 
 class LIFCore(wiring.Component):
-    """A core of ``N`` LIF neurons with ``A`` axons (DESIGN.md, semantics 1 and 2).
+    """A core of ``N`` LIF neurons with ``A`` axons (docs/semantics.md: delivery, update).
 
     **Events.** An accepted event for axon ``a < A`` reads the ``R = ceil(N / P)`` synapse words
     of row ``a``, ``P`` weights per cycle, and adds them into the accumulators ``I``: ``R``
@@ -59,8 +60,8 @@ class LIFCore(wiring.Component):
         ``A``, ``N``, ``w_bits``, ``v_bits``, ``events_per_tick``.
     lanes : int
         ``P``, weights read per cycle: 1, 2, 4, 8 or 16.
-    memory : str
-        Synapse memory style: ``"block"`` or ``"spram"`` (see :class:`SynapseMemory`).
+    memory : MemoryStyle
+        Where the synapses live (:class:`~spikefab.hdl.abi.MemoryStyle`, or its name).
     spike_fifo_depth : int
         Depth of the spike output queue; more than the datapath's latency (3, or 4 with
         ``register_reads``). 0 builds none: ``spikes`` then carries each spike in the one cycle
@@ -97,15 +98,15 @@ class LIFCore(wiring.Component):
         On a bad parameter; the message names it and shows its value.
     """
 
-    def __init__(self, shape: CoreShape, *, lanes: int = 8, memory: str = "block",
-                 spike_fifo_depth: int = 8, register_reads: bool = False,
+    def __init__(self, shape: CoreShape, *, lanes: int = 8,
+                 memory: MemoryStyle = MemoryStyle.BLOCK, spike_fifo_depth: int = 8,
+                 register_reads: bool = False,
                  dsp_counters: bool = False):
         if not isinstance(shape, CoreShape):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
         if lanes not in LANE_CHOICES:
             raise ValueError(f"lanes must be one of {LANE_CHOICES}, not {lanes!r}")
-        if memory not in MEMORY_STYLES:
-            raise ValueError(f"memory must be one of {MEMORY_STYLES}, not {memory!r}")
+        memory = MemoryStyle.cast(memory, "memory")
         if (isinstance(spike_fifo_depth, bool) or not isinstance(spike_fifo_depth, int)
                 or not (LIFDatapath.LATENCY + int(bool(register_reads)) < spike_fifo_depth <= 256
                         or spike_fifo_depth == 0)):
@@ -164,16 +165,23 @@ class LIFCore(wiring.Component):
         for port in (v_rd, b_rd, i_rd):
             m.d.comb += port.en.eq(0)
 
-        # Registers and counters.
-        threshold = Signal(shape.v_bits - 1, init=shape.v_max)
-        leak = Signal(range(shape.v_bits))
-        reset_mode = Signal(ResetMode)
+        # Registers and counters, as the register table (REGISTERS) defines them: each parameter
+        # exactly as wide as its range, starting at its reset value.
+        params = {}
+        for reg, spec in REGISTERS.items():
+            if not spec.counter:
+                lo, hi = spec.range_of(shape)
+                # (RESET's signal is "reset_mode": "reset" is the domain's reset.)
+                name = "reset_mode" if reg == Register.RESET else spec.name
+                params[reg] = Signal(range(lo, hi + 1), init=spec.reset_of(shape), name=name)
+        threshold, leak, reset_mode = (params[Register.THRESHOLD], params[Register.LEAK],
+                                       params[Register.RESET])
         counters = {}
-        for reg, step in ((Reg.EVENTS, 1), (Reg.SOPS, n_neurons), (Reg.TICKS, 1),
-                          (Reg.DROP_RANGE, 1), (Reg.DROP_BUDGET, 1)):
+        for reg in COUNTERS:
+            step = n_neurons if reg == Register.SOPS else 1   # a delivered event is N SOPs
             counters[reg] = counter = Counter(COUNTER_BITS, step_width=bits_for(step),
                                               dsp=self.dsp_counters and reg in DSP_COUNTERS)
-            m.submodules[reg.name.lower()] = counter
+            m.submodules[REGISTERS[reg].name] = counter
             m.d.comb += counter.step.eq(step)
         delivered = Signal(range(shape.events_per_tick + 1))  # in-range events this tick
 
@@ -267,17 +275,19 @@ class LIFCore(wiring.Component):
             ((region == Region.SYNAPSE) & (offset < mm.synapse_words)) |
             (((region == Region.MEMBRANE) | (region == Region.BIAS) |
               (region == Region.ACCUMULATOR)) & (offset < n_neurons)) |
-            ((region == Region.REGISTER) & (offset < len(Reg))))
+            ((region == Region.REGISTER) & (offset < len(Register))))
         # Registered: BUS_ACCESS comes at least a cycle after ``req`` is taken, and the offset
         # comparisons are carry chains that would otherwise feed the memories' write enables.
         in_region_q = Signal()
         m.d.sync += in_region_q.eq(in_region)
-        # So are the value checks of a parameter write (a value the golden model would reject
-        # is ignored): a 32-bit comparison would otherwise feed the parameter's enable.
-        threshold_ok, leak_ok, reset_ok = Signal(), Signal(), Signal()
-        m.d.sync += [threshold_ok.eq((req.data >= 1) & (req.data <= shape.v_max)),
-                     leak_ok.eq(req.data < shape.v_bits),
-                     reset_ok.eq(req.data <= max(ResetMode))]
+        # So are the range checks of a parameter write (a value outside the register's range,
+        # one the golden model would reject, is ignored): a 32-bit comparison would otherwise
+        # feed the parameter's enable.
+        param_ok = {}
+        for reg in params:
+            lo, hi = REGISTERS[reg].range_of(shape)
+            param_ok[reg] = ok = Signal(name=f"{REGISTERS[reg].name}_ok")
+            m.d.sync += ok.eq((req.data >= lo) & (req.data <= hi) if lo else req.data <= hi)
         req_lane = offset[:lane_bits] if lanes > 1 else C(0, 1)
         # One lane multiplexer on the I port for the datapath and the bus: a neuron is in the
         # datapath's first stage (s1_valid) only during an update, which no bus access overlaps.
@@ -292,8 +302,7 @@ class LIFCore(wiring.Component):
         else:
             v_q, b_q, i_q = v_rd.data, b_rd.data, i_lane
 
-        registers = {Reg.THRESHOLD: threshold, Reg.LEAK: leak, Reg.RESET: reset_mode,
-                     **{reg: counter.value for reg, counter in counters.items()}}
+        registers = {**params, **{reg: counter.value for reg, counter in counters.items()}}
 
         # A synapse write happens in the cycle after BUS_ACCESS (BUS_SYNAPSE): its enable comes
         # from a register, not from the state decode, since it fans out to every block of a
@@ -311,16 +320,17 @@ class LIFCore(wiring.Component):
 
         def accept_event():
             with m.If(self.events.payload.axon >= shape.axons):
-                m.d.comb += counters[Reg.DROP_RANGE].en.eq(1)
+                m.d.comb += counters[Register.DROP_RANGE].en.eq(1)
             with m.Elif(delivered >= shape.events_per_tick):
-                m.d.comb += counters[Reg.DROP_BUDGET].en.eq(1)
+                m.d.comb += counters[Register.DROP_BUDGET].en.eq(1)
             with m.Else():
                 m.d.sync += [
                     ev_addr.eq(self.events.payload.axon * rows),
                     ev_row.eq(0),
                     delivered.eq(delivered + 1),
                 ]
-                m.d.comb += [counters[Reg.EVENTS].en.eq(1), counters[Reg.SOPS].en.eq(1)]
+                m.d.comb += [counters[Register.EVENTS].en.eq(1),
+                             counters[Register.SOPS].en.eq(1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -380,7 +390,7 @@ class LIFCore(wiring.Component):
                 with m.Elif((pipeline == 0) & (spikes_queued == 0) & ~s1_valid):
                     m.d.comb += self.update.ready.eq(1)
                     m.d.sync += delivered.eq(0)
-                    m.d.comb += counters[Reg.TICKS].en.eq(1)
+                    m.d.comb += counters[Register.TICKS].en.eq(1)
                     m.next = "IDLE"
 
             with m.State("BUS_READ"):
@@ -419,20 +429,15 @@ class LIFCore(wiring.Component):
                                 # enable alone). The word written to I is then a sum or
                                 # zero, which the adder's own LUT gives (an I that could be
                                 # loaded with any value would cost a LUT per bit of every
-                                # lane: 144 in the UP5K's layer-1 core).
+                                # lane).
                                 m.d.comb += [i_wr.addr.eq(req_row),
                                              i_wr.en.eq(C(1, lanes) << req_lane)]
                             with m.Case(Region.REGISTER):
                                 with m.Switch(offset):
-                                    with m.Case(Reg.THRESHOLD):
-                                        with m.If(threshold_ok):
-                                            m.d.sync += threshold.eq(req.data)
-                                    with m.Case(Reg.LEAK):
-                                        with m.If(leak_ok):
-                                            m.d.sync += leak.eq(req.data)
-                                    with m.Case(Reg.RESET):
-                                        with m.If(reset_ok):
-                                            m.d.sync += reset_mode.eq(req.data)
+                                    for reg, param in params.items():
+                                        with m.Case(reg):
+                                            with m.If(param_ok[reg]):
+                                                m.d.sync += param.eq(req.data)
                                     # A write clears a counter (see Counter: a load
                                     # would cost a multiplexer per bit).
                                     for reg, counter in counters.items():

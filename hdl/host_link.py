@@ -19,13 +19,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
-from ..firmware.protocol import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
-                                 MAX_OUTPUTS, ChipInfo, Command, Region, Status, TileInfo)
-from .aer import AERPacket, PacketKind
+from .abi import (ADDRESS_BYTES, AXON_BITS, CORE_REGIONS, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC,
+                  MAX_FRAME, MAX_OUTPUTS, AERPacket, ChipInfo, Command, CoreMemoryMap, EventWord,
+                  OutputRecord, PacketKind, Region, Status, TileInfo)
 from .chip import Chip, Space, chip_request_layout
 from .core import Handshake
 from .counter import Counter
-from .memory_map import CoreMemoryMap
 
 __all__ = ["chip_info", "FrameReceiver", "FrameSender", "ResponseByte", "HostLink"]
 
@@ -47,7 +46,7 @@ def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int) -> 
     for position in [(x, y) for y in range(rows) for x in range(cols)]:
         config = tiles[position]
         mm = CoreMemoryMap(config.shape, config.lanes)
-        regions = [mm.region_size(r) for r in range(Region.REGISTER + 1)]
+        regions = [mm.region_size(r) for r in CORE_REGIONS]
         regions += [config.shape.neurons, config.destinations]
         infos.append(TileInfo(config.shape.axons, config.shape.neurons, config.shape.w_bits,
                               config.shape.v_bits, config.lanes, config.shape.events_per_tick,
@@ -456,7 +455,7 @@ class HostLink(wiring.Component):
         gather_max = max(12, wb)   # the header, or one memory word
         j = Signal(range(gather_max + 2))
         tile = Signal(8)
-        region = Signal(3)
+        region = Signal(Region.as_shape())
         # After the checks, an offset lies within its region and every count within a region,
         # a frame or the output queue: registers that wide, not the fields' 32 bits.
         count_limit = max([size for t in info.tiles for size in t.regions]
@@ -464,12 +463,12 @@ class HostLink(wiring.Component):
         offset = Signal(range(count_limit + 1))
         remaining = Signal(range(count_limit + 1))
         word = hdr[-word_bits:]
-        event = hdr[-16:]
+        event = EventWord(hdr[-EventWord.size:])
         resetting = Signal()
         ticks_left = Signal(16)
         settle = Signal(2)
-        # The chip's quiet, registered (it sums the whole chip's activity; on the iCE40 it
-        # was the critical path into this state machine). A cycle late is safe: a tick taken
+        # The chip's quiet, registered: it sums the whole chip's activity, a long path to put in
+        # front of this state machine's decisions. A cycle late is safe: a tick taken
         # in cycle t, or an event sent, makes the chip not quiet from t + 1, and WAIT_QUIET
         # comes at t + 2 at the earliest, so sees it; and with nothing sent the chip, once
         # quiet, stays quiet.
@@ -527,14 +526,15 @@ class HostLink(wiring.Component):
         # The stored bytes are registered first: the receiver's unescaping is already a long
         # path from the UART, and the check (a tile's axon count) would follow it. The verdict
         # is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come first).
-        axons = Array(Const(t.axons, 11) for t in info.tiles)
+        axons = Array(Const(t.axons, AXON_BITS + 1) for t in info.tiles)
         stored = Signal()
         stored_addr, stored_data = Signal(FRAME_ADDR_BITS), Signal(8)
         m.d.sync += [stored.eq(receiver.store), stored_addr.eq(receiver.store_addr),
                      stored_data.eq(receiver.store_data)]
         low_byte = Signal(8)
         pair = Cat(low_byte, stored_data)
-        pair_axon, pair_x, pair_y = pair[0:10], pair[10:13], pair[13:16]
+        pair_event = EventWord(pair)
+        pair_axon, pair_x, pair_y = pair_event.axon, pair_event.x, pair_event.y
         pair_check = Signal()
         with m.If((pair_x < info.cols) & (pair_y < info.rows)):
             m.d.comb += pair_check.eq(pair_axon < axons[pair_y * info.cols + pair_x])
@@ -546,10 +546,9 @@ class HostLink(wiring.Component):
         with m.If(receiver.frame.ready):   # the frame is released: the next one starts afresh
             m.d.sync += [pair_ok.eq(1), events_ok.eq(1)]
 
-        ev_axon, ev_x, ev_y = event[0:10], event[10:13], event[13:16]
         m.d.comb += [self.host_in.payload.kind.eq(PacketKind.EVENT),
-                     self.host_in.payload.x.eq(ev_x), self.host_in.payload.y.eq(ev_y),
-                     self.host_in.payload.body.event.axon.eq(ev_axon)]
+                     self.host_in.payload.x.eq(event.x), self.host_in.payload.y.eq(event.y),
+                     self.host_in.payload.body.event.axon.eq(event.axon)]
 
         m.submodules.info_rom = info_rom = Memory(shape=8, depth=len(info.encode()),
                                                   init=list(info.encode()))
@@ -559,8 +558,11 @@ class HostLink(wiring.Component):
 
         out_event = Signal(AERPacket)
         m.d.comb += out_event.eq(outputs.r_data)
-        out_bytes = Cat(out_event.body.output.neuron, out_event.x, out_event.y, Const(0, 2),
-                        out_event.body.output.tick)
+        out_record = Signal(OutputRecord)
+        m.d.comb += [out_record.neuron.eq(out_event.body.output.neuron),
+                     out_record.x.eq(out_event.x), out_record.y.eq(out_event.y),
+                     out_record.tick.eq(out_event.body.output.tick)]
+        out_bytes = out_record.as_value()
 
         ok_header = Cat(seq, Const(Status.OK, 8))
 

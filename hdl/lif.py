@@ -1,10 +1,10 @@
-"""The LIF update datapath: rule 2 of DESIGN.md, pipelined for one neuron per cycle."""
+"""The LIF update datapath: docs/semantics.md#update, pipelined for one neuron per cycle."""
 
 from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sim.golden import CoreShape, ResetMode
+from .abi import CoreShape, ResetMode
 
 __all__ = ["LIFDatapath"]
 

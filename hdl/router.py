@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .aer import AERPacket, MESH_LIMIT, PacketKind
+from .abi import AERPacket, MESH_LIMIT, PacketKind
 
 __all__ = ["Port", "PortSignature", "RouterNode", "xy_port"]
 

@@ -6,10 +6,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["MEMORY_STYLES", "SynapseMemory"]
+from .abi import MemoryStyle
 
-#: ``"block"``: ordinary block RAM (iCE40 EBR, ECP5 DP16KD); ``"spram"``: iCE40 UP5K SPRAM.
-MEMORY_STYLES = ("block", "spram")
+__all__ = ["SynapseMemory"]
 
 
 class SynapseMemory(wiring.Component):
@@ -39,7 +38,7 @@ class SynapseMemory(wiring.Component):
     w_bits : int
         Width of one signed weight.
     style : str
-        One of :data:`MEMORY_STYLES`.
+        A :class:`~spikefab.hdl.abi.MemoryStyle` (or its name).
     registered : bool
         Register the read data (see above).
 
@@ -53,10 +52,9 @@ class SynapseMemory(wiring.Component):
     #: bank maps to blocks side by side, without a multiplexer between them.
     BANK_DEPTH = 4096
 
-    def __init__(self, *, depth: int, lanes: int, w_bits: int, style: str = "block",
-                 registered: bool = False):
-        if style not in MEMORY_STYLES:
-            raise ValueError(f"memory style must be one of {MEMORY_STYLES}, not {style!r}")
+    def __init__(self, *, depth: int, lanes: int, w_bits: int,
+                 style: MemoryStyle = MemoryStyle.BLOCK, registered: bool = False):
+        style = MemoryStyle.cast(style, "memory style")
         self.depth = depth
         self.style = style
         self.registered = bool(registered)
@@ -74,9 +72,9 @@ class SynapseMemory(wiring.Component):
         # The read is suppressed in a cycle that writes: no read-write collision can happen,
         # and yosys need not build logic for one (``no_rw_check``).
         attrs = {"no_rw_check": 1}
-        if self.style == "spram":
+        if self.style == MemoryStyle.SPRAM:
             attrs["ram_style"] = "huge"
-        banked = self.registered and self.style == "block" and self.depth > self.BANK_DEPTH
+        banked = self.registered and self.style == MemoryStyle.BLOCK and self.depth > self.BANK_DEPTH
         bank_depth = self.BANK_DEPTH if banked else self.depth
         low_bits = ceil_log2(bank_depth)
         banks = []

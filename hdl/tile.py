@@ -12,41 +12,33 @@ The core runs in its own clock domain; everything else of the tile runs in the m
   controller that this core's update has finished and all its packets have been sent.
 """
 
-import enum
-
 from amaranth.hdl import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .aer import AERPacket, COORD_BITS, PacketKind, TICK_BITS
+from .abi import (AERPacket, AXON_BITS, NEURON_BITS, ROUTE_INDEX_BITS, TICK_BITS,
+                  PacketKind, RouteDest, RouteEntry)
 from .core import AxonEvent, Handshake, NeuronSpike
 
-__all__ = ["IngressKind", "EgressKind", "Ingress", "Egress", "RouteEntry", "RouteDest",
+__all__ = ["IngressKind", "EgressKind", "Ingress", "Egress",
            "IngressWriter", "CoreSequencer", "RouteExpander"]
 
 
-class IngressKind(enum.IntEnum):
+class IngressKind(enum.IntEnum, shape=1):
     EVENT = 0
     TICK = 1
 
 
-class EgressKind(enum.IntEnum):
+class EgressKind(enum.IntEnum, shape=1):
     SPIKE = 0
     DONE = 1
 
 
-Ingress = data.StructLayout({"kind": unsigned(1), "axon": unsigned(10)})
-Egress = data.StructLayout({"kind": unsigned(1), "neuron": unsigned(8)})
+Ingress = data.StructLayout({"kind": IngressKind, "axon": unsigned(AXON_BITS)})
+Egress = data.StructLayout({"kind": EgressKind, "neuron": unsigned(NEURON_BITS)})
 
-#: Route table, per neuron: its destinations are ``dest[start : start + count]``.
-ROUTE_INDEX_BITS = 10
-RouteEntry = data.StructLayout({
-    "start": unsigned(ROUTE_INDEX_BITS), "count": unsigned(ROUTE_INDEX_BITS + 1),
-    "to_host": unsigned(1)})
-RouteDest = data.StructLayout({"x": unsigned(COORD_BITS), "y": unsigned(COORD_BITS),
-                               "axon": unsigned(10)})
 
 
 class IngressWriter(wiring.Component):

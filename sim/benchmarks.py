@@ -10,7 +10,8 @@ import numpy as np
 
 from .core_rtl import core_build, simulate_core
 from .encoding import rate_encode
-from .golden import CoreModel, CoreShape, NeuronConfig, ResetMode
+from .golden import CoreModel, NeuronConfig
+from ..hdl.abi import CoreShape, ResetMode
 from .scenario import CoreScenario
 
 __all__ = ["event_cost", "golden_throughput", "mnist_figures", "mnist_table", "router_throughput", "router_latency", "chip_figures",
@@ -68,7 +69,15 @@ def golden_throughput(batch: int, *, steps: int = 25, repeats: int = 3, seed: in
             "encode_images_per_second": batch / encode_seconds}
 
 
-def run_benchmarks(*, quick: bool = False) -> str:
+def run_benchmarks(*, quick: bool = False, progress=None) -> str:
+    """BENCHMARKS.md's tables; ``progress``, if given, is called with a line of text as each
+    measurement starts."""
+    start = time.perf_counter()
+
+    def say(text: str) -> None:
+        if progress:
+            progress(f"{text} ({time.perf_counter() - start:.0f} s so far)")
+
     lines = [f"machine: {platform.machine()}, {platform.python_implementation()} "
              f"{platform.python_version()}, numpy {np.__version__}", ""]
     configs = [(CoreShape(1024, 128, w_bits=8), 8), (CoreShape(256, 256, w_bits=4), 16),
@@ -79,6 +88,8 @@ def run_benchmarks(*, quick: bool = False) -> str:
     lines += ["| core (A x N, w_bits, P) | ceil(N/P) | cycles/event | over bound | "
               "cycles/update | RTL sim cycles/s |", "|---|---|---|---|---|---|"]
     for shape, lanes in configs:
+        say(f"event cost of a {shape.axons} x {shape.neurons} core, {lanes} lanes (RTL "
+            f"simulation; the first time, its build) ...")
         r = event_cost(shape, lanes, ticks=32 if quick else 64)
         lines.append(f"| {shape.axons} x {shape.neurons}, {shape.w_bits}, {lanes} | "
                      f"{r['bound']} | {r['cycles_per_event']:.2f} | "
@@ -87,17 +98,21 @@ def run_benchmarks(*, quick: bool = False) -> str:
     lines += ["", "| golden model, 784 x 128, T = 25 | neuron updates/s | images/s | "
               "encoder images/s |", "|---|---|---|---|"]
     for batch in ((1, 100) if quick else (1, 100, 1000)):
+        say(f"golden model throughput, batch {batch} ...")
         r = golden_throughput(batch)
         lines.append(f"| batch {batch} | {r['neuron_updates_per_second']:,.0f} | "
                      f"{r['images_per_second']:,.0f} | {r['encode_images_per_second']:,.0f} |")
     lines += ["", "| router node (6 ports, all inputs offering, outputs ready) | packets/cycle "
               "| per port | busiest output |", "|---|---|---|---|"]
     for traffic in ("uniform", "hot-spot"):
+        say(f"router node throughput, {traffic} traffic (Amaranth simulation) ...")
         r = router_throughput(traffic, cycles=500 if quick else 2000)
         lines.append(f"| {traffic} | {r['packets_per_cycle']:.2f} | {r['per_port']:.2f} | "
                      f"{r['busiest_output']:.2f} |")
+    say("router latency per hop ...")
     lines.append(f"\nrouter latency per hop, no contention: {router_latency()} cycles")
     if not quick:
+        say("a 2 x 2 chip in RTL simulation (the first time, its build) ...")
         r = chip_figures()
         lines += ["", "| 2 x 2 chip, RTL simulation, all clocks equal | value |", "|---|---|",
                   f"| mesh cycles per empty tick (barrier overhead) | "
@@ -106,10 +121,16 @@ def run_benchmarks(*, quick: bool = False) -> str:
                   f"{r['recurrent_cycles_per_tick']:.1f} |",
                   f"| synaptic ops per mesh cycle | {r['sops_per_mesh_cycle']:.2f} |",
                   f"| synaptic ops per second of simulation | {r['sops_per_second']:,.0f} |"]
+    say("MNIST over the host link: wire bytes, the golden model and the RTL simulation of the "
+        "icebreaker chip (the first time, its build: minutes) ...")
     lines += ["", link_table(link_figures(images=5 if quick else 20,
                                           sim_images=1 if quick else 3))]
-    lines += ["", mnist_table([mnist_figures(model, sim_images=2 if quick else 10)
-                               for model in ("mnist-accurate", "mnist-fast")])]
+    rows = []
+    for model in ("mnist-accurate", "mnist-fast"):
+        say(f"shipped model {model}: the bundled slice on the golden model, then the RTL "
+            f"simulation ...")
+        rows.append(mnist_figures(model, sim_images=2 if quick else 10))
+    lines += ["", mnist_table(rows)]
     return "\n".join(lines)
 
 
@@ -118,9 +139,11 @@ def mnist_figures(model: str, *, sim_images: int = 10, repeats: int = 3, seed: i
     accuracy, golden-model images/s (batched; best of ``repeats``), synaptic ops per image, and
     the first ``sim_images`` through the RTL simulation: cycles per image and whether every
     output event, final membrane and synaptic-op count equals the golden model's."""
-    from ..firmware.driver import GoldenChip, Link, LinkChip, SimTransport
+    from ..firmware.driver import Link, LinkChip
+    from .golden_chip import GoldenChip
+    from .link_rtl import SimTransport
     from ..firmware.mnist import bundled_slice
-    from ..firmware.profiles import get_profile
+    from ..hdl.profiles import get_profile
     from ..firmware.run import load_network
     profile = get_profile("icebreaker")
     image, steps = load_network(model, profile="icebreaker", seed=seed)
@@ -186,7 +209,7 @@ def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1) -> dic
     every input always offers a packet, every output is always ready. ``uniform``: each packet
     goes to a random tile (or the host); ``hot-spot``: every packet goes to the local core."""
     from amaranth.sim import Simulator
-    from ..hdl.aer import pack_event, pack_output
+    from ..hdl.abi import pack_event, pack_output
     from ..hdl.router import RouterNode
     node = RouterNode(x=1, y=1, cols=3, rows=3, axons=[[16] * 3] * 3, host=(1, 1))
     rng = np.random.default_rng(seed)
@@ -227,7 +250,7 @@ def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1) -> dic
 def router_latency() -> int:
     """Cycles from a packet's input handshake to its output ``valid``, with no contention."""
     from amaranth.sim import Simulator
-    from ..hdl.aer import pack_event
+    from ..hdl.abi import pack_event
     from ..hdl.router import RouterNode
     node = RouterNode(x=0, y=0, cols=2, rows=1, axons=[[16, 16]])
     result = {}
@@ -302,9 +325,12 @@ def link_figures(*, images: int = 20, sim_images: int = 3, steps: int = 25, seed
     Network: the seeded random 784-128-10 network of ``spikefab run --model random`` on the
     ``icebreaker`` profile, images from the bundled slice.
     """
-    from ..firmware.driver import GoldenChip, Link, LinkChip, ModelTransport, SimTransport
+    from ..firmware.driver import Link, LinkChip
+    from .golden_chip import GoldenChip
+    from .link_model import ModelTransport
+    from .link_rtl import SimTransport
     from ..firmware.mnist import bundled_slice
-    from ..firmware.profiles import get_profile
+    from ..hdl.profiles import get_profile
     from ..firmware.run import load_network
     profile = get_profile("icebreaker")
     image, _ = load_network("random", profile="icebreaker", seed=seed)

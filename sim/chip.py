@@ -1,4 +1,4 @@
-"""The golden model of a chip: a mesh of cores joined by routing tables (DESIGN.md rules 3-5).
+"""The golden model of a chip: a mesh of cores joined by routing tables (docs/semantics.md).
 
 Each tick ``t``: every event of the tick is delivered (host events for ``t``, and the events
 that the spikes of tick ``t - 1`` were routed to), then every core updates; a spike of neuron
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .golden import MESH_LIMIT, CoreModel, CoreShape, NeuronConfig
+from .golden import CoreModel, NeuronConfig
+from ..hdl.abi import CoreShape, MESH_LIMIT
 
 __all__ = ["CoreProgram", "ChipProgram", "ChipModel", "OutputEvent"]
 

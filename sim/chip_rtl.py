@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chip import ChipModel, ChipProgram, CoreProgram
-from .golden import CoreShape, NeuronConfig, ResetMode
+from .golden import NeuronConfig
+from ..hdl.abi import CoreShape, ResetMode
 from .runner import RTLBuild
 from .scenario import Pattern
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .golden import CoreShape
+from ..hdl.abi import CoreShape
 from .runner import RTLBuild
 from .scenario import CoreScenario, CoreTrace
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..firmware.driver import RunResult
+from ..hdl.abi import CoreShape, ResetMode
 from .core_rtl import simulate_core
 from .encoding import rate_encode
-from .golden import CoreShape, NeuronConfig, ResetMode
+from .golden import NeuronConfig
 from .scenario import CoreScenario, CoreTrace, Pattern, compare_traces
 
 __all__ = ["DemoResult", "demo_scenario", "run_demo", "raster", "MnistDemo", "run_mnist_demo"]
@@ -108,9 +110,11 @@ class MnistDemo:
     steps: int
     labels: np.ndarray
     indices: np.ndarray
-    rtl: "RunResult"
-    golden: "RunResult"
+    rtl: RunResult
+    golden: RunResult
     build_seconds: float
+    sizes: list | None = None     #: the network's layer sizes, e.g. [784, 128, 10]
+    held_out: bool = False        #: a shipped model, never trained on the bundled images
 
     @property
     def disagreements(self) -> list[str]:
@@ -135,10 +139,13 @@ class MnistDemo:
         rtl_ok = int((self.rtl.predictions == self.labels).sum())
         golden_ok = int((self.golden.predictions == self.labels).sum())
         events = sum(len(e) for e in self.rtl.outputs)
+        shape = f"{'-'.join(map(str, self.sizes))}, " if self.sizes else ""
+        model = self.model + (" (untrained: chance accuracy)" if self.model == "random" else "")
         lines = [
-            f"MNIST on the {self.profile} chip (784-128-10, host link), model {self.model}, "
+            f"MNIST on the {self.profile} chip ({shape}host link), model {model}, "
             f"T = {self.steps}, {count} bundled images (training-file images "
-            f"{int(self.indices[0])}..{int(self.indices[-1])}, never trained on)",
+            f"{int(self.indices[0])}..{int(self.indices[-1])}"
+            f"{', never trained on' if self.held_out else ''})",
             "",
             "image  label  RTL  golden   output spikes per class (RTL)",
         ]
@@ -169,7 +176,7 @@ def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int 
                    profile: str = "icebreaker", progress=None) -> MnistDemo:
     """Run ``count`` bundled MNIST images through the RTL simulation of ``profile``'s chip and
     through the golden model."""
-    from ..firmware.driver import Chip
+    from ..firmware.targets import open_chip
     from ..firmware.mnist import bundled_slice
     from ..firmware.run import load_network
     dataset = bundled_slice()
@@ -180,9 +187,21 @@ def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int 
     results = {}
     for target in ("golden", "sim"):
         start = time.perf_counter()
-        with Chip.open(target, profile=profile) as chip:
+        with open_chip(target, profile=profile) as chip:
             build_seconds = time.perf_counter() - start
             chip.load(image)
             results[target] = chip.run(spikes, progress=progress if target == "sim" else None)
     return MnistDemo(model, profile, steps, dataset.labels[:count], dataset.indices[:count],
-                     results["sim"], results["golden"], build_seconds)
+                     results["sim"], results["golden"], build_seconds,
+                     sizes=image.meta.get("sizes") or [image.inputs, image.classes],
+                     held_out=_shipped(image))
+
+
+def _shipped(image) -> bool:
+    """Whether ``image`` holds a shipped model: those were trained on training-file images
+    0-54999 only (firmware/models/README.md), so the bundled slice (59000-59999) is held out."""
+    from ..firmware.model import Model
+    from ..firmware.run import BUNDLED_MODELS, model_path
+    digest = image.meta.get("sha256")
+    return bool(digest) and any(Model.load(model_path(name)).digest() == digest
+                                for name in BUNDLED_MODELS)

@@ -1,16 +1,18 @@
-"""The golden model: DESIGN.md's neuron and tick semantics, executable and bit-exact.
+"""The golden model: it implements the spec in docs/semantics.md, executable and bit-exact.
 
 Everything that claims to be spikefab (the RTL, the trainer, the driver) is checked against this
-module. It imports NumPy only, never a simulator, and it is vectorized over neurons *and* over a
-batch of independent runs, so one object can carry many images at once.
+module. It imports NumPy and the formats (``hdl/abi.py``) only, never a simulator or gateware,
+and it is vectorized over neurons *and* over a batch of independent runs, so one object can
+carry many images at once.
 
 Semantics of one core (all integers are two's complement):
 
 1. **Delivery.** An event for axon ``a`` does ``I[n] += W[a][n]`` for every neuron ``n``. At most
    ``events_per_tick`` in-range events are delivered per tick; later ones are dropped and counted,
    and so are events for axons ``a >= A``. The accumulator ``I`` is exactly wide enough for the
-   event budget (:attr:`CoreShape.accumulator_bits`), so it never overflows and delivery order
-   cannot change a result.
+   event budget (:attr:`CoreShape.accumulator_bits`), so it never overflows and, within the
+   budget, delivery order cannot change a result (past it, which events are dropped depends
+   on their order: docs/semantics.md, "Event budget").
 2. **Update**, at the end of every tick, for every neuron::
 
        L  = V if k == 0 else V - (V >> k)      # >> is arithmetic: floor division by 2**k
@@ -22,113 +24,17 @@ Semantics of one core (all integers are two's complement):
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
+from ..hdl.abi import CoreShape, Register, ResetMode, check_int
+
 __all__ = [
-    "AXON_LIMIT", "NEURON_LIMIT", "MESH_LIMIT", "ResetMode", "CoreShape", "NeuronConfig", "CoreCounters",
+    "NeuronConfig", "CoreCounters",
     "CoreModel", "lif_update", "saturate", "decode",
 ]
-
-#: Largest number of axons a core may have; the event's axon field is this wide.
-AXON_LIMIT = 1024
-#: Largest number of neurons a core may have.
-NEURON_LIMIT = 256
-#: Largest mesh side: chips have up to MESH_LIMIT x MESH_LIMIT cores.
-MESH_LIMIT = 8
-
-
-class ResetMode(enum.IntEnum):
-    """What a neuron's membrane becomes after it spikes (value = the hardware register encoding)."""
-    SUBTRACT = 0  #: ``V' - theta``
-    ZERO = 1      #: ``0``
-
-
-def _signed_bits(lo: int, hi: int) -> int:
-    """Smallest two's complement width that holds every integer in ``[lo, hi]``."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
-
-
-def _check_int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], not {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class CoreShape:
-    """The generics of one core: what the hardware is built with.
-
-    Parameters
-    ----------
-    axons : int
-        ``A``, number of input axons, 1 to :data:`AXON_LIMIT`.
-    neurons : int
-        ``N``, number of neurons, 1 to :data:`NEURON_LIMIT`.
-    w_bits : int
-        Width of a signed synaptic weight: 4 or 8.
-    v_bits : int
-        Width of the signed, saturating membrane (and of the bias): 8 to 24; 16 by default.
-    events_per_tick : int or None
-        Most in-range events delivered per tick; further ones are dropped and counted. The
-        accumulator width follows from it. ``None`` means ``A`` (every axon once per tick).
-
-    Raises
-    ------
-    TypeError, ValueError
-        A parameter is not an integer or is out of range; the message names it and its value.
-    """
-    axons: int
-    neurons: int
-    w_bits: int = 8
-    v_bits: int = 16
-    events_per_tick: int | None = None
-
-    def __post_init__(self):
-        _check_int("axons", self.axons, 1, AXON_LIMIT)
-        _check_int("neurons", self.neurons, 1, NEURON_LIMIT)
-        if isinstance(self.w_bits, bool) or self.w_bits not in (4, 8):
-            raise ValueError(f"w_bits must be 4 or 8, not {self.w_bits!r}")
-        _check_int("v_bits", self.v_bits, 8, 24)
-        if self.events_per_tick is None:
-            object.__setattr__(self, "events_per_tick", self.axons)
-        _check_int("events_per_tick", self.events_per_tick, 1, 65535)
-
-    # Ranges that the hardware widths are derived from.
-    @property
-    def w_min(self) -> int:
-        return -(1 << (self.w_bits - 1))
-
-    @property
-    def w_max(self) -> int:
-        return (1 << (self.w_bits - 1)) - 1
-
-    @property
-    def v_min(self) -> int:
-        return -(1 << (self.v_bits - 1))
-
-    @property
-    def v_max(self) -> int:
-        return (1 << (self.v_bits - 1)) - 1
-
-    @property
-    def accumulator_bits(self) -> int:
-        """Width of ``I``: holds ``events_per_tick`` weights of either extreme, so never overflows."""
-        return _signed_bits(self.events_per_tick * self.w_min, self.events_per_tick * self.w_max)
-
-    @property
-    def counter_bits(self) -> int:
-        """Width of the per-tick event counter that enforces the budget."""
-        return self.events_per_tick.bit_length()
-
 
 @dataclass(frozen=True)
 class NeuronConfig:
@@ -147,9 +53,14 @@ class NeuronConfig:
     leak: int = 0
     reset: ResetMode = ResetMode.SUBTRACT
 
+    def registers(self) -> dict[Register, int]:
+        """The parameter registers that hold this configuration, and their values."""
+        return {Register.THRESHOLD: int(self.threshold), Register.LEAK: int(self.leak),
+                Register.RESET: int(self.reset)}
+
     def validate(self, shape: CoreShape) -> "NeuronConfig":
-        _check_int("threshold", self.threshold, 1, shape.v_max)
-        _check_int("leak", self.leak, 0, shape.v_bits - 1)
+        check_int("threshold", self.threshold, 1, shape.v_max)
+        check_int("leak", self.leak, 0, shape.v_bits - 1)
         try:
             ResetMode(self.reset)
         except ValueError:
@@ -231,7 +142,7 @@ class CoreModel:
         if bias is None:
             bias = np.zeros(shape.neurons, dtype=np.int64)
         self.bias = self._check_array("bias", bias, (shape.neurons,), shape.v_min, shape.v_max)
-        self.batch = _check_int("batch", batch, 1, 1 << 30)
+        self.batch = check_int("batch", batch, 1, 1 << 30)
         self.v = np.zeros((batch, shape.neurons), dtype=np.int32)
         self.i = np.zeros((batch, shape.neurons), dtype=np.int32)
         self._delivered = np.zeros(batch, dtype=np.int64)  # in-range events this tick

@@ -11,26 +11,21 @@ another order; compare those as multisets.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
-from ..firmware.protocol import (ADDRESS_BYTES, MAX_OUTPUTS, ChipInfo, Command, LinkStatus,
-                                 ProtocolError, Region, Register, ROUTE_DEST_BITS,
-                                 ROUTE_ENTRY_BITS, SlipDecoder, Status, frame, pack_output,
-                                 parse_body, unpack_event_word, unpack_route_dest,
-                                 unpack_route_entry)
+from ..firmware.protocol import (SlipDecoder, frame, pack_outputs, parse_body,
+                                 parse_memory_request, parse_outputs_request, parse_run,
+                                 run_answer)
+from ..hdl.abi import (COUNTER_BITS, COUNTERS, MAX_OUTPUTS, REGISTERS, ROUTE_INDEX_BITS, TICK_BITS,
+                       ChipInfo, Command, CoreMemoryMap, LinkStatus, ProtocolError, Region,
+                       Register, ResetMode, RouteDest, RouteEntry, Status, unpack_route_dest,
+                       unpack_route_entry)
 from .chip import ChipModel, ChipProgram, CoreProgram
-from .golden import CoreShape, NeuronConfig, ResetMode
+from .golden import NeuronConfig
 
-__all__ = ["LinkModel"]
+__all__ = ["LinkModel", "ModelTransport"]
 
-COUNTER_MASK = (1 << 32) - 1
-
-
-def _signed(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
+COUNTER_MASK = (1 << COUNTER_BITS) - 1
 
 
 class _Tile:
@@ -38,12 +33,13 @@ class _Tile:
 
     def __init__(self, info):
         self.info = info
-        self.shape = CoreShape(info.axons, info.neurons, info.w_bits, info.v_bits,
-                               info.events_per_tick)
-        self.rows = -(-info.neurons // info.lanes)
-        self.synapse = [0] * (info.axons * self.rows)
+        self.shape = info.shape
+        self.memory_map = CoreMemoryMap(self.shape, info.lanes)
+        self.synapse = [0] * self.memory_map.synapse_words
         self.bias = np.zeros(info.neurons, np.int64)
-        self.threshold, self.leak, self.reset = self.shape.v_max, 0, int(ResetMode.SUBTRACT)
+        #: The parameters, as the core's registers hold them.
+        self.params = {r: spec.reset_of(self.shape) for r, spec in REGISTERS.items()
+                       if not spec.counter}
         self.route_index = [0] * info.regions[Region.ROUTE_INDEX]
         self.route_dest = [0] * info.regions[Region.ROUTE_DEST]
         self._weights = None
@@ -54,20 +50,8 @@ class _Tile:
 
     def weights(self) -> np.ndarray:
         if self._weights is None:
-            self._weights = self._unpack()
+            self._weights = np.array(self.memory_map.weights_of(self.synapse), np.int64)
         return self._weights
-
-    def _unpack(self) -> np.ndarray:
-        info, w = self.info, self.info.w_bits
-        weights = np.zeros((info.axons, info.neurons), np.int64)
-        for a in range(info.axons):
-            for r in range(self.rows):
-                word = self.synapse[a * self.rows + r]
-                for j in range(info.lanes):
-                    n = r * info.lanes + j
-                    if n < info.neurons:
-                        weights[a, n] = _signed(word >> (j * w), w)
-        return weights
 
     def routes(self):
         depth = len(self.route_dest)
@@ -77,7 +61,7 @@ class _Tile:
             start, count, to_host[n] = unpack_route_entry(entry)
             dests = []
             for k in range(count):
-                addr = ((start + k) & 0x3FF) & ((1 << abits) - 1)
+                addr = ((start + k) & ((1 << ROUTE_INDEX_BITS) - 1)) & ((1 << abits) - 1)
                 dests.append(unpack_route_dest(self.route_dest[addr] if addr < depth else 0))
             routes.append(dests)
         return routes, to_host
@@ -106,7 +90,7 @@ class LinkModel:
         self._v = [np.zeros(t.neurons, np.int64) for t in info.tiles]
         self._i = [np.zeros(t.neurons, np.int64) for t in info.tiles]
         self._delivered = [0] * len(info.tiles)
-        self._counters = [[0] * 5 for _ in info.tiles]
+        self._counters = [dict.fromkeys(COUNTERS, 0) for _ in info.tiles]
 
     # ---- bytes ----
     def receive(self, data: bytes) -> bytes:
@@ -155,54 +139,35 @@ class LinkModel:
             self.outputs.clear()
             return b""
         if command in (Command.WRITE, Command.READ, Command.FILL):
-            need = {Command.WRITE: ADDRESS_BYTES + wb, Command.READ: ADDRESS_BYTES + 2,
-                    Command.FILL: ADDRESS_BYTES + 4 + wb}[command]
-            if (len(payload) < need or (command is not Command.WRITE and len(payload) != need)
-                    or (command is Command.WRITE and (len(payload) - ADDRESS_BYTES) % wb)):
-                raise ProtocolError(Status.LENGTH, f"{command.name} payload of {len(payload)} "
-                                                   f"bytes")
-            tile, region, offset = struct.unpack_from("<BBI", payload)
-            if command is Command.WRITE:
-                words = [int.from_bytes(payload[k:k + wb], "little")
-                         for k in range(ADDRESS_BYTES, len(payload), wb)]
-                count = len(words)
-            elif command is Command.READ:
-                (count,) = struct.unpack_from("<H", payload, ADDRESS_BYTES)
-                if not 1 <= count <= info.max_read_words:
-                    raise ProtocolError(Status.ARGUMENT, f"READ of {count} words")
-            else:
-                (count,) = struct.unpack_from("<I", payload, ADDRESS_BYTES)
-                if count < 1:
-                    raise ProtocolError(Status.ARGUMENT, "FILL of 0 words")
-                word = int.from_bytes(payload[ADDRESS_BYTES + 4:], "little")
-                words = None
-            info.check_range(tile, region, offset, count)
+            request = parse_memory_request(command, payload, wb)
+            if command is Command.READ and not 1 <= request.count <= info.max_read_words:
+                raise ProtocolError(Status.ARGUMENT, f"READ of {request.count} words")
+            if command is Command.FILL and request.count < 1:
+                raise ProtocolError(Status.ARGUMENT, "FILL of 0 words")
+            tile, region, offset = request.tile, request.region, request.offset
+            info.check_range(tile, region, offset, request.count)
             self._sync_out()
             if command is Command.READ:
                 return b"".join(self._read(tile, region, offset + k).to_bytes(wb, "little")
-                                for k in range(count))
-            for k in range(count):
-                self._write(tile, region, offset + k, word if words is None else words[k])
+                                for k in range(request.count))
+            for k in range(request.count):
+                word = request.words[0] if command is Command.FILL else request.words[k]
+                self._write(tile, region, offset + k, word)
             return b""
         if command is Command.RUN:
-            if len(payload) < 2 or len(payload) % 2:
-                raise ProtocolError(Status.LENGTH, f"RUN payload of {len(payload)} bytes")
-            (ticks,) = struct.unpack_from("<H", payload)
-            events = [unpack_event_word(w) for (w,) in struct.iter_unpack("<H", payload[2:])]
+            ticks, events = parse_run(payload)
             for x, y, axon in events:
                 if not info.accepts_event(x, y, axon):
                     raise ProtocolError(Status.ADDRESS, f"event {(x, y, axon)} is outside "
                                                         f"the chip")
             self._run(events, ticks)
-            return struct.pack("<IH", self._ticks & COUNTER_MASK, len(self.outputs))
+            return run_answer(self._ticks, len(self.outputs))
         if command is Command.OUTPUTS:
-            if len(payload) != 2:
-                raise ProtocolError(Status.LENGTH, f"OUTPUTS payload of {len(payload)} bytes")
-            (most,) = struct.unpack("<H", payload)
+            most = parse_outputs_request(payload)
             if most > MAX_OUTPUTS:
                 raise ProtocolError(Status.ARGUMENT, f"OUTPUTS of up to {most} events")
             taken, self.outputs = self.outputs[:most], self.outputs[most:]
-            return b"".join(pack_output(*event) for event in taken)
+            return pack_outputs(taken)
         raise AssertionError(command)
 
     def status(self) -> LinkStatus:
@@ -224,9 +189,10 @@ class LinkModel:
         if region == Region.ACCUMULATOR:
             return int(self._i[k][offset]) & core_mask
         if region == Region.REGISTER:
-            if offset < Register.EVENTS:
-                return (tile.threshold, tile.leak, tile.reset)[offset]
-            return self._counters[k][offset - Register.EVENTS] & COUNTER_MASK
+            register = Register(offset)
+            if REGISTERS[register].counter:
+                return self._counters[k][register] & COUNTER_MASK
+            return tile.params[register]
         if region == Region.ROUTE_INDEX:
             return tile.route_index[offset]
         return tile.route_dest[offset]
@@ -237,25 +203,23 @@ class LinkModel:
         if region == Region.SYNAPSE:
             tile.write_synapse(offset, word)
         elif region == Region.MEMBRANE:
-            self._v[k][offset] = _signed(word, info.v_bits)
+            self._v[k][offset] = tile.memory_map.to_signed(word, info.v_bits)
         elif region == Region.BIAS:
-            tile.bias[offset] = _signed(word, info.v_bits)
+            tile.bias[offset] = tile.memory_map.to_signed(word, info.v_bits)
         elif region == Region.ACCUMULATOR:     # a write clears I
             self._i[k][offset] = 0
         elif region == Region.REGISTER:
-            # A parameter value the golden model would reject is ignored, as in the core.
-            if offset == Register.THRESHOLD and 1 <= word <= tile.shape.v_max:
-                tile.threshold = word
-            elif offset == Register.LEAK and word < info.v_bits:
-                tile.leak = word
-            elif offset == Register.RESET and word <= max(ResetMode):
-                tile.reset = word
-            elif offset >= Register.EVENTS:      # a write clears a counter
-                self._counters[k][offset - Register.EVENTS] = 0
+            # A write clears a counter; a parameter value the golden model would reject is
+            # ignored, as in the core.
+            spec = REGISTERS[Register(offset)]
+            if spec.counter:
+                self._counters[k][spec.register] = 0
+            elif spec.accepts(tile.shape, word):
+                tile.params[spec.register] = word
         elif region == Region.ROUTE_INDEX:
-            tile.route_index[offset] = word & ((1 << ROUTE_ENTRY_BITS) - 1)
+            tile.route_index[offset] = word & ((1 << RouteEntry.size) - 1)
         else:
-            tile.route_dest[offset] = word & ((1 << ROUTE_DEST_BITS) - 1)
+            tile.route_dest[offset] = word & ((1 << RouteDest.size) - 1)
 
     # ---- running ----
     def program(self) -> ChipProgram:
@@ -263,8 +227,11 @@ class LinkModel:
         cores = {}
         for k, tile in enumerate(self.tiles):
             routes, to_host = tile.routes()
+            params = tile.params
+            config = NeuronConfig(params[Register.THRESHOLD], params[Register.LEAK],
+                                  ResetMode(params[Register.RESET]))
             cores[self.positions[k]] = CoreProgram(
-                tile.shape, NeuronConfig(tile.threshold, tile.leak, ResetMode(tile.reset)),
+                tile.shape, config,
                 tile.weights(), tile.bias.copy(), routes, to_host)
         return ChipProgram(self.info.cols, self.info.rows, cores, tuple(self.info.host))
 
@@ -277,9 +244,8 @@ class LinkModel:
             core.v[0] = self._v[k]
             core.i[0] = self._i[k]
             core._delivered[0] = self._delivered[k]
-            c = self._counters[k]
-            core.counters.events, core.counters.sops, core.counters.ticks, \
-                core.counters.drop_range, core.counters.drop_budget = c
+            for register, value in self._counters[k].items():
+                setattr(core.counters, REGISTERS[register].name, value)
         return model
 
     def _sync_out(self) -> None:
@@ -293,8 +259,8 @@ class LinkModel:
             self._v[k] = core.v[0].copy()
             self._i[k] = core.i[0].copy()
             self._delivered[k] = int(core._delivered[0])
-            c = core.counters
-            self._counters[k] = [c.events, c.sops, c.ticks, c.drop_range, c.drop_budget]
+            self._counters[k] = {register: getattr(core.counters, REGISTERS[register].name)
+                                 for register in COUNTERS}
         self._model = None
 
     def _run(self, events, ticks: int) -> None:
@@ -306,8 +272,23 @@ class LinkModel:
         for _ in range(ticks):
             for x, y, neuron, tick in model.step()[0]:
                 if len(self.outputs) < self.info.output_depth:
-                    self.outputs.append((x, y, neuron, tick & 0xFFFF))
+                    self.outputs.append((x, y, neuron, tick & ((1 << TICK_BITS) - 1)))
                 else:
                     self.output_drops += 1
             model.deliver_pending()
         self._ticks, self._mesh_drops = model.tick, model.mesh_drops
+
+
+class ModelTransport:
+    """A :class:`LinkModel` as a driver transport (``firmware.driver.Transport``): the golden
+    chip behind the protocol, in this process (tests, the golden target, a board stand-in)."""
+    window = None   # any number of frames per exchange
+
+    def __init__(self, info: ChipInfo):
+        self.model = LinkModel(info)
+
+    def exchange(self, data: bytes) -> bytes:
+        return self.model.receive(data)
+
+    def close(self):
+        pass

@@ -1,6 +1,6 @@
 """The RTL chip behind its host link, as a byte transport: the ``sim`` target of the driver.
 
-Python must not act on every clock cycle (TOOLCHAIN.md: a Python await per cycle caps the
+Python must not act on every clock cycle (docs/toolchain.md: a Python await per cycle caps the
 simulation near 100 K cycles/s). So :class:`ChunkedPort` wraps the :class:`ChipSystem` with
 wide ports that move :data:`CHUNK` bytes per handshake, the clocks run in C++, and the bench
 (:mod:`spikefab.sim.benches.link_bench`) only wakes for a chunk or for the end of a response.
@@ -22,10 +22,10 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.protocol import END
+from ..hdl.abi import END, Clocking
 from .runner import RTLBuild, SimulationError
 
-__all__ = ["CHUNK", "ChunkedPort", "SimLink", "link_build"]
+__all__ = ["CHUNK", "ChunkedPort", "SimLink", "link_build", "SimTransport"]
 
 CHUNK = 64
 
@@ -190,6 +190,34 @@ class SimLink:
         self._tmp.cleanup()
         if self._error is not None:
             raise self._error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SimTransport:
+    """The RTL of a chip profile as a driver transport (``firmware.driver.Transport``), in
+    cocotb + Verilator (the first build takes a minute or two; later ones come from the cache).
+
+    Without clock periods, the chip a board runs: one clock (:attr:`Clocking.SINGLE`), which is
+    also much faster to simulate; with them, every core in its own clock domain.
+    """
+    window = None
+
+    def __init__(self, profile, *, periods_ps: dict | None = None):
+        chip = profile.chip(clocking=Clocking.GALS if periods_ps else Clocking.SINGLE)
+        build = link_build(chip, output_depth=profile.output_depth,
+                           label=f"link-{profile.name}-{chip.clocking.value}")
+        self.link = SimLink(build, periods_ps=periods_ps)
+
+    def exchange(self, data: bytes) -> bytes:
+        return self.link.exchange(data)
+
+    def close(self):
+        self.link.close()
 
     def __enter__(self):
         return self

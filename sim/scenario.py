@@ -9,44 +9,59 @@ test process share nothing but data.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .golden import AXON_LIMIT, CoreModel, CoreShape, NeuronConfig, ResetMode
+from ..hdl.abi import AXON_LIMIT, CoreShape, ResetMode
+from .golden import CoreModel, NeuronConfig
 
-__all__ = ["Pattern", "CoreScenario", "CoreTrace", "random_scenario", "corner_scenarios",
-           "compare_traces"]
+__all__ = ["PatternKind", "Pattern", "CoreScenario", "CoreTrace", "random_scenario",
+           "corner_scenarios", "compare_traces"]
+
+
+class PatternKind(enum.Enum):
+    ALWAYS = "always"
+    CYCLE = "cycle"
+    RANDOM = "random"
 
 
 @dataclass(frozen=True)
 class Pattern:
     """When a bench drives ``valid`` (idle gaps) or ``ready`` (backpressure), cycle by cycle.
 
-    ``kind`` is ``"always"``, ``"cycle"`` (repeat ``cycle``, a list of 0/1) or ``"random"``
-    (1 with probability ``p``, drawn from ``PCG64(seed)``).
+    ``kind`` is a :class:`PatternKind` (or its name): ALWAYS, CYCLE (repeat ``cycle``, a list
+    of 0/1) or RANDOM (1 with probability ``p``, drawn from ``PCG64(seed)``).
     """
-    kind: str = "always"
+    kind: PatternKind = PatternKind.ALWAYS
     cycle: tuple[int, ...] = (1,)
     p: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
-        if self.kind not in ("always", "cycle", "random"):
-            raise ValueError(f"pattern kind must be always, cycle or random, not {self.kind!r}")
-        if self.kind == "cycle" and (not self.cycle or 1 not in self.cycle):
+        try:
+            object.__setattr__(self, "kind", PatternKind(self.kind))
+        except ValueError:
+            raise ValueError(f"pattern kind must be always, cycle or random, "
+                             f"not {self.kind!r}") from None
+        if self.kind is PatternKind.CYCLE and (not self.cycle or 1 not in self.cycle):
             raise ValueError(f"a cycle pattern needs at least one 1, got {self.cycle!r}")
-        if self.kind == "random" and not 0 < self.p <= 1:
+        if self.kind is PatternKind.RANDOM and not 0 < self.p <= 1:
             raise ValueError(f"a random pattern needs 0 < p <= 1, got {self.p!r}")
+
+    def to_dict(self) -> dict:
+        """The pattern as JSON values (what :func:`_pattern` reads back)."""
+        return {**asdict(self), "kind": self.kind.value}
 
     def bits(self):
         """An endless iterator of 0/1."""
-        if self.kind == "always":
+        if self.kind is PatternKind.ALWAYS:
             while True:
                 yield 1
-        elif self.kind == "cycle":
+        elif self.kind is PatternKind.CYCLE:
             while True:
                 yield from self.cycle
         else:
@@ -91,7 +106,7 @@ class CoreScenario:
             "shape": asdict(self.shape),
             "config": {"threshold": self.config.threshold, "leak": self.config.leak,
                        "reset": int(self.config.reset)},
-            "gaps": asdict(self.gaps), "backpressure": asdict(self.backpressure),
+            "gaps": self.gaps.to_dict(), "backpressure": self.backpressure.to_dict(),
             "name": self.name, "seed": self.seed,
         }
         lengths = np.array([len(e) for e in self.events], dtype=np.int64)

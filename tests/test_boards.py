@@ -10,7 +10,8 @@ import pytest
 from spikefab.boards.build import BuildReport, ProgramError, _report, build_board, program_board
 from spikefab.boards.clocks import ecp5_pll, ice40_pll
 from spikefab.boards.synthesis import tool_path
-from spikefab.boards.top import BOARDS, board_top
+from spikefab.boards.top import BOARDS, Family, board_top
+from spikefab.hdl.abi import MemoryStyle
 
 
 @pytest.mark.parametrize("mhz", [24, 27, 30, 36, 42, 48, 60])
@@ -62,8 +63,8 @@ def test_board_defaults():
     ice, ecp = board_top("icebreaker"), board_top("ulx3s-85f")
     assert ice.profile.name == "icebreaker" and ice.clock_mhz == 27 and ice.divisor == 9
     assert ecp.profile.name == "ulx3s" and ecp.clock_mhz == 90 and ecp.divisor == 30
-    assert ice.profile.tiles[0, 0].memory == "spram"
-    assert all(t.memory == "block" for t in ecp.profile.tiles.values())
+    assert ice.profile.tiles[0, 0].memory == MemoryStyle.SPRAM
+    assert all(t.memory == MemoryStyle.BLOCK for t in ecp.profile.tiles.values())
 
 
 def test_bad_board_options_are_named():
@@ -83,14 +84,14 @@ def test_report_reads_nextpnr(tmp_path):
                         "ICESTORM_SPRAM": {"used": 4, "available": 4}},
         "fmax": {"clk12": {"achieved": 200.0, "constraint": 12.0},
                  "clk": {"achieved": 26.5, "constraint": 27.0}}}))
-    report = _report("icebreaker", top, tmp_path, "ice40", 1.0)
+    report = _report("icebreaker", top, tmp_path, Family.ICE40, 1.0)
     assert report.fmax_mhz == 26.5 and not report.timing_met and report.target_mhz == 27
     assert report.resources["logic_cells"] == {"used": 5000, "available": 5280}
     assert not report.fits()                          # 31 of 30 EBR
     assert "timing NOT MET" in str(report) and "ebr" in str(report)
     (tmp_path / "top.report.json").unlink()
     with pytest.raises(Exception, match="nextpnr wrote no report"):
-        _report("icebreaker", top, tmp_path, "ice40", 1.0)
+        _report("icebreaker", top, tmp_path, Family.ICE40, 1.0)
 
 
 def test_a_design_too_large_is_diagnosed(tmp_path):
@@ -118,7 +119,7 @@ def test_program_without_a_board_fails_clearly(tmp_path):
 
 def test_cli_names_match_the_registries():
     from spikefab.firmware.cli import BOARD_NAMES, PROFILE_NAMES
-    from spikefab.firmware.profiles import PROFILES
+    from spikefab.hdl.profiles import PROFILES
     assert set(BOARD_NAMES) == set(BOARDS) and set(PROFILE_NAMES) == set(PROFILES)
 
 

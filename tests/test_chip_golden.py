@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from spikefab.sim.chip import ChipModel, ChipProgram, CoreProgram
-from spikefab.sim.golden import CoreModel, CoreShape, NeuronConfig
+from spikefab.sim.golden import CoreModel, NeuronConfig
+from spikefab.hdl.abi import CoreShape
 
 
 def _core(rng, axons, neurons, **kwargs):

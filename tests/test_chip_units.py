@@ -4,19 +4,18 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from spikefab.hdl.aer import pack_event, pack_output, unpack
+from spikefab.hdl.abi import (COUNTERS, REGISTERS, CoreMemoryMap, CoreShape, Region,
+                              RouteDest, RouteEntry, pack_event, pack_output, unpack_packet)
 from spikefab.hdl.chip import Chip, Space, TileConfig
-from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
-from spikefab.hdl.tile import EgressKind, RouteDest, RouteEntry, RouteExpander
+from spikefab.hdl.tile import EgressKind, RouteExpander
 from spikefab.sim.chip_rtl import (ChipLayout, ChipResult, ChipScenario, compare_chip,
                                    expected_chip, random_chip_program, random_host_events,
                                    tile_configs)
-from spikefab.sim.golden import CoreShape, NeuronConfig
+from spikefab.sim.golden import NeuronConfig
 
 from conftest import raises_in_constructor
 
-COUNTERS = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
-            Reg.DROP_RANGE: "drop_range", Reg.DROP_BUDGET: "drop_budget"}
+
 
 TILES = {(0, 0): TileConfig(CoreShape(8, 4), lanes=4), (1, 0): TileConfig(CoreShape(4, 3), lanes=2)}
 
@@ -361,9 +360,8 @@ def test_route_reads_interleaved_with_traffic(base_seed):
                 await core_write(addr, word)
             for n in range(core.shape.neurons):
                 await core_write(mm.addr(Region.BIAS, n), int(core.bias[n]))
-            await core_write(mm.addr(Region.REGISTER, Reg.THRESHOLD), core.config.threshold)
-            await core_write(mm.addr(Region.REGISTER, Reg.LEAK), core.config.leak)
-            await core_write(mm.addr(Region.REGISTER, Reg.RESET), int(core.config.reset))
+            for register, value in core.config.registers().items():
+                await core_write(mm.addr(Region.REGISTER, register), value)
             start = 0
             for n, dests in enumerate(core.routes):
                 entry = _fields(RouteEntry, start=start, count=len(dests),
@@ -408,9 +406,9 @@ def test_route_reads_interleaved_with_traffic(base_seed):
                                                        mm.addr(Region.MEMBRANE, n),
                                                        write=False))
                                 for n in range(core.shape.neurons)], np.int64)
-            counters[tile] = {name: await bus(ctx, k, Space.CORE,
+            counters[tile] = {REGISTERS[reg].name: await bus(ctx, k, Space.CORE,
                                               mm.addr(Region.REGISTER, reg), write=False)
-                              for reg, name in COUNTERS.items()}
+                              for reg in COUNTERS}
         mesh_drops = ctx.get(chip.mesh_drops)
         observed = ChipResult(outputs=outputs, v=v, counters=counters, mesh_drops=mesh_drops)
         problems = compare_chip(expected, observed, label=f"seed {seed}")
@@ -440,7 +438,7 @@ def test_route_reads_interleaved_with_traffic(base_seed):
             *_, valid, payload = await ctx.tick().sample(chip.host_out.valid,
                                                           chip.host_out.payload.as_value())
             if valid and ready:
-                _, x, y, neuron, tick = unpack(payload)
+                _, x, y, neuron, tick = unpack_packet(payload)
                 outputs.append((x, y, neuron, tick))
 
     sim.add_testbench(main)

@@ -9,19 +9,17 @@ import pytest
 
 from spikefab.firmware.cli import main
 from spikefab.firmware.compiler import CompileError, compile_model, route_dest, route_entry
-from spikefab.firmware.protocol import (ROUTE_DEST_BITS, ROUTE_ENTRY_BITS, unpack_route_dest,
-                                        unpack_route_entry)
+from spikefab.hdl.abi import (MAX_OUTPUTS, MAX_PAYLOAD, Command, CoreShape, MemoryStyle, Region,
+                              ResetMode, RouteDest, RouteEntry, Status, pack_event_word,
+                              unpack_route_dest, unpack_route_entry)
 from spikefab.firmware.image import (IMAGE_VERSION, MAGIC, ChipImage, ImageError, MemoryWrite,
                                      max_record_words)
 from spikefab.firmware.model import Layer, Model, ModelError, random_model
-from spikefab.firmware.profiles import PROFILES, ChipProfile, get_profile
-from spikefab.firmware.protocol import (MAX_OUTPUTS, MAX_PAYLOAD, Command, Region,
-                                        SlipDecoder, Status, frame, pack_event_word, parse_body,
-                                        unpack_outputs)
+from spikefab.hdl.profiles import PROFILES, ChipProfile, get_profile
+from spikefab.firmware.protocol import SlipDecoder, frame, parse_body, unpack_outputs
 from spikefab.hdl.chip import TileConfig
-from spikefab.hdl.tile import RouteDest, RouteEntry
 from spikefab.sim.chip import ChipModel
-from spikefab.sim.golden import CoreModel, CoreShape, ResetMode
+from spikefab.sim.golden import CoreModel
 from spikefab.sim.link_model import LinkModel
 
 
@@ -36,12 +34,13 @@ def test_profiles_describe_their_chips():
     assert first.regions[Region.SYNAPSE] * first.lanes * first.w_bits == 1024 * 1024  # 1 Mbit
     assert (second.axons, second.neurons, second.lanes) == (128, 10, 1)
     assert first.regions[Region.ROUTE_DEST] == 128 and second.regions[Region.ROUTE_DEST] == 16
-    assert PROFILES["icebreaker"].tiles[0, 0].memory == "spram"
+    assert PROFILES["icebreaker"].tiles[0, 0].memory == MemoryStyle.SPRAM
     tiny = get_profile("tiny").info()
     assert [(t.axons, t.neurons, t.lanes) for t in tiny.tiles] == [(64, 16, 4), (16, 8, 4)]
     ulx = get_profile("ulx3s").info()
     assert [(t.axons, t.neurons, t.lanes) for t in ulx.tiles] == [(1024, 128, 16), (128, 16, 16)]
-    assert all(t.register_reads and t.memory == "block" for t in PROFILES["ulx3s"].tiles.values())
+    assert all(t.register_reads and t.memory == MemoryStyle.BLOCK
+               for t in PROFILES["ulx3s"].tiles.values())
     with pytest.raises(ValueError, match="unknown chip profile 'ecp5'; known profiles: "
                                          "icebreaker, tiny, ulx3s"):
         get_profile("ecp5")
@@ -347,7 +346,7 @@ def test_route_words_follow_the_gateware_layouts():
         assert unpack_route_dest(route_dest(x, y, axon)) == (x, y, axon)
     for start, count, to_host in [(5, 1, False), (1023, 2047, True)]:
         assert unpack_route_entry(route_entry(start, count, to_host)) == (start, count, to_host)
-    assert (ROUTE_ENTRY_BITS, ROUTE_DEST_BITS) == (RouteEntry.size, RouteDest.size)
+    assert (RouteEntry.size, RouteDest.size) == (RouteEntry.size, RouteDest.size)
 
 
 # ---- end to end: the image through the host link, against the model ----

@@ -5,8 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from spikefab.hdl.core import LIFCore
-from spikefab.hdl.memory_map import Reg, Region
-from spikefab.sim.golden import CoreShape
+from spikefab.hdl.abi import CORE_REGIONS, COUNTERS, CoreShape, Region, Register
 
 from conftest import raises_in_constructor
 
@@ -52,7 +51,7 @@ def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, re
 
     async def snapshot(ctx):
         state = {}
-        for region in Region:
+        for region in CORE_REGIONS:
             for offset in range(mm.region_size(region)):
                 state[region, offset] = await bus_read(ctx, dut, mm.addr(region, offset))
         return state
@@ -73,7 +72,7 @@ def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, re
         for region, array in values.items():
             for n, value in enumerate(array):
                 await bus_write(ctx, dut, mm.addr(region, n), int(value))
-        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.THRESHOLD), 77)
+        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Register.THRESHOLD), 77)
         before = await snapshot(ctx)
         # Read back what was written (I: cleared, whatever was written).
         for region, array in values.items():
@@ -84,20 +83,20 @@ def test_every_region_round_trips_and_out_of_range_changes_nothing(base_seed, re
                 lanes = [mm.to_signed(word >> (8 * j), 8) for j in range(4)]
                 want = [int(weights[a, r * 4 + j]) if r * 4 + j < 5 else 0 for j in range(4)]
                 assert lanes == want
-        assert before[Region.REGISTER, Reg.THRESHOLD] == 77
+        assert before[Region.REGISTER, Register.THRESHOLD] == 77
 
         # Past the end of every region, and in regions that do not exist.
         wild = [(Region.SYNAPSE, mm.synapse_words), (Region.SYNAPSE, (1 << mm.offset_bits) - 1),
                 (Region.MEMBRANE, 5), (Region.MEMBRANE, 13), (Region.BIAS, 8),
-                (Region.ACCUMULATOR, 5), (Region.ACCUMULATOR, 12), (Region.REGISTER, len(Reg)),
+                (Region.ACCUMULATOR, 5), (Region.ACCUMULATOR, 12), (Region.REGISTER, len(Register)),
                 (5, 0), (6, 3), (7, 1)]
         for region, offset in wild:
             addr = int(region) << mm.offset_bits | offset
             await bus_write(ctx, dut, addr, -1)
             assert await bus_read(ctx, dut, addr) == 0, (region, offset)
         # Parameter values the golden model rejects are ignored.
-        for reg, bad in [(Reg.THRESHOLD, 0), (Reg.THRESHOLD, 32768), (Reg.LEAK, 16),
-                         (Reg.RESET, 2)]:
+        for reg, bad in [(Register.THRESHOLD, 0), (Register.THRESHOLD, 32768), (Register.LEAK, 16),
+                         (Register.RESET, 2)]:
             await bus_write(ctx, dut, mm.addr(Region.REGISTER, reg), bad)
         assert await snapshot(ctx) == before
 
@@ -108,7 +107,7 @@ def test_a_counter_write_clears_that_counter_alone():
     shape = CoreShape(axons=10, neurons=5, w_bits=8)
     dut = LIFCore(shape, lanes=4)
     mm = dut.memory_map
-    counters = [Reg.EVENTS, Reg.SOPS, Reg.TICKS, Reg.DROP_RANGE, Reg.DROP_BUDGET]
+    counters = list(COUNTERS)
 
     async def testbench(ctx):
         for axon in (1, 2, 3, 12):      # axon 12 is out of range: DROP_RANGE
@@ -121,8 +120,8 @@ def test_a_counter_write_clears_that_counter_alone():
                   for r in counters]
         assert before == [3, 3 * shape.neurons, 0, 1, 0]
         # The value written is ignored: any write clears the counter, and only that one.
-        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.SOPS), 123456)
-        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Reg.DROP_RANGE), 0)
+        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Register.SOPS), 123456)
+        await bus_write(ctx, dut, mm.addr(Region.REGISTER, Register.DROP_RANGE), 0)
         after = [await bus_read(ctx, dut, mm.addr(Region.REGISTER, r), signed=False)
                  for r in counters]
         assert after == [3, 0, 0, 0, 0]
@@ -160,7 +159,8 @@ def test_an_accumulator_write_clears_that_neuron_alone(lanes):
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(shape=(4, 4)), TypeError, r"shape must be a CoreShape, not \(4, 4\)"),
     (dict(lanes=3), ValueError, r"lanes must be one of \(1, 2, 4, 8, 16\), not 3"),
-    (dict(memory="dram"), ValueError, r"memory must be one of \('block', 'spram'\), not 'dram'"),
+    (dict(memory="dram"), ValueError, r"memory must be a MemoryStyle \('block', 'spram'\), "
+                                      r"not 'dram'"),
     (dict(spike_fifo_depth=3), ValueError, r"spike_fifo_depth must be 0 or an integer in \[4, 256\]"),
 ])
 def test_constructor_validation(kwargs, error, message):

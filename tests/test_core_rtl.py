@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from spikefab.sim.core_rtl import simulate_core
-from spikefab.sim.golden import CoreShape
+from spikefab.hdl.abi import CoreShape
 from spikefab.sim.scenario import Pattern, compare_traces, corner_scenarios, random_scenario
 
 from conftest import BASE_SEED, record_checked
@@ -89,7 +89,8 @@ def test_core_matches_golden_model(label, shape, lanes, memory, count):
     for scenario, trace in zip(scenarios, traces):
         problems += compare_traces(scenario.expected(), trace,
                                    label=f"{label} (lanes={lanes}, {memory}) seed {scenario.seed}"
-                                         f" [{scenario.gaps.kind}/{scenario.backpressure.kind}]")
+                                         f" [{scenario.gaps.kind.value}/"
+                                         f"{scenario.backpressure.kind.value}]")
     assert not problems, "\n".join(problems)
     events = sum(t.counters["events"] for t in traces)
     record_checked(label, scenarios=len(scenarios), ticks=sum(s.ticks for s in scenarios),

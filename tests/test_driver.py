@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from spikefab.firmware.compiler import compile_model
-from spikefab.firmware.driver import (Chip, GoldenChip, Link, LinkChip, LinkError,
-                                      ModelTransport, SerialTransport)
+from spikefab.firmware.driver import Link, LinkChip, LinkError, SerialTransport
+from spikefab.firmware.targets import open_chip
 from spikefab.firmware.model import random_model
-from spikefab.firmware.profiles import get_profile
-from spikefab.sim.link_model import LinkModel
+from spikefab.hdl.profiles import get_profile
+from spikefab.sim.golden_chip import GoldenChip
+from spikefab.sim.link_model import LinkModel, ModelTransport
 
 from conftest import record_checked
 
@@ -61,7 +62,7 @@ def test_sim_equals_golden_spike_for_spike(base_seed):
     spikes = _spikes(seed, 10, 4, image.inputs)
     golden = _golden(image, spikes)
     assert golden.counts.sum() > 0, f"the network never answered (seed {seed})"
-    with Chip.open("sim", profile="tiny") as chip:
+    with open_chip("sim", profile="tiny") as chip:
         chip.load(image)
         sim = chip.run(spikes)
         status = chip.status()
@@ -126,7 +127,7 @@ def test_serial_without_board_is_a_clear_error():
     finally:
         board.close()
     with pytest.raises(LinkError, match="cannot open serial port '/nonexistent/tty'"):
-        Chip.open("serial:/nonexistent/tty", profile="tiny")
+        open_chip("serial:/nonexistent/tty", profile="tiny")
 
 
 def test_bad_input_is_refused(base_seed):
@@ -141,7 +142,7 @@ def test_bad_input_is_refused(base_seed):
     with pytest.raises(ValueError, match=r"spikes must have shape \(steps, images, 40\)"):
         chip.run(np.zeros((2, 1, 41), np.uint8))
     with pytest.raises(ValueError, match="unknown target 'board'"):
-        Chip.open("board")
+        open_chip("board")
 
 
 def test_cli_run_json(capsys):

@@ -1,12 +1,12 @@
-"""The golden model: DESIGN.md's rules, checked by hand-worked examples and by properties."""
+"""The golden model against docs/semantics.md: hand-worked examples and properties."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from spikefab.sim.scenario import Pattern
-from spikefab.sim.golden import (CoreModel, CoreShape, NeuronConfig, ResetMode, decode,
-                                 lif_update)
+from spikefab.sim.golden import CoreModel, NeuronConfig, decode, lif_update
+from spikefab.hdl.abi import CoreShape, ResetMode
 
 
 def _model(weights, threshold=10, leak=0, reset=ResetMode.SUBTRACT, bias=None, **shape):

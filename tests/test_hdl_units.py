@@ -7,7 +7,8 @@ from amaranth.sim import Simulator
 from spikefab.hdl.counter import Counter
 from spikefab.hdl.lif import LIFDatapath
 from spikefab.hdl.synapse import SynapseMemory
-from spikefab.sim.golden import CoreShape, NeuronConfig, ResetMode, lif_update
+from spikefab.sim.golden import NeuronConfig, lif_update
+from spikefab.hdl.abi import CoreShape, ResetMode
 
 from conftest import raises_in_constructor
 
@@ -121,8 +122,8 @@ def test_synapse_memory_single_port(base_seed, registered, bank_depth):
 
 
 def test_synapse_memory_rejects_an_unknown_style():
-    with raises_in_constructor(ValueError, r"memory style must be one of \('block', 'spram'\), "
-                                           r"not 'sram'"):
+    with raises_in_constructor(ValueError, r"memory style must be a MemoryStyle "
+                                           r"\('block', 'spram'\), not 'sram'"):
         SynapseMemory(depth=4, lanes=2, w_bits=8, style="sram")
 
 

@@ -12,11 +12,10 @@ import random
 
 import pytest
 
-from spikefab.firmware.protocol import (ADDRESS_BYTES, END, ESC, MAX_FRAME, MAX_OUTPUTS, Command,
-                                        Region, SlipDecoder, Status, crc16, frame,
-                                        pack_event_word, parse_body, slip_encode)
+from spikefab.firmware.protocol import SlipDecoder, crc16, frame, parse_body, slip_encode
+from spikefab.hdl.abi import (ADDRESS_BYTES, END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
+                              Region, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
-from spikefab.sim.golden import CoreShape
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import SimLink, link_build
 

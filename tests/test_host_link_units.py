@@ -9,12 +9,11 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from spikefab.firmware.protocol import (END, ESC, MAX_FRAME, Command, ProtocolError, SlipDecoder,
-                                        Status, frame, parse_body)
+from spikefab.firmware.protocol import SlipDecoder, frame, parse_body
+from spikefab.hdl.abi import END, ESC, MAX_FRAME, Command, CoreShape, ProtocolError, Status
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.hdl.host_link import FrameReceiver, FrameSender
 from spikefab.hdl.system import ChipSystem
-from spikefab.sim.golden import CoreShape
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import CHUNK, ChunkedPort
 

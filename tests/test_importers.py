@@ -18,7 +18,7 @@ from spikefab.firmware.importers import (ConversionError, float_forward, from_ni
                                          from_snntorch, integer_forward, load_state_dict)
 from spikefab.firmware.mnist import bundled_slice
 from spikefab.firmware.model import Model
-from spikefab.sim.golden import ResetMode
+from spikefab.hdl.abi import ResetMode
 
 S0 = 2.0 ** -7          # the weight step of the exact networks
 Q = 127                 # 8-bit weights: max |W_int|
@@ -74,7 +74,7 @@ def _exact_net(rng, sizes=(20, 8, 4), thetas=(300, 150), leaks=(3, 2), bias=True
 
 
 def _expected_spikes(params, inputs, reset="zero", v_bits=16):
-    """DESIGN.md's rules, written out with Python integers: one tick of delay per layer,
+    """docs/semantics.md's rules, written out with Python integers: one tick of delay per layer,
     T + L - 1 ticks. Returns the last layer's spikes (ticks, batch, classes) as bool."""
     steps, batch, _ = inputs.shape
     total = steps + len(params) - 1
@@ -491,7 +491,8 @@ def test_float_reference_rules():
 
     def run(rule, reset, delay=True):
         layer = _SourceLayer(name="x", neuron="x", weight=np.array([[0.6]]), bias=np.zeros(1),
-                             threshold=np.ones(1), decay=np.full(1, 0.5), reset=reset,
+                             threshold=np.ones(1), decay=np.full(1, 0.5),
+                             reset=ResetMode[reset.upper()],
                              rule=rule, reset_delay=delay)
         counts, final_v, _ = float_forward([layer], np.ones((4, 1, 1)))
         return int(counts[0, 0]), float(final_v[0, 0])

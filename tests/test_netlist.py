@@ -15,8 +15,8 @@ import pytest
 
 from spikefab.boards.netlist import ice40_cell_models, ice40_netlist
 from spikefab.boards.top import board_top
-from spikefab.firmware.protocol import (Command, Region, Register, SlipDecoder, Status, frame,
-                                        pack_event_word, parse_body, route_entry)
+from spikefab.firmware.protocol import SlipDecoder, frame, parse_body
+from spikefab.hdl.abi import Command, Region, Register, Status, pack_event_word, route_entry
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.runner import RTLBuild, build_dir_root
 

@@ -17,14 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from conftest import BASE_SEED, record_checked
-from spikefab.firmware.protocol import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC,
-                                        MAX_FRAME, MAX_OUTPUTS, MAX_PAYLOAD, ChipInfo, Command,
-                                        LinkStatus, ProtocolError, Region, SlipDecoder, Status,
-                                        crc16, frame, pack_event_word, parse_body, slip_encode,
-                                        unpack_event_word, unpack_outputs)
+from spikefab.firmware.protocol import SlipDecoder, crc16, frame, parse_body, slip_encode, unpack_outputs
+from spikefab.hdl.abi import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
+                              MAX_OUTPUTS, MAX_PAYLOAD, ChipInfo, Command, CoreShape, LinkStatus,
+                              ProtocolError, Region, Status, pack_event_word, unpack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
-from spikefab.sim.golden import CoreShape
 from spikefab.sim.link_model import LinkModel
 
 #: The chip every LinkModel test talks to: tile (0, 0) has 8 axons x 4 neurons in 4 lanes,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from spikefab.hdl.aer import pack_event, pack_output, unpack
+from spikefab.hdl.abi import pack_event, pack_output, unpack_packet
 from spikefab.hdl.router import Port, RouterNode, xy_port
 
 from conftest import raises_in_constructor
@@ -14,7 +14,7 @@ AXONS = [[16, 8, 16], [16, 32, 4], [1, 16, 16]]  # axons[y][x] of a 3 x 3 mesh
 
 def expected_port(node, word, arrived):
     """Where XY routing sends ``word``, or None for a drop (also: back where it came from)."""
-    kind, x, y, *rest = unpack(word)
+    kind, x, y, *rest = unpack_packet(word)
     cols, rows = node.mesh
     if kind == "output":
         if node.host_tile is None:

@@ -19,7 +19,7 @@ from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cat, Module, Mux, ResetSignal, Signal, unsigned
 from amaranth.lib import data, wiring
 
-from spikefab.hdl.aer import PacketKind
+from spikefab.hdl.abi import PacketKind
 from spikefab.hdl.router import Port, RouterNode
 from spikefab.sim.formal import free_stream_in, prove
 from spikefab.sim.runner import build_dir_root

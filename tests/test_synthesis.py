@@ -2,7 +2,7 @@
 
 from spikefab.boards.synthesis import synthesize_ice40
 from spikefab.hdl.core import LIFCore
-from spikefab.sim.golden import CoreShape
+from spikefab.hdl.abi import CoreShape
 from spikefab.sim.runner import build_dir_root
 
 

@@ -6,15 +6,16 @@ import pytest
 
 from spikefab.firmware.cli import main
 from spikefab.firmware.compiler import compile_model
-from spikefab.firmware.driver import GoldenChip
+from spikefab.sim.golden_chip import GoldenChip
 from spikefab.firmware.mnist import write_idx
 from spikefab.firmware.model import Layer, Model
-from spikefab.firmware.profiles import get_profile
+from spikefab.hdl.profiles import get_profile
 from spikefab.firmware.train import (TrainConfig, golden_evaluate, integer_forward, shift_images,
                                      split_indices, train)
 from spikefab.sim.chip import ChipModel
 from spikefab.sim.encoding import rate_encode
-from spikefab.sim.golden import CoreModel, CoreShape, ResetMode, decode
+from spikefab.sim.golden import CoreModel, decode
+from spikefab.hdl.abi import CoreShape, ResetMode
 
 #: The small configuration every test trains with: seconds, not minutes.
 SMALL = {"hidden": 16, "steps": 5, "epochs": 3, "qat_epochs": 1, "batch_size": 32, "shift": 1,

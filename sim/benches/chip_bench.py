@@ -17,18 +17,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
-from spikefab.hdl.aer import pack_event, unpack
+from spikefab.hdl.abi import (COUNTERS, REGISTERS, CoreMemoryMap, Region, RouteDest,
+                              RouteEntry, pack_event, unpack_packet)
 from spikefab.hdl.chip import Space, chip_request_layout
-from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
-from spikefab.hdl.tile import RouteDest, RouteEntry
 from spikefab.sim.benches.streams import offer, take
 from spikefab.sim.chip_rtl import ChipResult, tile_configs
 
 #: Mesh cycles a tick may take before the bench calls it a deadlock.
 TICK_TIMEOUT = 200_000
 
-COUNTERS = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
-            Reg.DROP_RANGE: "drop_range", Reg.DROP_BUDGET: "drop_budget"}
 
 
 def _fields(layout, **values):
@@ -81,9 +78,8 @@ class ChipHarness:
                 # Memories keep their contents across a reset: start from a clean state.
                 await core_write(mm.addr(Region.MEMBRANE, n), 0)
                 await core_write(mm.addr(Region.ACCUMULATOR, n), 0)
-            await core_write(mm.addr(Region.REGISTER, Reg.THRESHOLD), core.config.threshold)
-            await core_write(mm.addr(Region.REGISTER, Reg.LEAK), core.config.leak)
-            await core_write(mm.addr(Region.REGISTER, Reg.RESET), int(core.config.reset))
+            for register, value in core.config.registers().items():
+                await core_write(mm.addr(Region.REGISTER, register), value)
             start = 0
             for n, dests in enumerate(core.routes):
                 entry = _fields(RouteEntry, start=start, count=len(dests),
@@ -101,7 +97,7 @@ class ChipHarness:
             dut.host_out__ready.value = ready
             await ReadOnly()
             if ready and int(dut.host_out__valid.value):
-                _, x, y, neuron, tick = unpack(dut.host_out__payload.value.to_unsigned())
+                _, x, y, neuron, tick = unpack_packet(dut.host_out__payload.value.to_unsigned())
                 outputs.append((x, y, neuron, tick))
             await RisingEdge(dut.clk)
 
@@ -164,9 +160,9 @@ class ChipHarness:
                                                             mm.addr(Region.MEMBRANE, n),
                                                             write=False))
                                 for n in range(core.shape.neurons)], np.int64)
-            counters[tile] = {name: await self.bus(tile, Space.CORE,
+            counters[tile] = {REGISTERS[reg].name: await self.bus(tile, Space.CORE,
                                                    mm.addr(Region.REGISTER, reg), write=False)
-                              for reg, name in COUNTERS.items()}
+                              for reg in COUNTERS}
         return ChipResult(outputs=outputs, v=v, counters=counters,
                           mesh_drops=dut.mesh_drops.value.to_unsigned(), cycles=cycles,
                           seconds=seconds)

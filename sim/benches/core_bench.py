@@ -21,12 +21,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from spikefab.hdl.memory_map import CoreMemoryMap, Reg, Region
+from spikefab.hdl.abi import COUNTERS, REGISTERS, CoreMemoryMap, Region
 from spikefab.sim.benches.streams import offer, take
 from spikefab.sim.scenario import CoreScenario, CoreTrace
 
-COUNTER_NAMES = {Reg.EVENTS: "events", Reg.SOPS: "sops", Reg.TICKS: "ticks",
-                 Reg.DROP_RANGE: "drop_range", Reg.DROP_BUDGET: "drop_budget"}
 
 
 class CoreHarness:
@@ -73,9 +71,8 @@ class CoreHarness:
             await self.write(mm.addr(Region.MEMBRANE, n), int(scenario.v0[n]))
             await self.write(mm.addr(Region.ACCUMULATOR, n), 0)
         config = scenario.config
-        await self.write(mm.addr(Region.REGISTER, Reg.THRESHOLD), config.threshold)
-        await self.write(mm.addr(Region.REGISTER, Reg.LEAK), config.leak)
-        await self.write(mm.addr(Region.REGISTER, Reg.RESET), int(config.reset))
+        for register, value in config.registers().items():
+            await self.write(mm.addr(Region.REGISTER, register), value)
 
     async def deliver(self, axons, gaps) -> int:
         """Offer every event, idling where the pattern says 0; returns the cycles it took."""
@@ -111,8 +108,8 @@ class CoreHarness:
              for n in range(shape.neurons)]
         i = [mm.to_signed(await self.read(mm.addr(Region.ACCUMULATOR, n)))
              for n in range(shape.neurons)]
-        counters = {name: await self.read(mm.addr(Region.REGISTER, reg))
-                    for reg, name in COUNTER_NAMES.items()}
+        counters = {REGISTERS[reg].name: await self.read(mm.addr(Region.REGISTER, reg))
+                    for reg in COUNTERS}
         return np.array(v, np.int64), np.array(i, np.int64), counters
 
 

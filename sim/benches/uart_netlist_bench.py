@@ -14,7 +14,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from spikefab.firmware.protocol import END, SlipDecoder
+from spikefab.firmware.protocol import SlipDecoder
+from spikefab.hdl.abi import END
 
 #: Cycles after the last byte sent after which an exchange counts as unanswered.
 QUIET_CYCLES = 200_000
