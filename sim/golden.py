@@ -1,7 +1,7 @@
 """The golden model: it implements the spec in docs/semantics.md, executable and bit-exact.
 
 Everything that claims to be spikefab (the RTL, the trainer, the driver) is checked against this
-module. It imports NumPy and the formats (``hdl/abi.py``) only, never a simulator or gateware,
+module. It imports NumPy and the formats (``hdl/abi/``) only, never a simulator or gateware,
 and it is vectorized over neurons *and* over a batch of independent runs, so one object can
 carry many images at once.
 

@@ -1,0 +1,258 @@
+"""The host link's formats: command and status codes, the RUN event and OUTPUTS record words,
+the frame constants, the commands' payload fields, and the records INFO and STATUS answer with.
+
+The codec that uses them (CRC, SLIP, frames, payloads) is :mod:`spikefab.firmware.protocol`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, enum
+
+from .chip import (AXON_BITS, COORD_BITS, NEURON_BITS, TICK_BITS, CoreShape, Region, pack,
+                   unpack)
+
+__all__ = [
+    "Command", "Status", "EventWord", "OutputRecord", "pack_event_word", "unpack_event_word",
+    "PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME",
+    "OVERHEAD", "MAX_PAYLOAD", "OUTPUT_BYTES", "MAX_OUTPUTS", "ADDRESS", "READ_COUNT",
+    "FILL_COUNT", "RUN_TICKS", "EVENT", "RUN_ANSWER", "OUTPUTS_MAX", "ADDRESS_BYTES",
+    "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
+]
+
+
+class Command(enum.IntEnum, shape=8):
+    """The command byte of a host-link request."""
+    INFO = 0x01
+    WRITE = 0x02
+    READ = 0x03
+    FILL = 0x04
+    RUN = 0x05
+    OUTPUTS = 0x06
+    STATUS = 0x07
+    RESET = 0x08
+
+
+class Status(enum.IntEnum, shape=8):
+    """The status byte of a host-link response: OK, or why a request was refused (a NAK)."""
+    OK = 0x00
+    CRC = 0x01       #: the CRC does not match: the frame was corrupted
+    SHORT = 0x02     #: fewer than 4 bytes: not even seq, command and CRC
+    OVERSIZE = 0x03  #: longer than MAX_FRAME: the rest was not kept
+    ESCAPE = 0x04    #: ESC followed by anything but ESC_END or ESC_ESC (END included)
+    COMMAND = 0x05   #: unknown command
+    LENGTH = 0x06    #: the payload's length is wrong for the command
+    ADDRESS = 0x07   #: a tile, region, offset or event outside the chip
+    ARGUMENT = 0x08  #: a count or value outside what the command allows
+
+    def describe(self) -> str:
+        return _STATUS_TEXT[self]
+
+
+# ---- words ----
+
+#: An event of a RUN request (two bytes, little-endian): axon ``axon`` of core ``(x, y)``.
+EventWord = data.StructLayout({
+    "axon": unsigned(AXON_BITS), "x": unsigned(COORD_BITS), "y": unsigned(COORD_BITS)})
+
+#: An output event of an OUTPUTS answer (four bytes, little-endian): neuron, then ``x | y << 3``
+#: in one byte, then the tick stamp.
+OutputRecord = data.FlexibleLayout(32, {
+    "neuron": data.Field(unsigned(NEURON_BITS), 0),
+    "x": data.Field(unsigned(COORD_BITS), 8),
+    "y": data.Field(unsigned(COORD_BITS), 8 + COORD_BITS),
+    "tick": data.Field(unsigned(TICK_BITS), 16),
+})
+
+
+def pack_event_word(x: int, y: int, axon: int) -> int:
+    """A RUN request's :data:`EventWord`; ``ValueError`` if a field does not fit."""
+    return pack(EventWord, x=x, y=y, axon=axon)
+
+
+def unpack_event_word(word: int) -> tuple[int, int, int]:
+    """``(x, y, axon)`` of a RUN request's :data:`EventWord`."""
+    e = unpack(EventWord, word)
+    return e["x"], e["y"], e["axon"]
+
+
+# ---- the host link's frames ----
+
+PROTOCOL_VERSION = 1
+
+#: SLIP (RFC 1055) framing bytes.
+END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
+
+#: Longest frame body (seq, command or status, payload, CRC), in bytes, either way.
+MAX_FRAME = 512
+#: Bytes around a payload: seq, command/status, CRC.
+OVERHEAD = 4
+MAX_PAYLOAD = MAX_FRAME - OVERHEAD
+OUTPUT_BYTES = OutputRecord.size // 8
+#: Most output events one OUTPUTS answer carries.
+MAX_OUTPUTS = MAX_PAYLOAD // OUTPUT_BYTES
+#: Command payload fields, little-endian (``struct`` formats; the table in
+#: :mod:`spikefab.firmware.protocol` says which command carries which).
+ADDRESS = struct.Struct("<BBI")      #: WRITE/READ/FILL: tile, region, offset
+READ_COUNT = struct.Struct("<H")     #: READ: words to read
+FILL_COUNT = struct.Struct("<I")     #: FILL: words to fill
+RUN_TICKS = struct.Struct("<H")      #: RUN: ticks to run after injecting
+EVENT = struct.Struct("<H")          #: RUN: one :data:`EventWord`
+RUN_ANSWER = struct.Struct("<IH")    #: RUN's answer: the chip's tick count, outputs pending
+OUTPUTS_MAX = struct.Struct("<H")    #: OUTPUTS: most events to take
+#: The bytes of a memory address in WRITE/READ/FILL.
+ADDRESS_BYTES = ADDRESS.size
+#: The CRC register after a whole correct body (seq .. CRC), before the final XOR.
+CRC_RESIDUE = 0x1D0F
+
+_STATUS_TEXT = {
+    Status.OK: "ok",
+    Status.CRC: "CRC mismatch (the frame was corrupted on the way)",
+    Status.SHORT: "frame too short",
+    Status.OVERSIZE: f"frame longer than {MAX_FRAME} bytes",
+    Status.ESCAPE: "bad SLIP escape",
+    Status.COMMAND: "unknown command",
+    Status.LENGTH: "payload length wrong for the command",
+    Status.ADDRESS: "address outside the chip",
+    Status.ARGUMENT: "argument out of range",
+}
+
+
+class ProtocolError(ValueError):
+    """A frame or payload that does not follow the protocol; ``status`` says how."""
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status = Status(status)
+
+
+# ---- INFO and STATUS records ----
+
+@dataclass(frozen=True)
+class TileInfo:
+    """One tile as INFO describes it: the core's shape and the size of every region."""
+    axons: int
+    neurons: int
+    w_bits: int
+    v_bits: int
+    lanes: int
+    events_per_tick: int
+    data_bits: int             #: the core's bus width: signed values sign-extend to it
+    regions: tuple[int, ...]   #: words in each :class:`Region`, in order
+
+    _FORMAT = "<HHBBBHB" + "I" * len(Region)
+
+    def encode(self) -> bytes:
+        return struct.pack(self._FORMAT, self.axons, self.neurons, self.w_bits, self.v_bits,
+                           self.lanes, self.events_per_tick, self.data_bits, *self.regions)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "TileInfo":
+        a, n, w, v, p, e, d, *regions = struct.unpack(cls._FORMAT, data)
+        return cls(a, n, w, v, p, e, d, tuple(regions))
+
+    @classmethod
+    def size(cls) -> int:
+        return struct.calcsize(cls._FORMAT)
+
+    @property
+    def shape(self) -> CoreShape:
+        return CoreShape(self.axons, self.neurons, self.w_bits, self.v_bits,
+                         self.events_per_tick)
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    """What INFO answers: everything the host needs to address the chip."""
+    cols: int
+    rows: int
+    host: tuple[int, int]
+    word_bytes: int
+    output_depth: int
+    tiles: tuple[TileInfo, ...]   #: in tile order, ``y * cols + x``
+    version: int = PROTOCOL_VERSION
+    magic: bytes = field(default=b"SPKF", repr=False)
+
+    _HEAD = "<4sBBBBBBH"
+
+    def encode(self) -> bytes:
+        head = struct.pack(self._HEAD, self.magic, self.version, self.cols, self.rows,
+                           self.host[0], self.host[1], self.word_bytes, self.output_depth)
+        return head + b"".join(t.encode() for t in self.tiles)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "ChipInfo":
+        head = struct.calcsize(cls._HEAD)
+        if len(data) < head or data[:4] != b"SPKF":
+            raise ProtocolError(Status.LENGTH, "not a spikefab INFO answer (bad magic)")
+        magic, version, cols, rows, hx, hy, word_bytes, depth = struct.unpack_from(
+            cls._HEAD, data)
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(Status.LENGTH, f"the chip speaks protocol version {version}; "
+                                               f"this driver speaks {PROTOCOL_VERSION}")
+        size = TileInfo.size()
+        if len(data) != head + cols * rows * size:
+            raise ProtocolError(Status.LENGTH, f"INFO answer of {len(data)} bytes does not "
+                                               f"describe {cols} x {rows} tiles")
+        tiles = tuple(TileInfo.decode(data[head + k * size: head + (k + 1) * size])
+                      for k in range(cols * rows))
+        return cls(cols, rows, (hx, hy), word_bytes, depth, tiles, version, magic)
+
+    @property
+    def max_read_words(self) -> int:
+        """Most words one READ may ask for (its answer must fit a frame)."""
+        return MAX_PAYLOAD // self.word_bytes
+
+    def tile_index(self, x: int, y: int) -> int:
+        if not (0 <= x < self.cols and 0 <= y < self.rows):
+            raise ValueError(f"tile ({x}, {y}) is outside the {self.cols} x {self.rows} mesh")
+        return y * self.cols + x
+
+    def check_range(self, tile: int, region: int, offset: int, count: int) -> None:
+        """Raise :class:`ProtocolError` (ADDRESS) unless the words lie inside the region."""
+        if not 0 <= tile < len(self.tiles):
+            raise ProtocolError(Status.ADDRESS, f"tile {tile} does not exist "
+                                                f"({len(self.tiles)} tiles)")
+        if region not in Region.__members__.values():
+            raise ProtocolError(Status.ADDRESS, f"region {region} does not exist")
+        size = self.tiles[tile].regions[region]
+        if not (0 <= offset < size and count <= size - offset):
+            raise ProtocolError(Status.ADDRESS, f"words {offset}..{offset + count - 1} are "
+                                                f"outside {Region(region).name} of tile {tile} "
+                                                f"({size} words)")
+
+    def accepts_event(self, x: int, y: int, axon: int) -> bool:
+        return x < self.cols and y < self.rows and axon < self.tiles[y * self.cols + x].axons
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """What STATUS answers: the chip's and the link's counters (wrapping)."""
+    ticks: int
+    mesh_drops: int
+    output_drops: int
+    output_pending: int
+    frames: int          #: frames received (good or bad)
+    bad_frames: int      #: refused before decoding a command: CRC, SHORT, OVERSIZE, ESCAPE
+    naks: int            #: every NAK sent, bad frames included
+    cycles: int = 0      #: mesh clock cycles since reset (a model without a clock: 0)
+
+    _FORMAT = "<IIIHIIII"
+
+    def encode(self) -> bytes:
+        return struct.pack(self._FORMAT, self.ticks, self.mesh_drops, self.output_drops,
+                           self.output_pending, self.frames, self.bad_frames, self.naks,
+                           self.cycles)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "LinkStatus":
+        if len(data) != struct.calcsize(cls._FORMAT):
+            raise ProtocolError(Status.LENGTH, f"STATUS answer of {len(data)} bytes")
+        return cls(*struct.unpack(cls._FORMAT, data))
+
+    @classmethod
+    def size(cls) -> int:
+        return struct.calcsize(cls._FORMAT)
