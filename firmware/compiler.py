@@ -13,7 +13,7 @@ route). A network of ``L`` layers answers ``L - 1`` ticks late: the image's ``dr
 **What the image writes.** Everything a run depends on, on every tile (SPRAM and block RAM
 hold anything at power-up, and a previous image may have been loaded): the whole synapse region
 (zero weights for unused axons and neurons, packed by
-:meth:`~spikefab.hdl.memory_map.CoreMemoryMap.synapse_words_of`), the bias, membrane and
+:meth:`~spikefab.hdl.abi.CoreMemoryMap.synapse_region`), the bias, membrane and
 accumulator of every neuron (zero where unused), the threshold, leak and reset registers
 (unused tiles: threshold ``v_max``, so they never spike), and both route tables in full. The
 counters are left alone. Each record is one WRITE frame.
@@ -143,10 +143,7 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
                 "destinations_used": layer.outputs if k < count - 1 else 0,
                 "destinations": config.destinations,
             })
-        offset_mask = (1 << mm.offset_bits) - 1
-        synapse = mm.synapse_words_of(weights)
-        assert [addr & offset_mask for addr, _ in synapse] == list(range(mm.synapse_words))
-        emit(k, Region.SYNAPSE, [word for _, word in synapse])
+        emit(k, Region.SYNAPSE, mm.synapse_region(weights))
         emit(k, Region.BIAS, bias)
         emit(k, Region.MEMBRANE, [0] * shape.neurons)
         emit(k, Region.ACCUMULATOR, [0] * shape.neurons)

@@ -19,7 +19,6 @@ marker priority over router events, so the marker stands behind exactly the even
 last of them, whatever its clock.
 """
 
-import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import *
@@ -28,15 +27,15 @@ from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
-from .abi import (MESH_LIMIT, TICK_BITS, AERPacket, Clocking, CoreMemoryMap, CoreShape,
-                  MemoryStyle, RouteDest, RouteEntry)
+from .abi import (COORD_BITS, MESH_LIMIT, NEURON_LIMIT, TICK_BITS, AERPacket, Clocking,
+                  CoreMemoryMap, CoreShape, MemoryStyle, Region, RouteDest, RouteEntry)
 from .core import Handshake, LIFCore
 from .counter import Counter
 from .lif import LIFDatapath
 from .router import Port, RouterNode
 from .tile import CoreSequencer, Egress, Ingress, IngressWriter, RouteExpander
 
-__all__ = ["TileConfig", "Space", "chip_request_layout", "Chip"]
+__all__ = ["TileConfig", "chip_request_layout", "Chip"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +52,16 @@ class TileConfig:
         object.__setattr__(self, "memory", MemoryStyle.cast(self.memory, "memory"))
 
 
-class Space(enum.IntEnum):
-    """What a chip-bus request addresses on its tile (the ``space`` field, 2 bits)."""
-    CORE = 0         #: the core's own bus (see memory_map)
-    ROUTE_INDEX = 1  #: RouteEntry of neuron ``addr`` (read and write)
-    ROUTE_DEST = 2   #: RouteDest number ``addr`` (read and write)
-
-
 def chip_request_layout(tiles: dict) -> data.StructLayout:
-    """The chip bus's request: ``tile`` (index ``y * cols + x``), :class:`Space`, ``addr``
-    (the core's bus address, or the route-table entry), ``write``, ``data``."""
+    """The chip bus's request: ``tile`` (index ``y * cols + x``), ``region`` (a
+    :class:`~spikefab.hdl.abi.Region`: the core's regions go to the core, the route tables to
+    the tile's expander), ``offset`` in the region, ``write``, ``data``."""
     maps = [CoreMemoryMap(c.shape, c.lanes) for c in tiles.values()]
-    addr_bits = max(max(mm.addr_bits for mm in maps),
-                    ceil_log2(max(max(c.destinations for c in tiles.values()), 256)))
+    offset_bits = max(max(mm.offset_bits for mm in maps),
+                      ceil_log2(max(max(c.destinations for c in tiles.values()), NEURON_LIMIT)))
     data_bits = max(max(mm.data_bits for mm in maps), RouteEntry.size, RouteDest.size)
     return data.StructLayout({
-        "tile": unsigned(6), "space": unsigned(2), "addr": unsigned(addr_bits),
+        "tile": unsigned(2 * COORD_BITS), "region": Region, "offset": unsigned(offset_bits),
         "write": unsigned(1), "data": unsigned(data_bits)})
 
 
@@ -104,9 +97,9 @@ class Chip(wiring.Component):
     quiet : Out(1)
         No update running and no packet in flight: every output of the last update is out.
     bus : In(...)
-        Chip-bus requests (tile, space, addr, write, data) and read responses. A read of a
-        route table returns the entry's bits, zero-extended; entries past a table's end (and
-        tiles or spaces that do not exist) read 0 and ignore writes. Route reads share the
+        Chip-bus requests (:func:`chip_request_layout`: tile, region, offset, write, data) and
+        read responses. A read of a route table returns the entry's bits, zero-extended; entries
+        past a table's end (and tiles that do not exist) read 0 and ignore writes. Route reads share the
         expander's table read ports with spike expansion (see :class:`RouteExpander`). A core
         request waits until the events already in the tile's ingress queue have entered the
         core, so it is ordered after them (the core finishes an event before its bus).
@@ -326,7 +319,8 @@ class Chip(wiring.Component):
             # The core's bus: across its clock domain through two AsyncFIFOs, or, on one
             # clock, straight to the core (its request and its answer are registers already).
             core_req = Signal(core.memory_map.request_layout)
-            m.d.comb += [core_req.addr.as_value().eq(req.addr), core_req.write.eq(req.write),
+            m.d.comb += [core_req.addr.region.eq(req.region),
+                         core_req.addr.offset.eq(req.offset), core_req.write.eq(req.write),
                          core_req.data.eq(req.data)]
             if self.clocking == Clocking.GALS:
                 req_fifo = AsyncFIFO(width=core.memory_map.request_layout.size, depth=4,
@@ -353,7 +347,7 @@ class Chip(wiring.Component):
                              core_req_ready[k].eq(core.bus.req.ready),
                              core_resp_valid[k].eq(core.bus.resp.valid)]
                 core_resp_data.append(core.bus.resp.payload)
-            m.d.comb += core_addr_ok[k].eq((req.addr >> core.memory_map.addr_bits) == 0)
+            m.d.comb += core_addr_ok[k].eq((req.offset >> core.memory_map.offset_bits) == 0)
             m.d.comb += ingress_drained[k].eq(ingress.w_level == 0)
             expanders[tile] = expander
 
@@ -419,34 +413,33 @@ class Chip(wiring.Component):
                 with m.If(~selected.any()):
                     m.next = "IGNORE"
                 with m.Else():
-                    with m.Switch(req.space):
-                        with m.Case(Space.CORE):
-                            # An address the tile's core does not decode is ignored, never
-                            # wrapped onto one it does.
-                            m.next = "CORE_CHECK"
-                        with m.Case(Space.ROUTE_INDEX, Space.ROUTE_DEST):
+                    with m.Switch(req.region):
+                        with m.Case(Region.ROUTE_INDEX, Region.ROUTE_DEST):
                             # Entries past a table's end are ignored (read 0), never wrapped.
                             m.next = "IGNORE"
                             for k, tile in enumerate(self.order):
                                 expander = expanders[tile]
-                                limit = Mux(req.space == Space.ROUTE_INDEX,
+                                limit = Mux(req.region == Region.ROUTE_INDEX,
                                             self.tiles[tile].shape.neurons,
                                             self.tiles[tile].destinations)
-                                with m.If(selected[k] & (req.addr < limit)):
+                                with m.If(selected[k] & (req.offset < limit)):
                                     with m.If(~req.write):
                                         m.next = "ROUTE_READ"
-                                    with m.Elif(req.space == Space.ROUTE_INDEX):
+                                    with m.Elif(req.region == Region.ROUTE_INDEX):
                                         m.d.comb += [
-                                            expander.index_write.addr.eq(req.addr),
+                                            expander.index_write.addr.eq(req.offset),
                                             expander.index_write.data.eq(req.data),
                                             expander.index_write.en.eq(1)]
                                     with m.Else():
                                         m.d.comb += [
-                                            expander.dest_write.addr.eq(req.addr),
+                                            expander.dest_write.addr.eq(req.offset),
                                             expander.dest_write.data.eq(req.data),
                                             expander.dest_write.en.eq(1)]
                         with m.Default():
-                            m.next = "IGNORE"
+                            # The core's regions (and any the core does not decode, which it
+                            # ignores). An offset the tile's core does not decode is ignored,
+                            # never wrapped onto one it does.
+                            m.next = "CORE_CHECK"
             with m.State("IGNORE"):  # route writes are done; reads of nothing give 0
                 with m.If(req.write):
                     m.next = "IDLE"
@@ -457,10 +450,10 @@ class Chip(wiring.Component):
             with m.State("ROUTE_READ"):  # an in-range entry: wait for the expander's port
                 for k, tile in enumerate(self.order):
                     expander = expanders[tile]
-                    for space, port in ((Space.ROUTE_INDEX, expander.index_read),
-                                        (Space.ROUTE_DEST, expander.dest_read)):
-                        with m.If(selected[k] & (req.space == space)):
-                            m.d.comb += [port.addr.eq(req.addr), port.en.eq(1)]
+                    for region, port in ((Region.ROUTE_INDEX, expander.index_read),
+                                         (Region.ROUTE_DEST, expander.dest_read)):
+                        with m.If(selected[k] & (req.region == region)):
+                            m.d.comb += [port.addr.eq(req.offset), port.en.eq(1)]
                             with m.If(port.ack):
                                 m.d.sync += route_data.eq(port.data.as_value())
                                 m.next = "ROUTE_RESP"

@@ -22,7 +22,7 @@ from amaranth.utils import bits_for, ceil_log2
 from .abi import (ADDRESS_BYTES, AXON_BITS, CORE_REGIONS, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC,
                   MAX_FRAME, MAX_OUTPUTS, AERPacket, ChipInfo, Command, CoreMemoryMap, EventWord,
                   OutputRecord, PacketKind, Region, Status, TileInfo)
-from .chip import Chip, Space, chip_request_layout
+from .chip import Chip, chip_request_layout
 from .core import Handshake
 from .counter import Counter
 
@@ -501,22 +501,9 @@ class HostLink(wiring.Component):
                 m.d.sync += j.eq(0)
                 m.next = next_state
 
-        # The bus request: core regions at ``region << offset_bits | offset``, route tables
-        # at ``offset`` in their own space.
         req = self.bus.req.payload
-        m.d.comb += [req.tile.eq(tile), req.data.eq(word)]
-        with m.Switch(region):
-            with m.Case(Region.ROUTE_INDEX):
-                m.d.comb += [req.space.eq(Space.ROUTE_INDEX), req.addr.eq(offset)]
-            with m.Case(Region.ROUTE_DEST):
-                m.d.comb += [req.space.eq(Space.ROUTE_DEST), req.addr.eq(offset)]
-            with m.Default():
-                m.d.comb += req.space.eq(Space.CORE)
-                for k, position in enumerate(chip.order):
-                    config = chip.tiles[position]
-                    bits = CoreMemoryMap(config.shape, config.lanes).offset_bits
-                    with m.If(tile == k):
-                        m.d.comb += req.addr.eq((region << bits) | offset[:bits])
+        m.d.comb += [req.tile.eq(tile), req.region.eq(region), req.offset.eq(offset),
+                     req.data.eq(word)]
 
         # RUN's events are checked as the frame arrives (the tile must exist and have the
         # axon), so that RUN injects them in one pass. An event is the little-endian pair of

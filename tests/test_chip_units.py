@@ -5,8 +5,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from spikefab.hdl.abi import (COUNTERS, REGISTERS, CoreMemoryMap, CoreShape, Region,
-                              RouteDest, RouteEntry, pack_event, pack_output, unpack_packet)
-from spikefab.hdl.chip import Chip, Space, TileConfig
+                              RouteDest, RouteEntry, pack, pack_event, pack_output, route_dest,
+                              unpack, unpack_packet)
+from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.hdl.tile import EgressKind, RouteExpander
 from spikefab.sim.chip_rtl import (ChipLayout, ChipResult, ChipScenario, compare_chip,
                                    expected_chip, random_chip_program, random_host_events,
@@ -73,19 +74,6 @@ def test_chip_validation(kwargs, message):
 
 # ---- route tables over the chip bus ----
 
-def _fields(layout, **values):
-    word = 0
-    for name, value in values.items():
-        field = layout[name]
-        word |= (int(value) & ((1 << field.shape.width) - 1)) << field.offset
-    return word
-
-
-def _unfields(layout, word):
-    return {name: (word >> field.offset) & ((1 << field.shape.width) - 1)
-            for name, field in layout}
-
-
 class BusDriver:
     """The chip bus from a testbench: one request at a time, a read returns its response."""
 
@@ -94,10 +82,10 @@ class BusDriver:
         self.layout = chip.request_layout
         self.latency = None  # mesh cycles from a read's request taken to its response
 
-    async def __call__(self, ctx, tile, space, addr, *, write, data=0):
+    async def __call__(self, ctx, tile, region, offset, *, write, data=0):
         bus = self.chip.bus
-        ctx.set(bus.req.payload.as_value(), _fields(
-            self.layout, tile=tile, space=space, addr=addr, write=int(write), data=data))
+        ctx.set(bus.req.payload.as_value(), pack(
+            self.layout, tile=tile, region=region, offset=offset, write=int(write), data=data))
         ctx.set(bus.req.valid, 1)
         await ctx.tick().until(bus.req.ready)
         ctx.set(bus.req.valid, 0)
@@ -118,16 +106,16 @@ class BusDriver:
 
 def _random_tables(rng, tiles):
     """Random full-width words for every entry of both tables of every tile."""
-    return {k: {Space.ROUTE_INDEX: [int(rng.integers(0, 1 << RouteEntry.size))
+    return {k: {Region.ROUTE_INDEX: [int(rng.integers(0, 1 << RouteEntry.size))
                                     for _ in range(config.shape.neurons)],
-                Space.ROUTE_DEST: [int(rng.integers(0, 1 << RouteDest.size))
+                Region.ROUTE_DEST: [int(rng.integers(0, 1 << RouteDest.size))
                                    for _ in range(config.destinations)]}
             for k, config in enumerate(tiles.values())}
 
 
 def test_route_tables_read_back(base_seed):
     """Random route entries and destinations written to both tiles read back as written;
-    entries past a table's end, and tiles or spaces that do not exist, read 0, and writes there
+    entries past a table's end, and tiles or regions that do not exist, read 0, and writes there
     change nothing (no wrap onto a real entry)."""
     seed = base_seed + 31
     rng = np.random.default_rng(seed)
@@ -135,7 +123,7 @@ def test_route_tables_read_back(base_seed):
              (1, 0): TileConfig(CoreShape(4, 3), lanes=2, destinations=12)}
     chip = Chip(cols=2, rows=1, tiles=tiles, host=(1, 0))
     tables = _random_tables(rng, tiles)
-    addr_bits = chip.request_layout["addr"].shape.width
+    addr_bits = chip.request_layout["offset"].shape.width
     data_bits = chip.request_layout["data"].shape.width
     sim = Simulator(chip)
     sim.add_clock(10e-9, domain="sync")
@@ -151,16 +139,16 @@ def test_route_tables_read_back(base_seed):
         for k, space, addr in (writes[i] for i in rng.permutation(len(writes))):
             await bus(ctx, k, space, addr, write=True, data=tables[k][space][addr])
         # Out of range: every address past each table's end that wraps onto a real entry,
-        # the top address, and a nonexistent tile and space, written with all ones.
+        # the top address, and a nonexistent tile and region, written with all ones.
         outside = []
         for k, config in enumerate(tiles.values()):
-            for space, size in ((Space.ROUTE_INDEX, config.shape.neurons),
-                                (Space.ROUTE_DEST, config.destinations)):
+            for space, size in ((Region.ROUTE_INDEX, config.shape.neurons),
+                                (Region.ROUTE_DEST, config.destinations)):
                 depth = 1 << max(size - 1, 1).bit_length()
                 outside += [(k, space, a) for a in (size, depth, depth + 1, 2 * depth - 1,
                                                     (1 << addr_bits) - 1)]
-            outside.append((k, 3, 0))
-        outside += [(2, Space.ROUTE_INDEX, 0), (63, Space.ROUTE_DEST, 1)]
+            outside.append((k, 7, 0))    # a region no tile has: the core ignores it
+        outside += [(2, Region.ROUTE_INDEX, 0), (63, Region.ROUTE_DEST, 1)]
         for k, space, addr in outside:
             await bus(ctx, k, space, addr, write=True, data=(1 << data_bits) - 1)
         for k, space, addr in outside:
@@ -171,7 +159,7 @@ def test_route_tables_read_back(base_seed):
         for k, space, addr in reads:
             got = await bus(ctx, k, space, addr, write=False)
             want = tables[k][space][addr]
-            assert got == want, (f"seed {seed}: tile {k} {Space(space).name} entry {addr} read "
+            assert got == want, (f"seed {seed}: tile {k} {Region(space).name} entry {addr} read "
                                  f"{got:#x}, wrote {want:#x}")
             # On an idle chip the port is free at once: taken, dispatch, port read, its data
             # registered, acknowledged.
@@ -189,9 +177,9 @@ def _expander_packets(tables, spikes, position):
         if kind == EgressKind.DONE:
             tick += 1
             continue
-        entry = _unfields(RouteEntry, index[neuron])
+        entry = unpack(RouteEntry, index[neuron])
         for d in range(entry["start"], entry["start"] + entry["count"]):
-            dest = _unfields(RouteDest, dests[d])
+            dest = unpack(RouteDest, dests[d])
             packets.append(pack_event(dest["x"], dest["y"], dest["axon"]))
         if entry["to_host"]:
             packets.append(pack_output(*position, neuron, tick))
@@ -213,7 +201,7 @@ def test_route_expander_reads_share_its_ports(base_seed, reads):
     for _ in range(neurons):
         count = int(rng.integers(0, 4))
         start = int(rng.integers(0, destinations - count + 1))
-        index.append(_fields(RouteEntry, start=start, count=count,
+        index.append(pack(RouteEntry, start=start, count=count,
                              to_host=int(rng.random() < 0.5)))
     spikes = [(EgressKind.DONE, 0) if rng.random() < 0.15
               else (EgressKind.SPIKE, int(rng.integers(0, neurons))) for _ in range(120)]
@@ -337,8 +325,8 @@ def test_route_reads_interleaved_with_traffic(base_seed):
     order = program.tiles()
     chip = Chip(cols=2, rows=1, tiles=tiles, host=layout.host)
     maps = {t: CoreMemoryMap(tiles[t].shape, tiles[t].lanes) for t in order}
-    tables = {k: {Space.ROUTE_INDEX: [0] * tiles[t].shape.neurons,
-                  Space.ROUTE_DEST: [0] * tiles[t].destinations} for k, t in enumerate(order)}
+    tables = {k: {Region.ROUTE_INDEX: [0] * tiles[t].shape.neurons,
+                  Region.ROUTE_DEST: [0] * tiles[t].destinations} for k, t in enumerate(order)}
     outputs = []
     state = {"loaded": False, "traffic_done": False, "reads": 0, "busy_reads": 0}
     sim = Simulator(chip)
@@ -353,25 +341,25 @@ def test_route_reads_interleaved_with_traffic(base_seed):
         for k, (tile, core) in enumerate(program.cores.items()):
             mm = maps[tile]
 
-            async def core_write(addr, value):
-                await bus(ctx, k, Space.CORE, addr, write=True, data=mm.to_word(value))
+            async def core_write(region, offset, value):
+                await bus(ctx, k, region, offset, write=True, data=mm.to_word(value))
 
-            for addr, word in mm.synapse_words_of(core.weights):
-                await core_write(addr, word)
+            for offset, word in enumerate(mm.synapse_region(core.weights)):
+                await core_write(Region.SYNAPSE, offset, word)
             for n in range(core.shape.neurons):
-                await core_write(mm.addr(Region.BIAS, n), int(core.bias[n]))
+                await core_write(Region.BIAS, n, int(core.bias[n]))
             for register, value in core.config.registers().items():
-                await core_write(mm.addr(Region.REGISTER, register), value)
+                await core_write(Region.REGISTER, register, value)
             start = 0
             for n, dests in enumerate(core.routes):
-                entry = _fields(RouteEntry, start=start, count=len(dests),
+                entry = pack(RouteEntry, start=start, count=len(dests),
                                 to_host=int(core.to_host[n]))
-                tables[k][Space.ROUTE_INDEX][n] = entry
-                await bus(ctx, k, Space.ROUTE_INDEX, n, write=True, data=entry)
+                tables[k][Region.ROUTE_INDEX][n] = entry
+                await bus(ctx, k, Region.ROUTE_INDEX, n, write=True, data=entry)
                 for x, y, axon in dests:
-                    word = _fields(RouteDest, x=x, y=y, axon=axon)
-                    tables[k][Space.ROUTE_DEST][start] = word
-                    await bus(ctx, k, Space.ROUTE_DEST, start, write=True, data=word)
+                    word = route_dest(x, y, axon)
+                    tables[k][Region.ROUTE_DEST][start] = word
+                    await bus(ctx, k, Region.ROUTE_DEST, start, write=True, data=word)
                     start += 1
         state["loaded"] = True
         for events in scenario.host_events:
@@ -402,12 +390,11 @@ def test_route_reads_interleaved_with_traffic(base_seed):
         v, counters = {}, {}
         for k, (tile, core) in enumerate(program.cores.items()):
             mm = maps[tile]
-            v[tile] = np.array([mm.to_signed(await bus(ctx, k, Space.CORE,
-                                                       mm.addr(Region.MEMBRANE, n),
+            v[tile] = np.array([mm.to_signed(await bus(ctx, k, Region.MEMBRANE, n,
                                                        write=False))
                                 for n in range(core.shape.neurons)], np.int64)
-            counters[tile] = {REGISTERS[reg].name: await bus(ctx, k, Space.CORE,
-                                              mm.addr(Region.REGISTER, reg), write=False)
+            counters[tile] = {REGISTERS[reg].name: await bus(ctx, k, Region.REGISTER, reg,
+                                                             write=False)
                               for reg in COUNTERS}
         mesh_drops = ctx.get(chip.mesh_drops)
         observed = ChipResult(outputs=outputs, v=v, counters=counters, mesh_drops=mesh_drops)
@@ -419,7 +406,7 @@ def test_route_reads_interleaved_with_traffic(base_seed):
             await ctx.tick()
         while not state["traffic_done"]:
             k = int(rng.integers(0, len(order)))
-            space = (Space.ROUTE_INDEX, Space.ROUTE_DEST)[int(rng.integers(0, 2))]
+            space = (Region.ROUTE_INDEX, Region.ROUTE_DEST)[int(rng.integers(0, 2))]
             table = tables[k][space]
             addr = int(rng.integers(0, len(table) + 4))  # a few past the end
             *_, quiet = await ctx.tick().sample(chip.quiet)

@@ -347,11 +347,11 @@ class CoreMemoryMap:
                 | data << layout["data"].offset)
 
     # Host-side packing of the synapse region.
-    def synapse_words_of(self, weights) -> list[tuple[int, int]]:
-        """``(address, word)`` pairs that load a full ``(A, N)`` weight matrix."""
+    def synapse_region(self, weights) -> list[int]:
+        """The SYNAPSE region's words, by offset, that hold a full ``(A, N)`` weight matrix."""
         shape, lanes = self.shape, self.lanes
         mask = (1 << shape.w_bits) - 1
-        pairs = []
+        words = []
         for a in range(shape.axons):
             for r in range(self.rows):
                 word = 0
@@ -359,8 +359,13 @@ class CoreMemoryMap:
                     n = r * lanes + j
                     if n < shape.neurons:
                         word |= (int(weights[a][n]) & mask) << (j * shape.w_bits)
-                pairs.append((self.addr(Region.SYNAPSE, a * self.rows + r), word))
-        return pairs
+                words.append(word)
+        return words
+
+    def synapse_words_of(self, weights) -> list[tuple[int, int]]:
+        """``(bus address, word)`` pairs that load a full ``(A, N)`` weight matrix."""
+        return [(self.addr(Region.SYNAPSE, offset), word)
+                for offset, word in enumerate(self.synapse_region(weights))]
 
     def to_signed(self, word: int, bits: int | None = None) -> int:
         """Interpret a read-back bus word as a signed value of ``bits`` (the bus width if None)."""

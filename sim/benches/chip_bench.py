@@ -17,23 +17,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
-from spikefab.hdl.abi import (COUNTERS, REGISTERS, CoreMemoryMap, Region, RouteDest,
-                              RouteEntry, pack_event, unpack_packet)
-from spikefab.hdl.chip import Space, chip_request_layout
+from spikefab.hdl.abi import (COUNTERS, REGISTERS, CoreMemoryMap, Region, pack, pack_event,
+                              route_dest, route_entry, unpack_packet)
+from spikefab.hdl.chip import chip_request_layout
 from spikefab.sim.benches.streams import offer, take
 from spikefab.sim.chip_rtl import ChipResult, tile_configs
 
 #: Mesh cycles a tick may take before the bench calls it a deadlock.
 TICK_TIMEOUT = 200_000
 
-
-
-def _fields(layout, **values):
-    word = 0
-    for name, value in values.items():
-        field = layout[name]
-        word |= (int(value) & ((1 << field.shape.width) - 1)) << field.offset
-    return word
 
 
 class ChipHarness:
@@ -51,10 +43,10 @@ class ChipHarness:
         await RisingEdge(self.dut.clk)
         self.cycle += 1
 
-    async def bus(self, tile, space, addr, *, write, data=0):
+    async def bus(self, tile, region, offset, *, write, data=0):
         dut = self.dut
-        word = _fields(self.layout, tile=self.order.index(tile), space=space, addr=addr,
-                       write=int(write), data=data)
+        word = pack(self.layout, tile=self.order.index(tile), region=region, offset=offset,
+                    write=int(write), data=data)
         await offer(self.tick, dut.bus__req__valid, dut.bus__req__payload, dut.bus__req__ready,
                     word)
         if write:
@@ -67,27 +59,26 @@ class ChipHarness:
         for tile, core in program.cores.items():
             mm = self.maps[tile]
 
-            async def core_write(addr, value):
-                await self.bus(tile, Space.CORE, addr, write=True, data=mm.to_word(value))
+            async def core_write(region, offset, value):
+                await self.bus(tile, region, offset, write=True, data=mm.to_word(value))
 
-            for addr, word in mm.synapse_words_of(core.weights):
-                await core_write(addr, word)
+            for offset, word in enumerate(mm.synapse_region(core.weights)):
+                await core_write(Region.SYNAPSE, offset, word)
             for n in range(core.shape.neurons):
-                await core_write(mm.addr(Region.BIAS, n), int(core.bias[n]) if
+                await core_write(Region.BIAS, n, int(core.bias[n]) if
                                  core.bias is not None else 0)
                 # Memories keep their contents across a reset: start from a clean state.
-                await core_write(mm.addr(Region.MEMBRANE, n), 0)
-                await core_write(mm.addr(Region.ACCUMULATOR, n), 0)
+                await core_write(Region.MEMBRANE, n, 0)
+                await core_write(Region.ACCUMULATOR, n, 0)
             for register, value in core.config.registers().items():
-                await core_write(mm.addr(Region.REGISTER, register), value)
+                await core_write(Region.REGISTER, register, value)
             start = 0
             for n, dests in enumerate(core.routes):
-                entry = _fields(RouteEntry, start=start, count=len(dests),
-                                to_host=int(core.to_host[n]))
-                await self.bus(tile, Space.ROUTE_INDEX, n, write=True, data=entry)
+                entry = route_entry(start, len(dests), bool(core.to_host[n]))
+                await self.bus(tile, Region.ROUTE_INDEX, n, write=True, data=entry)
                 for x, y, axon in dests:
-                    await self.bus(tile, Space.ROUTE_DEST, start, write=True,
-                                   data=_fields(RouteDest, x=x, y=y, axon=axon))
+                    await self.bus(tile, Region.ROUTE_DEST, start, write=True,
+                                   data=route_dest(x, y, axon))
                     start += 1
 
     async def collect(self, outputs, backpressure):
@@ -156,12 +147,11 @@ class ChipHarness:
         v, counters = {}, {}
         for tile, core in scenario.program.cores.items():
             mm = self.maps[tile]
-            v[tile] = np.array([mm.to_signed(await self.bus(tile, Space.CORE,
-                                                            mm.addr(Region.MEMBRANE, n),
+            v[tile] = np.array([mm.to_signed(await self.bus(tile, Region.MEMBRANE, n,
                                                             write=False))
                                 for n in range(core.shape.neurons)], np.int64)
-            counters[tile] = {REGISTERS[reg].name: await self.bus(tile, Space.CORE,
-                                                   mm.addr(Region.REGISTER, reg), write=False)
+            counters[tile] = {REGISTERS[reg].name: await self.bus(tile, Region.REGISTER, reg,
+                                                                  write=False)
                               for reg in COUNTERS}
         return ChipResult(outputs=outputs, v=v, counters=counters,
                           mesh_drops=dut.mesh_drops.value.to_unsigned(), cycles=cycles,
