@@ -1,4 +1,4 @@
-"""Importers (firmware/importers.py): NIR graphs and snnTorch state dicts into the integer model.
+"""Importers (firmware/importers/): NIR graphs and snnTorch state dicts into the integer model.
 
 The networks are built here with weights that are exact multiples of a power-of-two step
 ``S0``, so the float arithmetic of the independent expectations below is exact and the imported
@@ -487,7 +487,7 @@ def test_state_dict_files(tmp_path, base_seed):
 
 def test_float_reference_rules():
     """One neuron, input 0.6 per step, threshold 1, beta 0.5: the source rules by hand."""
-    from spikefab.firmware.importers import _SourceLayer
+    from spikefab.firmware.importers.common import _SourceLayer
 
     def run(rule, reset, delay=True):
         layer = _SourceLayer(name="x", neuron="x", weight=np.array([[0.6]]), bias=np.zeros(1),

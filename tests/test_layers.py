@@ -31,7 +31,8 @@ LAYERS = {
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
     **{f"firmware.{name}": 3 for name in ("compiler", "driver", "energy")},
     **{f"firmware.{name}": 4 for name in (
-        "targets", "cli", "run", "train", "importers", "plot")},
+        "targets", "cli", "run", "train", "plot", "importers", "importers.common",
+        "importers.nir_graph", "importers.snntorch_state")},
     **{f"sim.{name}": 4 for name in ("demo", "benchmarks")},
     **{f"boards.{name}": 4 for name in ("clocks", "synthesis", "top", "build", "netlist")},
 }
@@ -104,6 +105,17 @@ def test_every_module_has_a_layer():
     assert not missing, f"place these modules in a layer in tests/test_layers.py: {missing}"
     stale = sorted(set(LAYERS) - set(GRAPH))
     assert not stale, f"tests/test_layers.py names modules that do not exist: {stale}"
+
+
+def test_every_import_names_a_module_that_exists():
+    """(A relative import with a dot too few or too many names no module, and would fail only
+    when the function holding it runs.)"""
+    packages = {".".join(path.relative_to(ROOT).parent.parts)
+                for path in ROOT.glob("*/**/__init__.py")}
+    missing = [f"{name} imports {target} at line {line}: no such module"
+               for name, targets in GRAPH.items() for target, line in targets
+               if target not in GRAPH and target not in packages]
+    assert not missing, "\n".join(missing)
 
 
 def test_imports_only_go_down():
