@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_cmd_build)
 
     train = sub.add_parser("train", help="train a hardware-exact 784-H-10 spiking network on "
-                           "MNIST (firmware/train.py)")
+                           "MNIST (firmware/train/)")
     train.add_argument("--data", metavar="DIR", required=True, help="a folder with the MNIST "
                        "training files (train-*-idx?-ubyte[.gz]); images 0-54999 train, "
                        "55000-59999 validate (they hold the bundled slice)")

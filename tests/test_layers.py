@@ -31,8 +31,9 @@ LAYERS = {
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
     **{f"firmware.{name}": 3 for name in ("compiler", "driver", "energy")},
     **{f"firmware.{name}": 4 for name in (
-        "targets", "cli", "run", "train", "plot", "importers", "importers.common",
-        "importers.nir_graph", "importers.snntorch_state")},
+        "targets", "cli", "run", "plot", "importers", "importers.common",
+        "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
+        "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
     **{f"sim.{name}": 4 for name in ("demo", "benchmarks")},
     **{f"boards.{name}": 4 for name in ("clocks", "synthesis", "top", "build", "netlist")},
 }

@@ -1,4 +1,4 @@
-"""The hardware-exact trainer (firmware/train.py): its integer forward pass is the golden model
+"""The hardware-exact trainer (firmware/train/): its integer forward pass is the golden model
 bit for bit, training is deterministic and learns, bad input is refused; ``spikefab train``."""
 
 import numpy as np
@@ -192,7 +192,7 @@ def test_output_layer_gradient_is_the_chain_rule(base_seed):
     its summed input, linear in its weights whatever it spikes, so the loss is differentiable
     in them and backpropagation (surrogate and reset terms included) must equal finite
     differences."""
-    from spikefab.firmware import train as trainer
+    from spikefab.firmware.train import network, trainer
     images, labels = synthetic(base_seed, count=48)
     spikes = rate_encode(images, 6, base_seed, np.arange(48))
     config = TrainConfig(hidden=12, steps=6, leak=0)
@@ -200,12 +200,12 @@ def test_output_layer_gradient_is_the_chain_rule(base_seed):
 
     def loss_of(params):
         layers = trainer._float_layers(params, config)
-        runs = trainer._forward(layers, spikes)
-        return layers, runs, trainer._loss(layers[-1], runs[-1], labels, 8 / 6)
+        runs = network._forward(layers, spikes)
+        return layers, runs, network._loss(layers[-1], runs[-1], labels, 8 / 6)
 
     layers, runs, (_, g_counts, g_v) = loss_of(params)
     assert runs[0].spikes.any() and runs[1].spikes.any(), f"seed {base_seed}"
-    grads = trainer._backward(layers, runs, g_counts, g_v, 5.0)
+    grads = network._backward(layers, runs, g_counts, g_v, 5.0)
     rng = np.random.default_rng([base_seed, 10])
     for i, j in zip(rng.integers(0, 12, 8), rng.integers(0, 10, 8)):
         moved = []
