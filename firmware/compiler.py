@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hdl.abi import CoreMemoryMap, Region, ResetMode, route_dest, route_entry
+from ..hdl.abi import REGISTERS, CoreMemoryMap, Region, ResetMode, route_dest, route_entry
+from ..hdl.profiles import ChipProfile, get_profile
+from ..sim.golden import NeuronConfig
 from .image import ChipImage, MemoryWrite, max_record_words
 from .model import Model
-from ..hdl.profiles import ChipProfile, get_profile
 
 __all__ = ["CompileError", "compile_model", "route_entry", "route_dest", "summary"]
 
@@ -121,12 +122,14 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
         index = [0] * shape.neurons
         dests = [0] * config.destinations
         if layer is None:
-            registers = [shape.v_max, 0, int(ResetMode.SUBTRACT)]
+            registers = {r: spec.reset_of(shape) for r, spec in REGISTERS.items()
+                         if not spec.counter}
         else:
             weights[:layer.inputs, :layer.outputs] = layer.weights
             if layer.bias is not None:
                 bias[:layer.outputs] = layer.bias
-            registers = [layer.threshold, layer.leak, int(ResetMode(layer.reset))]
+            registers = NeuronConfig(layer.threshold, layer.leak,
+                                     ResetMode(layer.reset)).registers()
             if k < count - 1:
                 nx, ny = order[k + 1]
                 for n in range(layer.outputs):
@@ -148,7 +151,11 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
         emit(k, Region.MEMBRANE, [0] * shape.neurons)
         emit(k, Region.ACCUMULATOR, [0] * shape.neurons)
         # Only the parameters: the counters (offsets 3 and up) are the driver's to clear.
-        writes.append(MemoryWrite(k, int(Region.REGISTER), 0, tuple(registers)))
+        # The parameters are consecutive registers: one write covers them.
+        first = min(registers)
+        assert sorted(registers) == list(range(first, first + len(registers)))
+        writes.append(MemoryWrite(k, int(Region.REGISTER), int(first),
+                                  tuple(registers[r] for r in sorted(registers))))
         emit(k, Region.ROUTE_INDEX, index)
         emit(k, Region.ROUTE_DEST, dests)
 

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from conftest import BASE_SEED, record_checked
 from spikefab.firmware.protocol import SlipDecoder, crc16, frame, parse_body, slip_encode, unpack_outputs
 from spikefab.hdl.abi import (ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME,
-                              MAX_OUTPUTS, MAX_PAYLOAD, ChipInfo, Command, CoreShape, LinkStatus,
-                              ProtocolError, Region, Status, pack_event_word, unpack_event_word)
+                              MAX_OUTPUTS, MAX_PAYLOAD, REGISTERS, ChipInfo, Command, CoreShape,
+                              LinkStatus, ProtocolError, Region, Register, Status, pack_event_word,
+                              unpack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
 from spikefab.sim.link_model import LinkModel
@@ -594,6 +595,7 @@ def test_state_after_power_up():
             words = client.region(k, region)
             if region == Region.REGISTER:
                 assert words == [SHAPES[k].v_max, 0, 0, 0, 0, 0, 0, 0]
+                assert words == [REGISTERS[r].reset_of(SHAPES[k]) for r in Register]
             else:
                 assert words == [0] * len(words)
     status = client.status()
