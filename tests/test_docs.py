@@ -5,8 +5,9 @@ looks like a citation of a repository file: a path under one of the top-level fo
 (``hdl``, ``sim``, ``firmware``, ``boards``, ``tests``, ``docs``), a bare Markdown file name,
 or a relative Markdown link, each with an optional ``#section``. A cited path must exist
 (relative to the repository root, or for Markdown names and links also to the citing file's
-folder), and a cited section must be a heading of the Markdown file it names. The notes that
-used to live outside the repository must not be cited at all: their content is in the docs.
+folder), and a cited section must be a heading of the Markdown file it names. The design and
+toolchain notes kept outside the repository must not be cited at all: what the project relies
+on from them is in docs/semantics.md and docs/toolchain.md.
 """
 
 import re

@@ -375,8 +375,8 @@ def _classify(original: bytes, received: bytes, outcome: Counter) -> None:
     if got == parse_body(original):
         outcome["accepted unchanged"] += 1
     elif received[:len(original)] == original and not any(received[len(original):]):
-        # What got through with CRC-16/CCITT-FALSE (residue 0, no final XOR): zero bytes
-        # after the CRC kept the register at 0. Kept apart to show it no longer happens.
+        # What a CRC without the final XOR (CRC-16/CCITT-FALSE, residue 0) would let through:
+        # zero bytes after the CRC keep its register at 0. Counted apart: it must stay 0.
         outcome["accepted: zero bytes appended"] += 1
     else:
         outcome["accepted: different frame (CRC collision)"] += 1
