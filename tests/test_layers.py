@@ -20,8 +20,8 @@ PACKAGES = ("hdl", "sim", "firmware", "boards")
 LAYERS = {
     **{name: 1 for name in ("hdl.abi", "hdl.abi.chip", "hdl.abi.link")},
     **{f"hdl.{name}": 2 for name in (
-        "lif", "synapse", "counter", "memory_map", "core", "router", "tile", "chip",
-        "host_link", "uart", "system", "profiles")},
+        "lif", "synapse", "counter", "memory_map", "core", "router", "tile", "tick",
+        "chip_bus", "chip_tile", "chip", "host_link", "uart", "system", "profiles")},
     **{f"sim.{name}": 2 for name in ("golden", "encoding", "chip")},
     **{f"firmware.{name}": 2 for name in ("protocol", "model", "image", "mnist")},
     **{f"sim.{name}": 3 for name in (
