@@ -11,7 +11,6 @@ bench over a Unix socket: the host's bytes go in, the chip's answers come back.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import tempfile

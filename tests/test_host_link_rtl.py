@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from spikefab.firmware.protocol import SlipDecoder, crc16, frame, parse_body, slip_encode
-from spikefab.hdl.abi import (ADDRESS_BYTES, END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
+from spikefab.firmware.protocol import SlipDecoder, frame, parse_body, slip_encode
+from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
                               Region, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.sim.link_model import LinkModel
