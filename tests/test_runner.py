@@ -92,8 +92,11 @@ def watched_environ(monkeypatch):
 def counter(tmp_path_factory):
     """The counter, built in a fresh folder; the environment before and after the build, and
     the one the runner handed to verilator and make."""
+    # Runs whenever the simulator is Verilator (the default, and CI's); only a user who opts
+    # into Icarus with SIM=icarus skips it: ports_only and the build environment checked here
+    # are the Verilator build's, Icarus has neither.
     if runner.simulator_name() != "verilator":
-        pytest.skip("ports_only and the build environment are Verilator's")
+        pytest.skip("SIM=icarus: ports_only and the build environment are Verilator's")
     before = dict(os.environ)
     build = RTLBuild(Counter(), "runner-counter", ports_only=True)
     build.directory = tmp_path_factory.mktemp("rtl") / build.directory.name
