@@ -14,7 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .synthesis import ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS, SynthesisError, tool_path
+from .synthesis import (ECP5_INLINE_PARTS, ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS,
+                        SynthesisError, tool_path)
 from .top import Family, board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "program_bitstream",
@@ -171,7 +172,9 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
         # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip
         # and not others (yosys 0.70 and 0.66 alike; -nowidelut, -dff, -nolutram and -noabc9
         # do not help: docs/boards.md).
-        overrides |= {"synth_opts": "-noflatten"}
+        overrides |= {"synth_opts": "-noflatten",
+                      "script_after_read": "\n".join([*NO_RW_CHECK, *ONE_HOT_FSMS,
+                                                       *ECP5_INLINE_PARTS])}
     if family is Family.ICE40:
         # SPRAM as docs/toolchain.md says: ask for it, and drop the all-zero init it cannot hold.
         overrides |= {"synth_opts": "-spram",

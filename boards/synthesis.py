@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT",
-           "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE"]
+           "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE", "ECP5_INLINE_PARTS"]
 
 #: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
 #: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
@@ -48,6 +48,17 @@ NO_RW_CHECK = ["proc", "memory_collect",
 #: machine in its init state before the design runs, as a board top's power-on reset does.
 ONE_HOT_FSMS = ["setattr -unset init w:*fsm_state",
                 'setattr -set fsm_encoding "one-hot" w:*fsm_state']
+
+#: Yosys commands that inline the host link's parts (receiver, checkers, executor, output
+#: queue, sender) into the link, for the ECP5 flow, which synthesises module by module
+#: (``synth_ecp5 -noflatten``, see boards/build.py): the parts' ports are then plain wires that
+#: Yosys optimises across, as in a flattened design. The cores' parts stay modules: inlined,
+#: they meet the same ABC9 assertion as the flattened design.
+ECP5_INLINE_PARTS = ["hierarchy -top top",
+                     "setattr -mod -set keep_hierarchy 1 *",
+                     "setattr -mod -unset keep_hierarchy top.system.link.*",
+                     "flatten",
+                     "setattr -mod -unset keep_hierarchy *"]
 
 #: What the iCE40 flows run between reading the design and ``synth_ice40``.
 ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK, *ONE_HOT_FSMS]

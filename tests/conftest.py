@@ -11,6 +11,7 @@ import warnings
 import pytest
 from amaranth.hdl import UnusedElaboratable
 
+from spikefab.hdl.abi import ESC
 from spikefab.sim.runner import build_dir_root
 
 #: Every randomized test derives its seeds from this; set SPIKEFAB_TEST_SEED to explore others.
@@ -27,6 +28,14 @@ def pytest_sessionstart(session):
         STATS_DIR.mkdir(parents=True, exist_ok=True)
         for stale in STATS_DIR.glob("*.json"):
             stale.unlink()
+
+
+def ends_inside_escape(raw: bytes) -> bool:
+    """Whether SLIP bytes ``raw`` end between an ESC and the byte it escapes."""
+    escaped = False
+    for byte in raw:
+        escaped = (not escaped) and byte == ESC
+    return escaped
 
 
 def record_checked(name: str, **counts: int) -> None:

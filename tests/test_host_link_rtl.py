@@ -144,7 +144,6 @@ def test_rtl_host_link_equals_model(build, base_seed):
                 v.to_bytes(wb, "little") for v in (rng.randint(4, 20), rng.randint(0, 3),
                                                    rng.randint(0, 1), 0, 0, 0, 0, 0))),
                    what="registers")
-            lanes = tile.lanes * tile.w_bits
             for offset in range(tile.regions[Region.SYNAPSE]):
                 word = 0
                 for j in range(tile.lanes):

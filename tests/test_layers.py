@@ -22,6 +22,9 @@ LAYERS = {
     **{f"hdl.{name}": 2 for name in (
         "lif", "synapse", "counter", "memory_map", "core", "router", "tile", "tick",
         "chip_bus", "chip_tile", "chip", "host_link", "uart", "system", "profiles")},
+    **{f"hdl.{name}": 2 for name in ("core_registers", "core_events", "core_update", "core_bus")},
+    **{f"hdl.{name}": 2 for name in (
+        "host_link_frames", "host_link_checks", "host_link_outputs", "host_link_executor")},
     **{f"sim.{name}": 2 for name in ("golden", "encoding", "chip")},
     **{f"firmware.{name}": 2 for name in ("protocol", "model", "image", "mnist")},
     **{f"sim.{name}": 3 for name in (

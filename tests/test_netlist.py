@@ -11,8 +11,6 @@ oscillator pin.
 import json
 import random
 
-import pytest
-
 from spikefab.boards.netlist import ice40_cell_models, ice40_netlist
 from spikefab.boards.top import board_top
 from spikefab.firmware.protocol import SlipDecoder, frame, parse_body

@@ -68,7 +68,8 @@ def _stream(rng):
     data = bytearray()
     for _ in range(25):
         kind = rng.choice(["good", "good", "crc", "short", "oversize", "escape", "garbage"])
-        payload = bytes(rng.choice([END, ESC, rng.randrange(256)]) for _ in range(rng.randrange(20)))
+        payload = bytes(rng.choice([END, ESC, rng.randrange(256)])
+                        for _ in range(rng.randrange(20)))
         wire = bytearray(frame(rng.randrange(256), rng.randrange(256), payload))
         if kind == "crc":
             wire[rng.randrange(1, len(wire) - 1)] ^= 1 << rng.randrange(8)

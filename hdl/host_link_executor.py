@@ -1,0 +1,495 @@
+"""The host link's command executor: the state machine that acts on a checked request."""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .abi import (ADDRESS_BYTES, MAX_FRAME, MAX_OUTPUTS, OUTPUT_BYTES, AERPacket, ChipInfo,
+                  Command, EventWord, OutputRecord, PacketKind, Region, Status)
+from .core import Handshake
+from .counter import Counter
+from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
+from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS, ReceivedFrame, response_layouts
+
+__all__ = ["CommandExecutor"]
+
+
+class CommandExecutor(wiring.Component):
+    """The link's state machine: a received frame in, executed, its response out.
+
+    It reads the header from the frame buffer, has it checked (``request``), and acts only if
+    the frame arrived whole (``frame.payload.status``), the header passed and, for RUN, every
+    event did (``events_ok``); otherwise it answers a NAK. A memory command goes through the
+    chip bus one word at a time; RUN injects its events into the host port, raises ``tick``
+    once per tick, and answers once the chip is quiet and its last outputs have landed in the
+    output queue. The response goes out piece by piece (``piece``, ``values``: see
+    :class:`~spikefab.hdl.host_link_frames.ResponsePath`); once the sender has every byte, the
+    frame is released (``frame.ready``).
+
+    Registers stand where a long path would otherwise lead into the state machine's
+    decisions: the frame buffer's bytes (block RAM's late read data), the chip's ``quiet`` (a
+    sum of the whole chip's activity) and the comparisons behind OUTPUTS' count are each
+    registered, a cycle late where that is safe (the comments say why). The header register
+    has no reset, which leaves the flip-flops' reset input to zero the word for RESET.
+
+    Parameters
+    ----------
+    info : ChipInfo
+        The chip's INFO (what INFO answers; the tiles decide RESET's clearing).
+    bus : wiring.Signature
+        The chip bus, seen from the link (the flip of
+        :class:`~spikefab.hdl.chip.Chip`'s ``bus`` member).
+    dsp_counters : bool
+        Count the clock in a DSP block (where the chip's counters are: an iCE40).
+
+    Members
+    -------
+    frame : In(stream.Signature(ReceivedFrame))
+        From :class:`~spikefab.hdl.host_link_frames.FrameReceiver`; the transfer releases the
+        frame.
+    read_addr : Out(FRAME_ADDR_BITS), read_data : In(8)
+        The frame buffer's read port (``read_data``: the byte at last cycle's address).
+    events_ok : In(1)
+        :class:`~spikefab.hdl.host_link_checks.RunEventChecker`'s verdict on the frame.
+    request : Out(RequestCheck)
+        To :class:`~spikefab.hdl.host_link_checks.RequestChecker`.
+    piece : Out(stream.Signature(piece layout)), values : Out(values layout)
+        To :class:`~spikefab.hdl.host_link_frames.ResponsePath` (the layouts of
+        :func:`~spikefab.hdl.host_link_frames.response_layouts` for :attr:`pieces`).
+        ``select`` follows the state alone (:attr:`PIECE_STATES`).
+    outputs : In(stream.Signature(AERPacket)), pending : In(16), output_drops : In(32)
+        From :class:`~spikefab.hdl.host_link_outputs.OutputQueue`.
+    arriving : In(1)
+        An output event is on its way from the chip to the output queue (``host_out.valid``).
+    host_in, tick, quiet, bus, mesh_drops, ticks
+        To the chip's members of the same names.
+    busy : Out(1)
+        A frame is being executed or answered.
+    nak : Out(1)
+        One cycle for every NAK sent.
+    """
+
+    #: The states that send each piece of the response.
+    PIECE_STATES = {"ok": ("DECIDE", "RESPOND_OK", "RUN_ANSWER"), "nak": ("NAK",),
+                    "info": ("INFO_SEND",), "ticks": ("SEND_TICKS",), "drops": ("STATUS_A",),
+                    "pending": ("PENDING",), "frames": ("STATUS_C",), "naks": ("STATUS_D",),
+                    "word": ("READ_RESPONSE",), "output": ("OUTPUTS",)}
+
+    def __init__(self, info: ChipInfo, bus: wiring.Signature, *, dsp_counters: bool = False):
+        if not isinstance(info, ChipInfo):
+            raise TypeError(f"info must be a ChipInfo, not {info!r}")
+        if not isinstance(bus, wiring.Signature) or set(bus.members) != {"req", "resp"}:
+            raise TypeError(f"bus must be the chip bus's signature (req, resp), not {bus!r}")
+        if not isinstance(dsp_counters, bool):
+            raise TypeError(f"dsp_counters must be a bool, not {dsp_counters!r}")
+        self.info = info
+        self.dsp_counters = dsp_counters
+        #: The pieces of the responses: name -> bytes.
+        self.pieces = {"ok": 2, "nak": 3, "info": 1, "ticks": 4, "drops": 8, "pending": 2,
+                       "frames": 8, "naks": 8, "word": info.word_bytes, "output": OUTPUT_BYTES}
+        piece, values = response_layouts(self.pieces)
+        super().__init__({
+            "frame": In(stream.Signature(ReceivedFrame)),
+            "read_addr": Out(FRAME_ADDR_BITS),
+            "read_data": In(8),
+            "events_ok": In(1),
+            "request": Out(RequestCheck),
+            "piece": Out(stream.Signature(piece)),
+            "values": Out(values),
+            "outputs": In(stream.Signature(AERPacket)),
+            "pending": In(16),
+            "output_drops": In(32),
+            "arriving": In(1),
+            "host_in": Out(stream.Signature(AERPacket)),
+            "tick": Out(Handshake),
+            "quiet": In(1),
+            "bus": Out(bus),
+            "mesh_drops": In(32),
+            "ticks": In(32),
+            "busy": Out(1),
+            "nak": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        info = self.info
+        wb = info.word_bytes
+        word_bits = 8 * wb
+        max_read = info.max_read_words
+
+        # ---- the request ----
+        # seq, command and the first 10 payload bytes; once they are checked, the bytes after
+        # seq and command hold a memory word or an event (gathered into the top bytes).
+        # Not reset (each is gathered before it is used), so that the flip-flops' reset input
+        # is free to zero the word for RESET's clearing.
+        hdr = Signal(8 * max(12, 2 + wb), reset_less=True)
+        length = Signal(LENGTH_BITS)
+        rx_status = Signal(4)
+        seq, cmd = hdr[0:8], hdr[8:16]
+
+        def p(i, n=1):
+            return hdr[16 + 8 * i: 16 + 8 * (i + n)]
+
+        m.d.comb += [self.request.command.eq(cmd), self.request.length.eq(length),
+                     self.request.payload.eq(hdr[16:16 + 8 * HEADER_PAYLOAD_BYTES])]
+
+        # ---- execution state ----
+        ptr = Signal(FRAME_ADDR_BITS + 1)
+        gather_max = max(12, wb)   # the header, or one memory word
+        j = Signal(range(gather_max + 2))
+        tile = Signal(8)
+        region = Signal(Region.as_shape())
+        # After the checks, an offset lies within its region and every count within a region,
+        # a frame or the output queue: registers that wide, not the fields' 32 bits.
+        count_limit = max([size for t in info.tiles for size in t.regions]
+                          + [MAX_FRAME, MAX_OUTPUTS, max_read, info.output_depth])
+        offset = Signal(range(count_limit + 1))
+        remaining = Signal(range(count_limit + 1))
+        word = hdr[-word_bits:]
+        event = EventWord(hdr[-EventWord.size:])
+        resetting = Signal()
+        ticks_left = Signal(16)
+        settle = Signal(2)
+        # The chip's quiet, registered: it sums the whole chip's activity, a long path to put in
+        # front of this state machine's decisions. A cycle late is safe: a tick taken
+        # in cycle t, or an event sent, makes the chip not quiet from t + 1, and WAIT_QUIET
+        # comes at t + 2 at the earliest, so sees it; and with nothing sent the chip, once
+        # quiet, stays quiet.
+        quiet = Signal()
+        m.d.sync += quiet.eq(self.quiet)
+        status = Signal(8)
+        frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
+        # The clock count: in a DSP block where the chip's counters are (an iCE40).
+        m.submodules.cycles = cycle_counter = Counter(32, dsp=self.dsp_counters)
+        m.d.comb += [cycle_counter.en.eq(1), cycle_counter.step.eq(1)]
+        cycles, cycles_q = cycle_counter.value, Signal(32)
+        m.d.comb += self.read_addr.eq(ptr)
+
+        # The frame buffer's bytes, registered: block RAM's read data arrives late in the
+        # cycle, and each byte goes to one of many places.
+        read_data = Signal(8)
+        m.d.sync += read_data.eq(self.read_data)
+
+        def gather(n, next_state, window):
+            """Read ``n`` buffer bytes from ``ptr`` on, shifting them into ``window`` (a slice
+            of ``hdr``) from the top, so that they end up little-endian in its top ``n``
+            bytes: the byte addressed in step ``j`` lands in step ``j + 2``. A shift register
+            needs no per-byte write decode."""
+            with m.If(j < n):
+                m.d.sync += ptr.eq(ptr + 1)
+            with m.If(j >= 2):
+                m.d.sync += window.eq(Cat(window[8:], read_data))
+            m.d.sync += j.eq(j + 1)
+            with m.If(j == n + 1):
+                m.d.sync += j.eq(0)
+                m.next = next_state
+
+        req = self.bus.req.payload
+        m.d.comb += [req.tile.eq(tile), req.region.eq(region), req.offset.eq(offset),
+                     req.data.eq(word)]
+
+        m.d.comb += [self.host_in.payload.kind.eq(PacketKind.EVENT),
+                     self.host_in.payload.x.eq(event.x), self.host_in.payload.y.eq(event.y),
+                     self.host_in.payload.body.event.axon.eq(event.axon)]
+
+        # For OUTPUTS' count (the events asked for, or as many as are queued): whether fewer
+        # are asked for than are queued, and whether the count is none, registered (the
+        # comparison's carry chain came ahead of the state machine's next state and the
+        # response byte). A cycle late is safe: the request's field holds still from MEASURE
+        # on, and between frames the queue holds still (RUN answers only once the chip is
+        # quiet and its last outputs have landed here).
+        outputs_fewer, outputs_none = Signal(), Signal()
+        m.d.sync += [outputs_fewer.eq(p(0, 2) < self.pending),
+                     outputs_none.eq((p(0, 2) == 0) | (self.pending == 0))]
+
+        s = SimpleNamespace(
+            hdr=hdr, length=length, rx_status=rx_status, seq=seq, cmd=cmd, ptr=ptr, j=j,
+            tile=tile, region=region, offset=offset, remaining=remaining, word=word,
+            resetting=resetting, ticks_left=ticks_left, settle=settle, quiet=quiet,
+            status=status, frames=frames, bad_frames=bad_frames, naks=naks, cycles=cycles,
+            cycles_q=cycles_q, outputs_fewer=outputs_fewer, outputs_none=outputs_none, p=p,
+            gather=gather)
+        self._response(m, s)
+        with m.FSM() as fsm:
+            self._take_request(m, s)
+            self._answer_info_and_status(m, s)
+            self._access_memory(m, s)
+            self._run_and_output(m, s)
+        # The byte multiplexer's choice: the piece each state sends, by the state alone. The
+        # conditions a state puts on its piece only gate the offer, so that the choice of the
+        # byte, and whether it is the piece's last, do not wait for them (they come late: the
+        # checks' verdicts, the counts).
+        assert s.sent == set(self.PIECE_STATES), s.sent
+        for name, states in self.PIECE_STATES.items():
+            m.d.comb += self.piece.payload.select[name].eq(
+                Cat(*(fsm.ongoing(state) for state in states)).any())
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
+
+    def _response(self, m, s):
+        """The response's pieces (``values``), each straight from where it is kept, and
+        ``s.send``, which offers one."""
+        info, values, piece = self.info, self.values, self.piece
+        m.submodules.info_rom = info_rom = Memory(shape=8, depth=len(info.encode()),
+                                                  init=list(info.encode()))
+        rom = info_rom.read_port()
+        s.rom_addr = rom_addr = Signal(range(len(info.encode()) + 1))
+        m.d.comb += rom.addr.eq(rom_addr)
+
+        out_event = self.outputs.payload
+        out_record = Signal(OutputRecord)
+        m.d.comb += [out_record.neuron.eq(out_event.body.output.neuron),
+                     out_record.x.eq(out_event.x), out_record.y.eq(out_event.y),
+                     out_record.tick.eq(out_event.body.output.tick)]
+
+        seq, cmd, known = s.seq, s.cmd, s.length >= 4
+        m.d.comb += [values.ok.eq(Cat(seq, Const(Status.OK, 8))),
+                     values.nak.eq(Cat(Mux(known, seq, 0), s.status, Mux(known, cmd, 0))),
+                     values.info.eq(rom.data), values.ticks.eq(self.ticks),
+                     values.drops.eq(Cat(self.mesh_drops, self.output_drops)),
+                     values.pending.eq(self.pending),
+                     values.frames.eq(Cat(s.frames, s.bad_frames)),
+                     values.naks.eq(Cat(s.naks, s.cycles_q)),
+                     values.word.eq(self.bus.resp.payload), values.output.eq(out_record)]
+        s.sent = set()
+
+        def send(name, last, next_state, when=None):
+            """Offer the piece ``name`` of the response (the state's, in :attr:`PIECE_STATES`),
+            the response's last if ``last``, then go to ``next_state`` (a state, or a function
+            that picks one). Returns the condition of the cycle the piece's last byte is taken.
+            """
+            s.sent.add(name)
+            offer = C(1) if when is None else when
+            done = Signal()
+            m.d.comb += [piece.valid.eq(offer), piece.payload.last.eq(last)]
+            with m.If(offer & piece.ready):
+                m.d.comb += done.eq(1)
+                if callable(next_state):
+                    next_state()
+                else:
+                    m.next = next_state
+            return done
+
+        s.send = send
+
+    def _take_request(self, m, s):
+        """IDLE to DECIDE: a frame taken, its header read and checked; then its command's
+        first state, or a NAK. NAK, RESPOND_OK and FINISH end every request."""
+        request, send, p = self.request, s.send, s.p
+        frames, bad_frames, naks, status = s.frames, s.bad_frames, s.naks, s.status
+        ptr, remaining, tile, region, offset = s.ptr, s.remaining, s.tile, s.region, s.offset
+        rx_status, cmd = s.rx_status, s.cmd
+        tile_f, region_f, offset_f = p(0), p(1), p(2, 4)
+        with m.State("IDLE"):
+            with m.If(self.frame.valid):
+                m.d.sync += [frames.eq(frames + 1), ptr.eq(0), s.j.eq(0),
+                             s.length.eq(self.frame.payload.length),
+                             rx_status.eq(self.frame.payload.status),
+                             s.resetting.eq(0)]
+                m.next = "HEADER"
+        with m.State("HEADER"):
+            s.gather(12, "MEASURE", s.hdr[:12 * 8])
+        with m.State("MEASURE"):
+            m.d.comb += request.measure.eq(1)
+            m.next = "CHECK"
+        with m.State("CHECK"):
+            m.d.comb += request.check.eq(1)
+            m.next = "DECIDE"
+        with m.State("DECIDE"):
+            m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
+            with m.If(rx_status != Status.OK):
+                m.d.sync += [status.eq(rx_status), bad_frames.eq(bad_frames + 1)]
+                m.next = "NAK"
+            with m.Elif(request.verdict != Status.OK):
+                m.d.sync += status.eq(request.verdict)
+                m.next = "NAK"
+            with m.Elif((cmd == Command.RUN) & ~self.events_ok):
+                m.d.sync += status.eq(Status.ADDRESS)
+                m.next = "NAK"
+            with m.Else():
+                with m.Switch(cmd):
+                    with m.Case(Command.INFO):
+                        m.d.sync += s.rom_addr.eq(0)
+                        send("ok", 0, "INFO_READ")
+                    with m.Case(Command.STATUS):
+                        m.d.sync += s.cycles_q.eq(s.cycles)   # holds still while it is sent
+                        send("ok", 0, "SEND_TICKS")
+                    with m.Case(Command.WRITE):
+                        m.d.sync += [ptr.eq(2 + ADDRESS_BYTES),
+                                     remaining.eq(request.write_count)]
+                        m.next = "GATHER_WORD"
+                    with m.Case(Command.FILL):
+                        m.d.sync += [ptr.eq(2 + ADDRESS_BYTES + 4), remaining.eq(p(6, 4))]
+                        m.next = "GATHER_WORD"
+                    with m.Case(Command.READ):
+                        m.d.sync += remaining.eq(p(6, 2))
+                        send("ok", 0, "READ_REQUEST")
+                    with m.Case(Command.RUN):
+                        m.d.sync += [ptr.eq(4),
+                                     remaining.eq((request.payload_length - 2) >> 1),
+                                     s.ticks_left.eq(p(0, 2))]
+                        m.next = "EVENTS"
+                    with m.Case(Command.OUTPUTS):
+                        m.d.sync += remaining.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
+                        send("ok", s.outputs_none, "OUTPUTS")
+                    with m.Case(Command.RESET):
+                        m.d.sync += s.resetting.eq(1)
+                        m.next = "WAIT_QUIET"
+
+        with m.State("NAK"):
+            with m.If(send("nak", 1, "FINISH")):
+                m.d.sync += naks.eq(naks + 1)
+                m.d.comb += self.nak.eq(1)
+        with m.State("RESPOND_OK"):
+            send("ok", 1, "FINISH")
+        with m.State("FINISH"):   # the sender has every byte: release the frame
+            m.d.comb += self.frame.ready.eq(1)
+            m.next = "IDLE"
+
+    def _answer_info_and_status(self, m, s):
+        """INFO's answer; STATUS's, and the part of RUN's it shares."""
+        send, rom_addr, cmd = s.send, s.rom_addr, s.cmd
+        # INFO: the ROM, a byte at a time.
+        with m.State("INFO_READ"):
+            m.next = "INFO_SEND"
+        with m.State("INFO_SEND"):
+            last = rom_addr == len(self.info.encode()) - 1
+            with m.If(send("info", last, "INFO_READ")):
+                m.d.sync += rom_addr.eq(rom_addr + 1)
+                with m.If(last):
+                    m.next = "FINISH"
+
+        # STATUS and RUN's answer (both after an OK header): the pieces they have in
+        # common, ticks and pending, are sent by the same states, so that the byte
+        # multiplexer has them once.
+        is_status = cmd == Command.STATUS
+
+        def after_ticks():
+            with m.If(is_status):
+                m.next = "STATUS_A"
+            with m.Else():
+                m.next = "PENDING"
+
+        def after_pending():
+            with m.If(is_status):
+                m.next = "STATUS_C"
+            with m.Else():
+                m.next = "FINISH"
+
+        with m.State("SEND_TICKS"):
+            send("ticks", 0, after_ticks)
+        with m.State("STATUS_A"):
+            send("drops", 0, "PENDING")
+        with m.State("PENDING"):
+            send("pending", ~is_status, after_pending)
+        with m.State("STATUS_C"):
+            send("frames", 0, "STATUS_D")
+        with m.State("STATUS_D"):
+            send("naks", 1, "FINISH")
+
+    def _access_memory(self, m, s):
+        """WRITE, FILL and READ (and RESET's clearing) on the chip bus, a word at a time."""
+        info, cmd, req = self.info, s.cmd, self.bus.req.payload
+        n_tiles = len(info.tiles)
+        tile, region, offset, remaining = s.tile, s.region, s.offset, s.remaining
+        # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
+        with m.State("GATHER_WORD"):
+            s.gather(info.word_bytes, "BUS_WRITE", s.hdr[16:])
+        with m.State("BUS_WRITE"):
+            m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(1)]
+            with m.If(self.bus.req.ready):
+                m.d.sync += [offset.eq(offset + 1), remaining.eq(remaining - 1)]
+                with m.If(remaining == 1):
+                    m.next = "WRITTEN"
+                with m.Elif(cmd == Command.WRITE):
+                    m.next = "GATHER_WORD"
+        with m.State("WRITTEN"):
+            with m.If(~s.resetting):
+                m.next = "RESPOND_OK"
+            with m.Elif(region == Region.MEMBRANE):
+                m.d.sync += [region.eq(Region.ACCUMULATOR), offset.eq(0),
+                             remaining.eq(Array(Const(t.neurons, 32)
+                                                for t in info.tiles)[tile])]
+                m.next = "BUS_WRITE"
+            with m.Elif(tile != n_tiles - 1):
+                m.d.sync += [tile.eq(tile + 1), region.eq(Region.MEMBRANE), offset.eq(0),
+                             remaining.eq(Array(Const(t.neurons, 32)
+                                                for t in info.tiles)[tile + 1])]
+                m.next = "BUS_WRITE"
+            with m.Else():
+                m.next = "FLUSH"
+
+        with m.State("READ_REQUEST"):
+            m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(0)]
+            with m.If(self.bus.req.ready):
+                m.next = "READ_RESPONSE"
+        with m.State("READ_RESPONSE"):
+            last = remaining == 1
+            with m.If(s.send("word", last, "READ_REQUEST", when=self.bus.resp.valid)):
+                m.d.comb += self.bus.resp.ready.eq(1)
+                m.d.sync += [offset.eq(offset + 1), remaining.eq(remaining - 1)]
+                with m.If(last):
+                    m.next = "FINISH"
+
+    def _run_and_output(self, m, s):
+        """RUN (its events injected, its ticks run, the chip left to go quiet), RESET's wait
+        for quiet, OUTPUTS, and RESET's emptying of the output queue."""
+        info, remaining, ticks_left, settle = self.info, s.remaining, s.ticks_left, s.settle
+        quiet, outputs = s.quiet, self.outputs
+        # RUN (its events checked on arrival): inject the events, then run the ticks.
+        with m.State("EVENTS"):
+            with m.If(remaining == 0):
+                m.next = "TICKS"
+            with m.Else():
+                m.next = "GATHER_EVENT"
+        with m.State("GATHER_EVENT"):
+            s.gather(2, "EVENT", s.hdr[16:])
+        with m.State("EVENT"):
+            m.d.comb += self.host_in.valid.eq(1)
+            with m.If(self.host_in.ready):
+                m.d.sync += remaining.eq(remaining - 1)
+                m.next = "EVENTS"
+        with m.State("TICKS"):
+            with m.If(ticks_left == 0):
+                m.next = "WAIT_QUIET"
+            with m.Else():
+                m.d.comb += self.tick.valid.eq(1)
+                with m.If(self.tick.ready):
+                    m.d.sync += ticks_left.eq(ticks_left - 1)
+        # Quiet: no update running, nothing in flight, the chip's output queue empty; then
+        # a few cycles for the last outputs to land in ours.
+        with m.State("WAIT_QUIET"):
+            m.d.sync += settle.eq(0)
+            with m.If(quiet & ~self.arriving):
+                m.next = "SETTLE"
+        with m.State("SETTLE"):
+            m.d.sync += settle.eq(settle + 1)
+            with m.If(~quiet | self.arriving):
+                m.next = "WAIT_QUIET"
+            with m.Elif(settle == 3):
+                with m.If(s.resetting):
+                    m.d.sync += [s.tile.eq(0), s.region.eq(Region.MEMBRANE), s.offset.eq(0),
+                                 s.word.eq(0),
+                                 remaining.eq(Array(Const(t.neurons, 32)
+                                                    for t in info.tiles)[0])]
+                    m.next = "BUS_WRITE"
+                with m.Else():
+                    m.next = "RUN_ANSWER"
+        with m.State("RUN_ANSWER"):
+            s.send("ok", 0, "SEND_TICKS")
+
+        with m.State("OUTPUTS"):
+            with m.If(remaining == 0):
+                m.next = "FINISH"
+            with m.Else():
+                with m.If(s.send("output", remaining == 1, "OUTPUTS", when=outputs.valid)):
+                    m.d.comb += outputs.ready.eq(1)
+                    m.d.sync += remaining.eq(remaining - 1)
+        with m.State("FLUSH"):
+            with m.If(self.pending != 0):
+                m.d.comb += outputs.ready.eq(1)
+            with m.Else():
+                m.next = "RESPOND_OK"
