@@ -24,9 +24,18 @@ from amaranth.lib.wiring import In, Out
 from ..hdl.abi import END, Clocking
 from .runner import RTLBuild, SimulationError
 
-__all__ = ["CHUNK", "ChunkedPort", "SimLink", "link_build", "SimTransport"]
+__all__ = ["CHUNK", "REQUEST_HEAD", "ANSWER_HEAD", "END_OF_RUN", "ChunkedPort", "SimLink",
+           "link_build", "SimTransport"]
 
 CHUNK = 64
+
+#: The messages between :class:`SimLink` and the link bench (sim/benches/link_bench.py) over
+#: their socket: a request is ``REQUEST_HEAD`` (its length) and its bytes, a length of
+#: ``END_OF_RUN`` ends the run; an answer is ``ANSWER_HEAD`` (its length, the clock cycles the
+#: request took) and its bytes.
+REQUEST_HEAD = struct.Struct("<I")
+ANSWER_HEAD = struct.Struct("<IQ")
+END_OF_RUN = 0xFFFF_FFFF
 
 
 class ChunkedPort(wiring.Component):
@@ -159,9 +168,8 @@ class SimLink:
 
     def exchange(self, data: bytes) -> bytes:
         try:
-            self._conn.sendall(struct.pack("<I", len(data)) + data)
-            head = self._recv(12)
-            length, cycles = struct.unpack("<IQ", head)
+            self._conn.sendall(REQUEST_HEAD.pack(len(data)) + data)
+            length, cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
             self.cycles = cycles
             return self._recv(length)
         except (OSError, ConnectionError) as exc:
@@ -180,7 +188,7 @@ class SimLink:
 
     def close(self) -> None:
         try:
-            self._conn.sendall(struct.pack("<I", 0xFFFFFFFF))
+            self._conn.sendall(REQUEST_HEAD.pack(END_OF_RUN))
         except OSError:
             pass
         self._thread.join()

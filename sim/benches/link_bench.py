@@ -1,21 +1,21 @@
 """cocotb bench: the chip behind its host link, served over a Unix socket (see sim/link_rtl.py).
 
-Messages from the host: ``u32 length`` + bytes (length 0xFFFFFFFF ends the run). The bench
-feeds the bytes in chunks, counts the frames in them the way the receiver does, and answers
-``u32 length, u64 mesh cycles`` + the chip's bytes once every frame has been answered.
+Messages as ``sim.link_rtl`` defines them (``REQUEST_HEAD``, ``ANSWER_HEAD``, ``END_OF_RUN``).
+The bench feeds a request's bytes in chunks, counts the frames in them the way the receiver
+does, and answers with the chip's bytes and the mesh cycles once every frame has been
+answered.
 Clocks run in C++; Python wakes per chunk, not per cycle.
 """
 
 import os
 import socket
-import struct
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
 
 from spikefab.firmware.protocol import SlipDecoder
-from spikefab.sim.link_rtl import CHUNK
+from spikefab.sim.link_rtl import ANSWER_HEAD, CHUNK, END_OF_RUN, REQUEST_HEAD
 
 #: Mesh cycles a request may take before the bench calls it a hang.
 REQUEST_TIMEOUT = 50_000_000
@@ -54,8 +54,8 @@ async def serve(dut):
     requests, responses = SlipDecoder(), SlipDecoder()
     start = cocotb.utils.get_sim_time("ps")
     while True:
-        (length,) = struct.unpack("<I", _recv(conn, 4))
-        if length == 0xFFFFFFFF:
+        (length,) = REQUEST_HEAD.unpack(_recv(conn, REQUEST_HEAD.size))
+        if length == END_OF_RUN:
             break
         data = _recv(conn, length)
         expected = len(requests.feed(data))
@@ -95,5 +95,5 @@ async def serve(dut):
         else:
             collector.cancel()
         cycles = int(cocotb.utils.get_sim_time("ps") - start) // period
-        conn.sendall(struct.pack("<IQ", len(answer), cycles) + bytes(answer))
+        conn.sendall(ANSWER_HEAD.pack(len(answer), cycles) + bytes(answer))
     conn.close()
