@@ -14,12 +14,19 @@ from ..boards.top import BOARDS
 from ..hdl.abi import ResetMode
 from ..hdl.core import LANE_CHOICES
 from ..hdl.profiles import PROFILES
+from .compiler import DEFAULT_PROFILE, GENERATED
 
 PROFILE_NAMES = tuple(PROFILES)
 BOARD_NAMES = tuple(BOARDS)
 #: What ``--profile`` offers: profiles for tests only (``tiny`` fits no MNIST model) are
 #: accepted where a test needs them, not offered.
 USER_PROFILES = tuple(name for name, profile in PROFILES.items() if not profile.for_tests)
+#: What ``compile --profile`` and ``run --profile`` offer: a named chip, or one generated for
+#: the network.
+CHIP_CHOICES = (*USER_PROFILES, GENERATED)
+PROFILE_HELP = (f"the chip the model is compiled for: a named chip, or {GENERATED!r} for one "
+                f"generated for the network (default: {DEFAULT_PROFILE} if the network fits "
+                f"it, else a generated chip)")
 RESET_NAMES = tuple(mode.name.lower() for mode in ResetMode)
 
 
@@ -81,11 +88,19 @@ def _target(text: str) -> str:
 
 
 def _compile_profile(text: str) -> str:
-    """An argparse type: a user profile, or (not offered) a test profile."""
-    if text in PROFILE_NAMES:
+    """An argparse type: a user profile, ``generated``, or (not offered) a test profile."""
+    if text in PROFILE_NAMES or text == GENERATED:
         return text
     raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
-                                     f"{', '.join(map(repr, USER_PROFILES))})")
+                                     f"{', '.join(map(repr, CHIP_CHOICES))})")
+
+
+def _run_profile(text: str) -> str:
+    """An argparse type: a user profile or ``generated``."""
+    if text in CHIP_CHOICES:
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                     f"{', '.join(map(repr, CHIP_CHOICES))})")
 
 
 def _check_output(path: str, flag: str, suffix: str) -> None:
@@ -198,7 +213,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from .compiler import compile_model, summary
+    from .compiler import compile_for, summary
     from .image import MAGIC
     from .model import Model
     from .run import BUNDLED_MODELS, model_path
@@ -219,7 +234,7 @@ def _cmd_compile(args) -> int:
                                    f"spikefab demo --model), or compile the model it came "
                                    f"from")
     _check_output(args.output, "-o", ".img")
-    image = compile_model(Model.load(model_path(args.model)), args.profile)
+    image = compile_for(Model.load(model_path(args.model)), args.profile)
     image.save(args.output)
     print(summary(image))
     print(f"wrote {args.output}")
@@ -237,18 +252,20 @@ def _cmd_run(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install matplotlib (or pip "
                                "install 'spikefab[plot]')")
     from .targets import Target, TargetKind
-    if Target.parse(args.target).kind is TargetKind.SIM:
+    simulated = Target.parse(args.target).kind is TargetKind.SIM
+    root = _check_build_root() if simulated else None
+
+    def on_chip(chip):
         # To stderr, with or without --json: the build is the long part.
-        root = _check_build_root()
-        if not _rtl_cached(f"link-{args.profile}-single"):
-            _note(f"building the RTL simulation of the {args.profile} chip first (a few "
+        if simulated and not _rtl_cached(f"link-{chip.name}-single"):
+            _note(f"building the RTL simulation of the {chip.name} chip first (a few "
                   f"minutes, once; then cached in {root}) ...")
     try:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
                            split=args.split, first=args.first, count=args.count,
                            steps=args.steps, seed=args.seed,
                            profile=args.profile, progress=not args.json, baudrate=args.baud,
-                           plot=args.plot)
+                           plot=args.plot, on_chip=on_chip)
     except LinkError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
@@ -457,9 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("-o", "--output", metavar="IMAGE", required=True,
                           help="where to write the chip image (.img)")
     # The test profiles compile too (tests compile small models for them), unoffered.
-    compile_.add_argument("--profile", type=_compile_profile, default="icebreaker",
-                          metavar="{" + ",".join(USER_PROFILES) + "}",
-                          help="the chip to compile for (default: %(default)s)")
+    compile_.add_argument("--profile", type=_compile_profile, default=None,
+                          metavar="{" + ",".join(CHIP_CHOICES) + "}",
+                          help=PROFILE_HELP)
     compile_.set_defaults(run=_cmd_compile)
 
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
@@ -485,9 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_non_negative, default=0, metavar="S",
                      help="encoder seed: the same seed gives the same spikes on every target "
                      "(default: %(default)s)")
-    run.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
-                     help="the chip the model is compiled for; a sim or serial target is that "
-                     "chip (default: %(default)s)")
+    run.add_argument("--profile", type=_run_profile, default=None,
+                     metavar="{" + ",".join(CHIP_CHOICES) + "}",
+                     help=PROFILE_HELP + "; a sim or serial target is that chip")
     run.add_argument("--baud", type=_positive, default=3_000_000,
                      help="serial targets only: the bitstream's rate, as built with spikefab "
                      "build --baud (default: %(default)s)")

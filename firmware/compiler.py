@@ -1,13 +1,12 @@
-"""The network compiler: a :class:`~spikefab.firmware.model.Model` onto a chip profile.
+"""The network compiler: a :class:`~spikefab.firmware.model.Model` onto a chip, as a chip image.
 
-**Placement.** Layer ``l`` goes on tile number ``l`` in tile order (``y * cols + x``): the host
-can inject events into any tile (its router forwards them), so the input layer may sit anywhere,
-and the classes are the neurons of the last layer's tile. Input ``i`` of the network is axon
-``i`` of the first tile.
+**Placement** is the mapper's (:mod:`spikefab.firmware.mapper`): a named profile holds layer
+``l`` whole on tile ``l``; a generated chip splits each layer into slices, one per core.
 
-**Routing.** Neuron ``n`` of layer ``l < L - 1`` has one destination, ``(tile of l + 1, axon
-n)``, stored at ``dest[n]`` of its tile (route entry ``start = n, count = 1``); neurons of the
-last layer report to the host (``to_host = 1, count = 0``); every other neuron has entry 0 (no
+**Routing.** Neuron ``n`` of layer ``l`` has, in its core's route table, one destination per
+core of layer ``l + 1`` (axon ``n`` there) and, if layer ``l`` is recurrent, one per core of
+layer ``l`` (axon ``inputs + n``); its route entry points at that run of destinations. Neurons
+of the last layer also report to the host (``to_host``). Every other route entry is 0 (no
 route). A network of ``L`` layers answers ``L - 1`` ticks late: the image's ``drain_ticks``.
 
 **What the image writes.** Everything a run depends on, on every tile (SPRAM and block RAM
@@ -15,14 +14,15 @@ hold anything at power-up, and a previous image may have been loaded): the whole
 (zero weights for unused axons and neurons, packed by
 :meth:`~spikefab.hdl.abi.CoreMemoryMap.synapse_region`), the bias, membrane and
 accumulator of every neuron (zero where unused), the threshold, leak and reset registers
-(unused tiles: threshold ``v_max``, so they never spike), and both route tables in full. The
+(idle tiles: threshold ``v_max``, so they never spike), and both route tables in full. The
 counters are left alone. Each record is one WRITE frame.
 
-**Requirements** per layer and tile: inputs <= axons (and <= the core's event budget per tick,
-so no input event is ever dropped), outputs <= neurons, model ``w_bits`` <= core ``w_bits``
-(a 4-bit model runs bit-exact on 8-bit synapses), model ``v_bits`` == core ``v_bits`` (the
-membrane saturates at its width), threshold <= the core's ``v_max``, and, for every layer but
-the last, route destinations >= outputs. :class:`CompileError` lists every one that fails.
+**Requirements** per slice and its tile: axons (inputs, plus outputs if recurrent) <= the
+core's axons and <= its event budget per tick (each axon gets at most one event per tick, so
+none is ever dropped), slice neurons <= neurons, destinations <= the route table, model
+``w_bits`` <= core ``w_bits`` (a 4-bit model runs bit-exact on 8-bit synapses), model
+``v_bits`` == core ``v_bits`` (the membrane saturates at its width), threshold <= the core's
+``v_max``. :class:`CompileError` lists every one that fails.
 """
 
 from __future__ import annotations
@@ -30,43 +30,52 @@ from __future__ import annotations
 import numpy as np
 
 from ..hdl.abi import REGISTERS, CoreMemoryMap, Region, ResetMode, route_dest, route_entry
-from ..hdl.profiles import ChipProfile, get_profile
+from ..hdl.profiles import ChipProfile
 from ..sim.golden import NeuronConfig
-from .image import ChipImage, MemoryWrite, max_record_words
+from .image import ChipImage, MemoryWrite, OutputSlice, max_record_words
+from .mapper import MapError, Mapping, generate_mapping, layer_axons, preset_mapping
 from .model import Model
 
-__all__ = ["CompileError", "compile_model", "route_entry", "route_dest", "summary"]
+__all__ = ["CompileError", "GENERATED", "DEFAULT_PROFILE", "map_model", "compile_model",
+           "compile_for", "route_entry", "route_dest", "summary"]
+
+#: What ``--profile`` names to have a chip generated for the network.
+GENERATED = "generated"
+
+#: The chip a model goes on when none is named: this profile if the model fits it (the shipped
+#: MNIST models do), else a chip generated for the model.
+DEFAULT_PROFILE = "icebreaker"
 
 
 class CompileError(ValueError):
-    """The model does not fit the profile; the message names each layer and by how much."""
+    """The model does not fit the chip; the message names each layer and by how much."""
 
 
-def _check(model: Model, profile: ChipProfile) -> None:
-    order = profile.order
-    count = len(model.layers)
-    if count > len(order):
-        raise CompileError(f"the model has {count} layers, but profile {profile.name!r} has "
-                           f"{len(order)} tiles (one layer per tile; "
-                           f"{count - len(order)} too many)")
+def _check(model: Model, mapping: Mapping) -> None:
+    profile = mapping.profile
     problems = []
-    for l, layer in enumerate(model.layers):
-        (x, y), config = order[l], profile.tiles[order[l]]
+    for s in mapping.slices:
+        layer = model.layers[s.layer]
+        config = profile.tiles[s.tile]
         shape = config.shape
-        label = f"layer {l} ({layer.inputs} -> {layer.outputs})"
-        core = f"core ({x},{y}) of profile {profile.name!r}"
+        part = (f"neurons {s.first}-{s.stop - 1} of " if s.neurons != layer.outputs else "")
+        label = f"{part}layer {s.layer} ({layer.inputs} -> {layer.outputs})"
+        core = f"core {s.tile} of profile {profile.name!r}".replace(", ", ",")
 
         def need(amount: int, what: str, have: int, label=label, core=core) -> None:
             if amount > have:
                 problems.append(f"{label}: needs {amount} {what}, {core} has {have} "
                                 f"({amount - have} too many)")
 
-        need(layer.inputs, "axons", shape.axons)
-        if layer.inputs <= shape.axons:
-            need(layer.inputs, "input events per tick", shape.events_per_tick)
-        need(layer.outputs, "neurons", shape.neurons)
-        if l < count - 1:
-            need(layer.outputs, "route destinations (one per neuron)", config.destinations)
+        axons = layer_axons(layer)
+        need(axons, "axons" if layer.recurrent is None else
+             f"axons ({layer.inputs} inputs + {layer.outputs} recurrent)", shape.axons)
+        if axons <= shape.axons:
+            need(axons, "input events per tick", shape.events_per_tick)
+        need(s.neurons, "neurons", shape.neurons)
+        fanout = mapping.destinations(model, s)
+        need(s.neurons * fanout, f"route destinations ({fanout} per neuron)",
+             config.destinations)
         if model.w_bits > shape.w_bits:
             problems.append(f"{label}: the model has {model.w_bits}-bit weights, {core} has "
                             f"{shape.w_bits}-bit synapses")
@@ -85,15 +94,28 @@ def _check(model: Model, profile: ChipProfile) -> None:
                            + "\n  ".join(problems))
 
 
-def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
-    """The chip image that loads ``model`` onto a chip of ``profile`` (a profile or its name).
+def map_model(model: Model, profile: ChipProfile | str | None = None) -> Mapping:
+    """Where ``model`` goes: on a named profile (or a :class:`ChipProfile`), one layer per
+    tile; with ``profile=None``, on a chip generated for it. Raises :class:`CompileError`."""
+    try:
+        if profile is None:
+            return generate_mapping(model)
+        return preset_mapping(model, profile)
+    except MapError as exc:
+        raise CompileError(str(exc)) from None
+
+
+def compile_model(model: Model, profile: ChipProfile | str | Mapping | None = None) -> ChipImage:
+    """The chip image that loads ``model`` onto a chip: a named profile, a
+    :class:`ChipProfile`, a :class:`~spikefab.firmware.mapper.Mapping`, or ``None`` for a chip
+    generated for the model.
 
     Raises :class:`CompileError` if the model does not fit (see the module's documentation).
     """
-    if isinstance(profile, str):
-        profile = get_profile(profile)
     model.validate()
-    _check(model, profile)
+    mapping = profile if isinstance(profile, Mapping) else map_model(model, profile)
+    _check(model, mapping)
+    profile = mapping.profile
     info = profile.info()
     order = profile.order
     count = len(model.layers)
@@ -102,6 +124,7 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
     chunk = max_record_words(wb)
     writes: list[MemoryWrite] = []
     placement = []
+    by_tile = {s.tile: s for s in mapping.slices}
 
     def emit(tile: int, region: Region, words) -> None:
         words = [int(w) & word_mask for w in words]
@@ -116,35 +139,42 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
         config = profile.tiles[x, y]
         shape = config.shape
         mm = CoreMemoryMap(shape, config.lanes)
-        layer = model.layers[k] if k < count else None
+        s = by_tile.get((x, y))
         weights = np.zeros((shape.axons, shape.neurons), np.int64)
         bias = np.zeros(shape.neurons, np.int64)
         index = [0] * shape.neurons
         dests = [0] * config.destinations
-        if layer is None:
+        if s is None:
             registers = {r: spec.reset_of(shape) for r, spec in REGISTERS.items()
                          if not spec.counter}
         else:
-            weights[:layer.inputs, :layer.outputs] = layer.weights
+            layer = model.layers[s.layer]
+            weights[:layer.inputs, :s.neurons] = layer.weights[:, s.first:s.stop]
+            if layer.recurrent is not None:
+                weights[layer.inputs:layer.inputs + layer.outputs, :s.neurons] = \
+                    layer.recurrent[:, s.first:s.stop]
             if layer.bias is not None:
-                bias[:layer.outputs] = layer.bias
+                bias[:s.neurons] = layer.bias[s.first:s.stop]
             registers = NeuronConfig(layer.threshold, layer.leak,
                                      ResetMode(layer.reset)).registers()
-            if k < count - 1:
-                nx, ny = order[k + 1]
-                for n in range(layer.outputs):
-                    index[n] = route_entry(start=n, count=1)
-                    dests[n] = route_dest(nx, ny, n)
-            else:
-                for n in range(layer.outputs):
-                    index[n] = route_entry(to_host=True)
+            targets = [(t.tile, 0) for t in mapping.of_layer(s.layer + 1)]
+            if layer.recurrent is not None:
+                targets += [(t.tile, layer.inputs) for t in mapping.of_layer(s.layer)]
+            used = 0
+            for j in range(s.neurons):
+                n = s.first + j
+                index[j] = route_entry(start=used if targets else 0, count=len(targets),
+                                       to_host=s.layer == count - 1)
+                for (tx, ty), base in targets:
+                    dests[used] = route_dest(tx, ty, base + n)
+                    used += 1
             placement.append({
-                "layer": k, "tile": [x, y], "inputs": layer.inputs, "outputs": layer.outputs,
+                "layer": s.layer, "tile": [x, y], "first": s.first, "inputs": layer.inputs,
+                "axons_used": layer_axons(layer), "outputs": s.neurons,
                 "axons": shape.axons, "neurons": shape.neurons,
-                "synapse_words_used": layer.inputs * -(-layer.outputs // config.lanes),
+                "synapse_words_used": layer_axons(layer) * -(-s.neurons // config.lanes),
                 "synapse_words": mm.synapse_words,
-                "destinations_used": layer.outputs if k < count - 1 else 0,
-                "destinations": config.destinations,
+                "destinations_used": used, "destinations": config.destinations,
             })
         emit(k, Region.SYNAPSE, mm.synapse_region(weights))
         emit(k, Region.BIAS, bias)
@@ -160,33 +190,59 @@ def compile_model(model: Model, profile: ChipProfile | str) -> ChipImage:
         emit(k, Region.ROUTE_DEST, dests)
 
     image = ChipImage(
-        profile=profile.name, info=info, writes=writes, input_tile=order[0],
-        inputs=model.inputs, output_tile=order[count - 1], classes=model.classes,
-        drain_ticks=count - 1, steps=model.steps,
+        profile=profile.name, info=info, chip=profile.to_dict(), writes=writes,
+        input_tiles=tuple(s.tile for s in mapping.of_layer(0)), inputs=model.inputs,
+        outputs=tuple(OutputSlice(s.tile, s.first, s.neurons)
+                      for s in mapping.of_layer(count - 1)),
+        classes=model.classes, drain_ticks=model.drain_ticks, steps=model.steps,
         meta={"model": model.name, "sha256": model.digest(), "sizes": model.sizes,
+              "recurrent": [l for l, layer in enumerate(model.layers)
+                            if layer.recurrent is not None],
               "w_bits": model.w_bits, "v_bits": model.v_bits, "placement": placement})
     return image.validate()
+
+
+def compile_for(model: Model, profile: str | None = None) -> ChipImage:
+    """``compile_model`` for a profile as the commands name it: a profile's name,
+    :data:`GENERATED`, or None (:data:`DEFAULT_PROFILE` if the model fits it, else a chip
+    generated for the model; the image names the chip it chose)."""
+    if profile == GENERATED:
+        return compile_model(model, None)
+    if profile is not None:
+        return compile_model(model, profile)
+    try:
+        return compile_model(model, DEFAULT_PROFILE)
+    except CompileError:
+        return compile_model(model, None)
 
 
 def summary(image: ChipImage) -> str:
     """A short placement and utilization report of a compiled image."""
     meta = image.meta
+    info = image.info
     lines = [f"model {meta.get('model') or '(unnamed)'} "
              f"({'-'.join(map(str, meta.get('sizes', [])))}, "
-             f"sha256 {str(meta.get('sha256', ''))[:12]}) on profile {image.profile!r}",
-             f"{'layer':<6} {'tile':<6} {'axons':>11} {'neurons':>9} {'synapse words':>15} "
-             f"{'routes':>8}"]
+             f"sha256 {str(meta.get('sha256', ''))[:12]}) on chip {image.profile!r}: "
+             f"{info.cols} x {info.rows} mesh, host port at {tuple(info.host)}",
+             f"{'layer':<6} {'neurons':<10} {'tile':<6} {'axons':>11} {'neurons':>9} "
+             f"{'synapse words':>15} {'routes':>11}"]
     for p in meta.get("placement", []):
         used = p["synapse_words_used"]
+        first = p.get("first", 0)
+        span = f"{first}-{first + p['outputs'] - 1}"
         lines.append(
-            f"{p['layer']:<6} {'(%d,%d)' % tuple(p['tile']):<6} "
-            f"{p['inputs']:>5}/{p['axons']:<5} {p['outputs']:>4}/{p['neurons']:<4} "
-            f"{used:>7}/{p['synapse_words']:<7} {p['destinations_used']:>3}/"
-            f"{p['destinations']:<4}".rstrip())
+            f"{p['layer']:<6} {span:<10} {'(%d,%d)' % tuple(p['tile']):<6} "
+            f"{p.get('axons_used', p['inputs']):>5}/{p['axons']:<5} "
+            f"{p['outputs']:>4}/{p['neurons']:<4} "
+            f"{used:>7}/{p['synapse_words']:<7} {p['destinations_used']:>5}/"
+            f"{p['destinations']:<5}".rstrip())
     steps = "not given" if image.steps is None else str(image.steps)
-    lines.append(f"inputs: {image.inputs} axons of tile {tuple(image.input_tile)}; classes: "
-                 f"{image.classes} neurons of tile {tuple(image.output_tile)}; "
-                 f"drain ticks: {image.drain_ticks}; steps: {steps}")
+    inputs = ", ".join(str(tuple(t)) for t in image.input_tiles)
+    outputs = ", ".join(f"{o.first}-{o.first + o.count - 1} on {tuple(o.tile)}"
+                        for o in image.outputs)
+    lines.append(f"inputs: {image.inputs} axons of tile{'s' * (len(image.input_tiles) > 1)} "
+                 f"{inputs}; classes: {outputs}; drain ticks: {image.drain_ticks}; "
+                 f"steps: {steps}")
     lines.append(f"{len(image.writes)} WRITE frames, {image.word_count} words of "
                  f"{image.info.word_bytes} bytes")
     return "\n".join(lines)

@@ -210,8 +210,9 @@ class ChipBase:
 
     def _check_image(self, image):
         if image.info != self.info:
-            raise ValueError(f"the image was compiled for profile {image.profile!r}, whose chip "
-                             f"differs from this target's; recompile it with --profile")
+            raise ValueError(f"the image was compiled for chip {image.profile!r}, which differs "
+                             f"from this target's chip; open the target with the image's chip "
+                             f"(image.chip_profile()), or compile the model for this chip")
 
     def __enter__(self):
         return self
@@ -248,10 +249,8 @@ class LinkChip(ChipBase):
             raise ValueError("load an image first")
         spikes = check_spikes(spikes, image.inputs)
         steps, count, _ = spikes.shape
-        ix, iy = image.input_tile
-        ox, oy = image.output_tile
-        out_tile = info.tile_index(ox, oy)
-        v_bits = info.tiles[out_tile].v_bits
+        # A class's place: its tile's output records name (x, y, neuron).
+        class_of = {(*o.tile, j): o.first + j for o in image.outputs for j in range(o.count)}
         start, sops0 = time.perf_counter(), self._sops()
         cycles0 = link.status().cycles
         counts = np.zeros((count, image.classes), np.int64)
@@ -261,7 +260,7 @@ class LinkChip(ChipBase):
             requests = [(Command.RESET, b"")]
             for t in range(steps):
                 axons = np.repeat(np.arange(image.inputs), spikes[t, b])
-                events = [(ix, iy, int(a)) for a in axons]
+                events = [(x, y, int(a)) for x, y in image.input_tiles for a in axons]
                 per = EVENTS_PER_RUN
                 chunks = [events[k:k + per] for k in range(0, len(events), per)] or [[]]
                 for k, chunk in enumerate(chunks):
@@ -280,10 +279,14 @@ class LinkChip(ChipBase):
                 pending -= len(got)
             outputs.append(events)
             for x, y, neuron, _ in events:
-                if (x, y) == (ox, oy) and neuron < image.classes:
-                    counts[b, neuron] += 1
-            words = link.read(out_tile, Region.MEMBRANE, 0, image.classes)
-            final_v[b] = [to_signed(w, v_bits) for w in words]
+                c = class_of.get((x, y, neuron))
+                if c is not None:
+                    counts[b, c] += 1
+            for o in image.outputs:
+                tile = info.tile_index(*o.tile)
+                words = link.read(tile, Region.MEMBRANE, 0, o.count)
+                final_v[b, o.first:o.first + o.count] = [
+                    to_signed(w, info.tiles[tile].v_bits) for w in words]
             if progress:
                 progress(b + 1, count)
         # The model behind ModelTransport has no clock (its count stays 0).

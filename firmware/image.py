@@ -1,19 +1,22 @@
 """The chip image: every memory write that loads a compiled network, and how to run it.
 
 A :class:`ChipImage` is what ``spikefab compile`` writes and the driver loads: the chip it was
-compiled for (its :class:`~spikefab.firmware.protocol.ChipInfo`, which the driver compares with
-the chip's INFO answer), the memory writes (each one WRITE frame), and where the network's
-inputs and classes are.
+compiled for (everything it is generated from, :meth:`ChipProfile.to_dict
+<spikefab.hdl.profiles.ChipProfile.to_dict>`, and its :class:`~spikefab.hdl.abi.ChipInfo`,
+which the driver compares with the chip's INFO answer), the memory writes (each one WRITE
+frame), and where the network's inputs and classes are.
 
-**File format** (version 1; all integers little-endian)::
+**File format** (version 2; all integers little-endian)::
 
     magic          8 bytes   b"SPKFIMG\\x00"
-    version        u16       1
+    version        u16       2
     header length  u32       n
     header         n bytes   UTF-8 JSON object (keys sorted, no whitespace):
-                             profile, info (hex of ChipInfo.encode()), input_tile [x, y],
-                             inputs, output_tile [x, y], classes, drain_ticks, steps (or null),
-                             meta (model name, sha256, layer placement)
+                             profile (the chip's name), chip (ChipProfile.to_dict()),
+                             info (hex of ChipInfo.encode()), input_tiles [[x, y], ...],
+                             inputs, outputs [[x, y, first class, count], ...], classes,
+                             drain_ticks, steps (or null), meta (model name, sha256, sizes,
+                             layer placement)
     record count   u32
     records        each: tile (u8, y * cols + x), region (u8, protocol.Region),
                    offset (u32, in words), count (u32), then count words of
@@ -25,8 +28,9 @@ holds at most :data:`MAX_RECORD_WORDS` words for the image's word size, so it is
 WRITE frame. The same image always gives the same bytes.
 
 Running an image: write every record, then for each input sample inject input ``i`` of the
-network as an event for axon ``i`` of ``input_tile``, run ``steps`` ticks, then
-``drain_ticks`` more without input; class ``c`` is neuron ``c`` of ``output_tile``.
+network as an event for axon ``i`` of every tile of ``input_tiles``, run ``steps`` ticks, then
+``drain_ticks`` more without input; class ``first + j`` is neuron ``j`` of the tile of the
+``outputs`` entry ``[x, y, first, count]`` that holds it.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..hdl.abi import ADDRESS_BYTES, ChipInfo, MAX_PAYLOAD, ProtocolError
+from ..hdl.abi import ADDRESS_BYTES, MAX_PAYLOAD, ChipInfo, ProtocolError, TileInfo
+from ..hdl.profiles import ChipProfile
 
-__all__ = ["MAGIC", "IMAGE_VERSION", "ImageError", "MemoryWrite", "ChipImage",
+__all__ = ["MAGIC", "IMAGE_VERSION", "ImageError", "MemoryWrite", "OutputSlice", "ChipImage",
            "max_record_words"]
 
 MAGIC = b"SPKFIMG\x00"
-IMAGE_VERSION = 1
+IMAGE_VERSION = 2
 _CHECKSUM = 32
 _RECORD = struct.Struct("<BBII")
 
@@ -71,19 +76,35 @@ class MemoryWrite:
                 + b"".join(w.to_bytes(word_bytes, "little") for w in self.words))
 
 
+@dataclass(frozen=True)
+class OutputSlice:
+    """Classes ``first .. first + count - 1`` are neurons ``0 .. count - 1`` of ``tile``."""
+    tile: tuple[int, int]
+    first: int
+    count: int
+
+
 @dataclass
 class ChipImage:
     """A compiled network for one chip (see the module's documentation)."""
     profile: str
     info: ChipInfo
+    chip: dict
     writes: list[MemoryWrite]
-    input_tile: tuple[int, int]
+    input_tiles: tuple[tuple[int, int], ...]
     inputs: int
-    output_tile: tuple[int, int]
+    outputs: tuple[OutputSlice, ...]
     classes: int
     drain_ticks: int
     steps: int | None = None
     meta: dict = field(default_factory=dict)
+
+    def chip_profile(self) -> ChipProfile:
+        """The chip this image was compiled for (to simulate it, or build its bitstream)."""
+        return ChipProfile.from_dict(self.chip)
+
+    def tile_index(self, tile: tuple[int, int]) -> int:
+        return self.info.tile_index(*tile)
 
     # ---- checking ----
     def validate(self) -> "ChipImage":
@@ -102,19 +123,37 @@ class ChipImage:
                 raise ImageError(f"{where} does not fit the chip: {exc}") from None
             if any(not 0 <= w < word_limit for w in write.words):
                 raise ImageError(f"{where}: a word does not fit {info.word_bytes} bytes")
-        for name in ("input_tile", "output_tile"):
-            x, y = getattr(self, name)
+        try:
+            described = self.chip_profile().info()
+        except ValueError as exc:
+            raise ImageError(f"its chip description is invalid: {exc}") from None
+        if described != info:
+            raise ImageError("its chip description and its chip info disagree")
+
+        def tile_of(name, tile) -> TileInfo:
+            x, y = tile
             if not (0 <= x < info.cols and 0 <= y < info.rows):
                 raise ImageError(f"{name} {(x, y)} is outside the {info.cols} x {info.rows} "
                                  f"mesh")
-        tiles = info.tiles
-        axons = tiles[self.input_tile[1] * info.cols + self.input_tile[0]].axons
-        neurons = tiles[self.output_tile[1] * info.cols + self.output_tile[0]].neurons
-        if not 1 <= self.inputs <= axons:
-            raise ImageError(f"inputs = {self.inputs}, but the input tile has {axons} axons")
-        if not 1 <= self.classes <= neurons:
-            raise ImageError(f"classes = {self.classes}, but the output tile has {neurons} "
-                             f"neurons")
+            return info.tiles[info.tile_index(x, y)]
+
+        if not self.input_tiles:
+            raise ImageError("no input tiles")
+        for tile in self.input_tiles:
+            axons = tile_of("input tile", tile).axons
+            if not 1 <= self.inputs <= axons:
+                raise ImageError(f"inputs = {self.inputs}, but input tile {tuple(tile)} has "
+                                 f"{axons} axons")
+        covered = []
+        for out in self.outputs:
+            neurons = tile_of("output tile", out.tile).neurons
+            if not 1 <= out.count <= neurons:
+                raise ImageError(f"classes {out.first}.. on tile {tuple(out.tile)}: "
+                                 f"{out.count} classes, but the tile has {neurons} neurons")
+            covered += range(out.first, out.first + out.count)
+        if sorted(covered) != list(range(self.classes)) or self.classes < 1:
+            raise ImageError(f"the outputs must hold each of the {self.classes} classes "
+                             f"exactly once")
         if self.drain_ticks < 0 or (self.steps is not None and self.steps < 1):
             raise ImageError(f"drain_ticks ({self.drain_ticks}) must be >= 0 and steps "
                              f"({self.steps}) >= 1")
@@ -124,10 +163,11 @@ class ChipImage:
     def header(self) -> dict:
         return {
             "profile": self.profile,
+            "chip": self.chip,
             "info": self.info.encode().hex(),
-            "input_tile": list(self.input_tile),
+            "input_tiles": [list(t) for t in self.input_tiles],
             "inputs": self.inputs,
-            "output_tile": list(self.output_tile),
+            "outputs": [[*o.tile, o.first, o.count] for o in self.outputs],
             "classes": self.classes,
             "drain_ticks": self.drain_ticks,
             "steps": self.steps,
@@ -164,7 +204,8 @@ class ChipImage:
         (version,) = struct.unpack_from("<H", data, len(MAGIC))
         if version != IMAGE_VERSION:
             raise ImageError(f"{name} has image format version {version}; this spikefab reads "
-                             f"version {IMAGE_VERSION}")
+                             f"version {IMAGE_VERSION}: compile the model again with "
+                             f"spikefab compile")
         intact = (len(data) >= _CHECKSUM
                   and hashlib.sha256(data[:-_CHECKSUM]).digest() == data[-_CHECKSUM:])
         try:
@@ -224,9 +265,17 @@ class ChipImage:
             words = tuple(int.from_bytes(raw[k:k + wb], "little") for k in range(0, n * wb, wb))
             writes.append(MemoryWrite(tile, region, offset, words))
         steps = head["steps"]
-        image = cls(profile=str(head["profile"]), info=info, writes=writes,
-                    input_tile=_pair(head["input_tile"]), inputs=_int(head["inputs"]),
-                    output_tile=_pair(head["output_tile"]), classes=_int(head["classes"]),
+        if not isinstance(head["chip"], dict):
+            raise ValueError("the header's chip is not a JSON object")
+        outputs = []
+        for entry in head["outputs"]:
+            if not isinstance(entry, list) or len(entry) != 4:
+                raise ValueError(f"an output entry is [x, y, first, count], not {entry!r}")
+            outputs.append(OutputSlice(_pair(entry[:2]), _int(entry[2]), _int(entry[3])))
+        image = cls(profile=str(head["profile"]), info=info, chip=head["chip"], writes=writes,
+                    input_tiles=tuple(_pair(t) for t in head["input_tiles"]),
+                    inputs=_int(head["inputs"]), outputs=tuple(outputs),
+                    classes=_int(head["classes"]),
                     drain_ticks=_int(head["drain_ticks"]),
                     steps=None if steps is None else _int(steps), meta=dict(head["meta"]))
         return image, pos

@@ -1,11 +1,13 @@
-"""spikefab's native model format: a quantized, feed-forward spiking network in one ``.npz``.
+"""spikefab's native model format: a quantized spiking network in one ``.npz``.
 
 This is what a trainer exports and what ``spikefab compile`` reads. The network is a chain of
 ``L`` fully connected LIF layers with exactly the semantics of docs/semantics.md: layer ``l`` has
 ``weights_l[a][n]``, the weight from its input ``a`` to its neuron ``n``; layer ``l``'s neurons
 are layer ``l + 1``'s inputs one to one (neuron ``n`` -> input ``n``, one tick later); the
 network's inputs are layer 0's inputs (pixels, rate encoded); the last layer's neurons are the
-classes.
+classes. A layer may also be **recurrent**: ``recurrent_l[m][n]`` is the weight from its own
+neuron ``m`` to its neuron ``n``, and a spike of ``m`` in tick ``t`` reaches ``n`` in tick
+``t + 1``, as a spike of the previous layer does (docs/semantics.md, "Networks").
 
 Keys of the ``.npz`` (every value a NumPy array; scalars are 0-d arrays, strings unicode)::
 
@@ -16,6 +18,7 @@ Keys of the ``.npz`` (every value a NumPy array; scalars are 0-d arrays, strings
     v_bits        signed membrane (and bias) width: 8 to 24
     weights_{l}   integer array (inputs, outputs), every value in [-2**(w_bits-1), 2**(w_bits-1))
     bias_{l}      optional integer array (outputs,), in the signed v_bits range (0 if absent)
+    recurrent_{l} optional integer array (outputs, outputs), weights as weights_{l}
     threshold_{l} integer, 1 .. 2**(v_bits-1) - 1
     leak_{l}      integer leak shift, 0 (no leak) .. v_bits - 1
     reset_{l}     "subtract" or "zero" (or 0 / 1, the register encoding)
@@ -42,15 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim.golden import NeuronConfig, lif_update
+from ..sim.golden import NeuronConfig, decode, lif_update
 from ..hdl.abi import ResetMode
 
-__all__ = ["FORMAT", "VERSION", "ModelError", "Layer", "Model", "random_model"]
+__all__ = ["FORMAT", "VERSION", "ModelError", "Layer", "Model", "ModelRun", "random_model"]
 
 FORMAT = "spikefab-model"
 VERSION = 1
 
-_LAYER_KEY = re.compile(r"^(weights|bias|threshold|leak|reset)_(\d+)$")
+_LAYER_KEY = re.compile(r"^(weights|bias|recurrent|threshold|leak|reset)_(\d+)$")
 _TOP_KEYS = {"format", "version", "layers", "w_bits", "v_bits", "steps", "name"}
 
 
@@ -107,12 +110,14 @@ def _int_array(key: str, value, ndim: int, bits: int, kind: str) -> np.ndarray:
 
 @dataclass
 class Layer:
-    """One fully connected LIF layer: ``weights`` is ``(inputs, outputs)``."""
+    """One fully connected LIF layer: ``weights`` is ``(inputs, outputs)``; ``recurrent``, if
+    given, ``(outputs, outputs)``: from the layer's own spikes of the tick before."""
     weights: np.ndarray
     threshold: int
     leak: int = 0
     reset: ResetMode = ResetMode.SUBTRACT
     bias: np.ndarray | None = None
+    recurrent: np.ndarray | None = None
 
     @property
     def inputs(self) -> int:
@@ -158,6 +163,13 @@ class Model:
                 if layer.bias.shape[0] != layer.outputs:
                     raise ModelError(f"bias_{l} has {layer.bias.shape[0]} values but layer {l} "
                                      f"has {layer.outputs} outputs")
+            if layer.recurrent is not None:
+                layer.recurrent = _int_array(f"recurrent_{l}", layer.recurrent, 2, self.w_bits,
+                                             "weights")
+                if layer.recurrent.shape != (layer.outputs, layer.outputs):
+                    raise ModelError(f"recurrent_{l} has shape {layer.recurrent.shape}; layer "
+                                     f"{l} has {layer.outputs} outputs, so it must be "
+                                     f"({layer.outputs}, {layer.outputs})")
             layer.threshold = _scalar_int(f"threshold_{l}", layer.threshold, 1, v_hi)
             layer.leak = _scalar_int(f"leak_{l}", layer.leak, 0, self.v_bits - 1)
             layer.reset = _reset(f"reset_{l}", layer.reset)
@@ -180,6 +192,13 @@ class Model:
     def classes(self) -> int:
         return self.layers[-1].outputs
 
+    @property
+    def drain_ticks(self) -> int:
+        """Ticks after the input during which the last layer still answers it: ``L - 1``, the
+        ticks an input spike takes to reach the last layer (recurrent activity beyond them is
+        not waited for)."""
+        return len(self.layers) - 1
+
     # ---- files ----
     def arrays(self) -> dict[str, np.ndarray]:
         """The ``.npz`` content."""
@@ -195,6 +214,8 @@ class Model:
             out[f"weights_{l}"] = layer.weights.astype(dtype)
             if layer.bias is not None:
                 out[f"bias_{l}"] = layer.bias.astype(np.int32)
+            if layer.recurrent is not None:
+                out[f"recurrent_{l}"] = layer.recurrent.astype(dtype)
             out[f"threshold_{l}"] = np.array(layer.threshold)
             out[f"leak_{l}"] = np.array(layer.leak)
             out[f"reset_{l}"] = np.array(ResetMode(layer.reset).name.lower())
@@ -234,7 +255,7 @@ class Model:
             raise ModelError(f"unexpected key{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(repr, unknown))} (layers = {count}; the format's "
                              f"keys are format, version, layers, w_bits, v_bits, steps, name "
-                             f"and weights/bias/threshold/leak/reset_<layer>)")
+                             f"and weights/bias/recurrent/threshold/leak/reset_<layer>)")
         layers = []
         for l in range(count):
             for part in ("weights", "threshold", "leak", "reset"):
@@ -243,7 +264,8 @@ class Model:
             layers.append(Layer(weights=arrays[f"weights_{l}"],
                                 threshold=arrays[f"threshold_{l}"],
                                 leak=arrays[f"leak_{l}"], reset=arrays[f"reset_{l}"],
-                                bias=arrays.get(f"bias_{l}")))
+                                bias=arrays.get(f"bias_{l}"),
+                                recurrent=arrays.get(f"recurrent_{l}")))
         steps = arrays.get("steps")
         name = arrays.get("name")
         if name is not None:
@@ -297,49 +319,75 @@ class Model:
         return h.hexdigest()
 
     # ---- running ----
-    def simulate(self, inputs: np.ndarray, *, drain: bool = True) -> np.ndarray:
-        """Run the model with the golden update rule (:func:`spikefab.sim.golden.lif_update`),
-        layer by layer as the chip does (layer ``l + 1`` receives layer ``l``'s spikes one
-        tick later); any layer size.
+    def forward(self, inputs: np.ndarray, *, drain: bool = True,
+                trace: bool = False) -> "ModelRun":
+        """Run the network on the golden update rule (:func:`spikefab.sim.golden.lif_update`)
+        as the chip runs it: in each tick every layer receives the previous layer's spikes of
+        the tick before (layer 0: the tick's input) and, if recurrent, its own spikes of the
+        tick before; then every layer updates. This is spikefab's one integer simulator of a
+        network; the golden chip model running a compiled image must equal it.
 
-        ``inputs`` is ``(T, batch, inputs)`` of 0/1; returns the last layer's spikes,
-        ``(T + drain ticks, batch, classes)`` (bool), where the ``L - 1`` drain ticks carry no
-        input (``drain=False``: ``T`` ticks, as the chip would report them without draining).
+        ``inputs`` is ``(T, batch, inputs)`` of event counts (0/1 for rate-coded spikes); the
+        run lasts ``T`` ticks and, with ``drain``, :attr:`drain_ticks` more without input.
+        ``trace`` keeps every layer's spikes (else only the last layer's).
         """
         inputs = np.asarray(inputs)
         if inputs.ndim != 3 or inputs.shape[2] != self.inputs:
             raise ValueError(f"inputs must have shape (T, batch, {self.inputs}), "
                              f"not {inputs.shape}")
         steps, batch = inputs.shape[:2]
-        total = steps + (len(self.layers) - 1 if drain else 0)
+        total = steps + (self.drain_ticks if drain else 0)
+        count = len(self.layers)
+        # float64 products are exact: every sum is an integer far below 2**53.
+        weights = [layer.weights.astype(np.float64) for layer in self.layers]
+        recurrent = [None if layer.recurrent is None else layer.recurrent.astype(np.float64)
+                     for layer in self.layers]
+        configs = [layer.config() for layer in self.layers]
+        biases = [np.zeros(1, np.int64) if layer.bias is None else layer.bias
+                  for layer in self.layers]
         v = [np.zeros((batch, layer.outputs), np.int64) for layer in self.layers]
-        previous = [np.zeros((batch, layer.outputs), bool) for layer in self.layers]
-        out = np.zeros((total, batch, self.classes), bool)
+        fired = [np.zeros((batch, layer.outputs), bool) for layer in self.layers]
+        spikes = [np.zeros((total, batch, layer.outputs), bool)
+                  for layer in (self.layers if trace else self.layers[-1:])]
+        zero_input = np.zeros((batch, self.inputs), np.float64)
         for t in range(total):
-            spikes = []
-            for l, layer in enumerate(self.layers):
-                if l == 0:
-                    signal = (inputs[t] if t < steps
-                              else np.zeros((batch, self.inputs), np.int64))
-                else:
-                    signal = previous[l - 1]
-                v[l], fired = _layer_update(layer, v[l], signal, self.v_bits)
-                spikes.append(fired)
-            previous = spikes
-            out[t] = previous[-1]
-        return out
+            now = []
+            for l in range(count):
+                signal = (inputs[t] if t < steps else zero_input) if l == 0 else fired[l - 1]
+                current = np.asarray(signal, np.float64) @ weights[l]
+                if recurrent[l] is not None:
+                    current += fired[l].astype(np.float64) @ recurrent[l]
+                v[l], out = lif_update(v[l], current.astype(np.int64), biases[l], configs[l],
+                                       self.v_bits)
+                now.append(out)
+            fired = now
+            if trace:
+                for l in range(count):
+                    spikes[l][t] = fired[l]
+            else:
+                spikes[0][t] = fired[-1]
+        counts = spikes[-1].sum(axis=0, dtype=np.int64)
+        return ModelRun(spikes, v, counts, decode(counts, v[-1]))
+
+    def simulate(self, inputs: np.ndarray, *, drain: bool = True) -> np.ndarray:
+        """The last layer's spikes of :meth:`forward`, ``(T [+ drain ticks], batch,
+        classes)``."""
+        return self.forward(inputs, drain=drain).spikes[-1]
 
 
-def _layer_update(layer: Layer, v: np.ndarray, signal: np.ndarray, v_bits: int):
-    """One tick of a layer (rule 1 then rule 2), any size; ``signal`` is ``(batch, inputs)``."""
-    current = np.asarray(signal, np.int64) @ layer.weights
-    bias = 0 if layer.bias is None else layer.bias
-    return lif_update(v, current, bias, layer.config(), v_bits)
+@dataclass
+class ModelRun:
+    """What :meth:`Model.forward` returns."""
+    spikes: list[np.ndarray]    #: per layer (or only the last), ``(ticks, batch, outputs)`` bool
+    final_v: list[np.ndarray]   #: per layer, the membranes after the last tick, int64
+    counts: np.ndarray          #: ``(batch, classes)`` the last layer's spikes over the run
+    predictions: np.ndarray     #: ``(batch,)`` :func:`spikefab.sim.golden.decode` of the above
 
 
 def random_model(sizes, *, seed: int, w_bits: int = 8, v_bits: int = 16, threshold=None,
                  density: float = 0.5, leak=0, reset="subtract", bias: bool = False,
-                 rate: float = 0.5, steps: int | None = None, name: str | None = None) -> Model:
+                 rate: float = 0.5, steps: int | None = None, name: str | None = None,
+                 recurrent=False) -> Model:
     """A valid random model with layer sizes ``sizes = [inputs, hidden..., classes]`` whose
     layers spike under rate-coded input.
 
@@ -349,7 +397,9 @@ def random_model(sizes, *, seed: int, w_bits: int = 8, v_bits: int = 16, thresho
     input of ``rate`` (layer 0), resp. the previous layer's spikes, over 32 ticks, it is set
     to the median over neurons of the positive mean drive per tick, times two, so the median
     neuron fires about every other tick. ``leak`` and ``reset`` are one value or one per
-    layer; ``bias=True`` adds small random biases. Deterministic in ``seed``.
+    layer; ``bias=True`` adds small random biases; ``recurrent`` (one bool, or one per layer)
+    gives layers sparse recurrent weights of either sign, drawn after the threshold is set.
+    Deterministic in ``seed``.
     """
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
@@ -366,6 +416,7 @@ def random_model(sizes, *, seed: int, w_bits: int = 8, v_bits: int = 16, thresho
 
     thresholds, leaks, resets = (per_layer("threshold", threshold), per_layer("leak", leak),
                                  per_layer("reset", reset))
+    recurrents = per_layer("recurrent", recurrent)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     w_lo, w_hi = _int_range(w_bits)
     v_hi = _int_range(v_bits)[1]
@@ -388,14 +439,15 @@ def random_model(sizes, *, seed: int, w_bits: int = 8, v_bits: int = 16, thresho
             layer_bias = rng.integers(-span, span + 1, size=outputs)
         layer = Layer(weights=weights, threshold=theta, leak=leaks[l], reset=resets[l],
                       bias=layer_bias)
-        Model([layer], w_bits=w_bits, v_bits=v_bits)   # validates (and normalizes) the layer
+        if recurrents[l]:
+            # Own spikes of the tick before: a sparse mix of excitation and inhibition.
+            loop = rng.integers(w_lo, w_hi + 1, size=(outputs, outputs))
+            loop[rng.random((outputs, outputs)) >= min(density, 4 / outputs)] = 0
+            layer.recurrent = loop
+        # Validates (and normalizes) the layer; its spikes calibrate the next layer.
+        signal = Model([layer], w_bits=w_bits, v_bits=v_bits).forward(
+            signal, drain=False).spikes[-1]
         layers.append(layer)
-        # The calibration signal for the next layer: this layer's spikes.
-        v = np.zeros((calib_batch, outputs), np.int64)
-        spikes = np.zeros((calib_steps, calib_batch, outputs), bool)
-        for t in range(calib_steps):
-            v, spikes[t] = _layer_update(layer, v, signal[t], v_bits)
-        signal = spikes
     return Model(layers, w_bits=w_bits, v_bits=v_bits, steps=steps,
                  name=name if name is not None else
                  f"random-{'-'.join(map(str, sizes))}-seed{seed}")

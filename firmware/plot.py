@@ -19,21 +19,20 @@ def layer_spikes(image, program, spikes_one: np.ndarray) -> list[np.ndarray]:
     steps = spikes_one.shape[0]
     ticks = steps + image.drain_ticks
     model = ChipModel(program, batch=1)
-    in_tile = tuple(image.input_tile)
-    axons = program.cores[in_tile].shape.axons
     placement = image.meta.get("placement") or []
-    layers = [np.zeros((ticks, p["outputs"]), bool) for p in placement]
+    sizes = image.meta.get("sizes") or []
+    layers = [np.zeros((ticks, n), bool) for n in sizes[1:]]
     inputs = np.zeros((ticks, image.inputs), bool)
     for t in range(ticks):
         host = {}
         if t < steps:
-            padded = np.zeros((1, axons), np.uint8)
-            padded[0, :image.inputs] = spikes_one[t]
             inputs[t] = spikes_one[t] > 0
-            host = {in_tile: padded}
+            host = {tuple(tile): spikes_one[t][None, :] for tile in image.input_tiles}
         model.step(host_spikes=host, collect=False)
-        for layer, p in zip(layers, placement):
-            layer[t] = model.spikes[tuple(p["tile"])][0, :p["outputs"]]
+        for p in placement:   # a slice of a layer on each tile
+            first = p.get("first", 0)
+            layers[p["layer"]][t, first:first + p["outputs"]] = \
+                model.spikes[tuple(p["tile"])][0, :p["outputs"]]
     return [inputs] + layers
 
 

@@ -41,25 +41,27 @@ def model_path(model: str) -> Path:
     return path
 
 
-def load_network(model: str, *, profile: str, seed: int):
+def load_network(model: str, *, profile: str | None, seed: int):
     """``(image, steps)`` for ``--model``: a compiled image, a native model ``.npz`` (compiled
-    here for ``profile``), or ``random`` (a seeded random 784-128-10 network: a stand-in until
-    trained models ship; its accuracy is chance). ``steps`` is the model's (or image's), else
-    :data:`DEFAULT_STEPS`."""
-    from .compiler import compile_model
+    here for ``profile``, see :func:`~spikefab.firmware.compiler.compile_for`), or ``random``
+    (a seeded random 784-128-10 network; its accuracy is chance). ``steps`` is the model's (or
+    image's), else :data:`DEFAULT_STEPS`."""
+    from .compiler import compile_for
     from .image import ChipImage
     from .model import Model, random_model
-    from ..hdl.profiles import get_profile
-    chip_profile = get_profile(profile)
     if model == "random":
         network = random_model([784, 128, 10], seed=seed)
     else:
         path = model_path(model)
         if path.read_bytes()[:8] == b"SPKFIMG\x00":
             image = ChipImage.load(path)
+            if profile is not None and profile != image.profile:
+                raise ValueError(f"--model {model} is an image compiled for chip "
+                                 f"{image.profile!r}, not {profile!r}: leave out --profile, "
+                                 f"or compile the model for {profile!r}")
             return image, image.steps or DEFAULT_STEPS
         network = Model.load(path)
-    return compile_model(network, chip_profile), network.steps or DEFAULT_STEPS
+    return compile_for(network, profile), network.steps or DEFAULT_STEPS
 
 
 class _Progress:
@@ -80,10 +82,12 @@ class _Progress:
 
 def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
               split: str = "test", first: int = 0, count: int = 100,
-              steps: int | None = None, seed: int = 0, profile: str = "icebreaker",
-              progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None) -> dict:
+              steps: int | None = None, seed: int = 0, profile: str | None = None,
+              progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None,
+              on_chip=None) -> dict:
     """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
-    bundled slice) and return the report dict."""
+    bundled slice) and return the report dict. ``on_chip``, if given, is called with the chip
+    (:class:`~spikefab.hdl.profiles.ChipProfile`) before the target is opened."""
     from ..sim.encoding import rate_encode
     from .targets import Target, TargetKind, open_chip
     from .mnist import bundled_slice, load_mnist
@@ -100,7 +104,10 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
     spikes = rate_encode(pictures, steps, seed, indices)
     encode_seconds = time.perf_counter() - encode_start
     golden_target = Target.parse(target).kind is TargetKind.GOLDEN
-    with open_chip(target, profile=profile, baudrate=baudrate) as chip:
+    chip_profile = image.chip_profile()
+    if on_chip:
+        on_chip(chip_profile)
+    with open_chip(target, profile=chip_profile, baudrate=baudrate) as chip:
         chip.load(image)
         result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
@@ -110,8 +117,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         # read back (the golden model equals the RTL and the boards spike for spike).
         from ..sim.golden_chip import GoldenChip
         from .plot import layer_spikes, plot_raster
-        from ..hdl.profiles import get_profile
-        golden = GoldenChip(get_profile(profile).info())
+        golden = GoldenChip(chip_profile.info())
         golden.load(image)
         plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
                     title=f"{dataset.name} image {int(indices[0])}, T = {steps}, "
@@ -125,6 +131,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
     return {
         "target": target,
         "model": model,
+        "chip": image.profile,
         "data": dataset.name,
         "first_index": int(indices[0]),
         "images": count,
@@ -148,7 +155,8 @@ def format_report(report: dict) -> str:
     return "\n".join([
         f"target {report['target']}: {report['images']} images of {report['data']} "
         f"(from index {report['first_index']}), "
-        f"T = {report['steps']}, seed {report['seed']}, model {report['model']}",
+        f"T = {report['steps']}, seed {report['seed']}, model {report['model']} on chip "
+        f"{report['chip']}",
         f"accuracy: {report['accuracy']:.2%} ({report['correct']}/{report['images']})",
         f"images/s: {report['images_per_second']:.1f} on the target; "
         f"{report['images'] / (report['seconds'] + report['encode_seconds']):.1f} "

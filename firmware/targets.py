@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..hdl.profiles import get_profile
+from ..hdl.profiles import ChipProfile, get_profile
 from .driver import Link, LinkChip, LinkError, SerialTransport
 
 __all__ = ["TargetKind", "Target", "TARGET_NAMES", "open_chip"]
@@ -57,12 +57,13 @@ class Target:
         return self.kind.value if self.port is None else f"{self.kind.value}:{self.port}"
 
 
-def open_chip(target, *, profile: str = "icebreaker", baudrate: int = 3_000_000,
-              timeout: float = 2.0):
-    """The chip of ``profile`` on ``target`` (a :class:`Target` or its name), ready to
-    ``load`` an image; use it as a context manager, or ``close`` it."""
+def open_chip(target, *, profile: ChipProfile | str = "icebreaker",
+              baudrate: int = 3_000_000, timeout: float = 2.0):
+    """The chip of ``profile`` (a :class:`ChipProfile`, e.g. an image's ``chip_profile()``, or
+    a profile's name) on ``target`` (a :class:`Target` or its name), ready to ``load`` an
+    image; use it as a context manager, or ``close`` it."""
     target = Target.parse(target)
-    chip_profile = get_profile(profile)
+    chip_profile = profile if isinstance(profile, ChipProfile) else get_profile(profile)
     if target.kind is TargetKind.GOLDEN:
         from ..sim.golden_chip import GoldenChip
         return GoldenChip(chip_profile.info(), target=str(target))

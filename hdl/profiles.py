@@ -29,6 +29,10 @@ from .host_link import chip_info
 
 __all__ = ["ChipProfile", "PROFILES", "get_profile"]
 
+#: The fields of a :class:`TileConfig` in :meth:`ChipProfile.to_dict`, with its shape's.
+_TILE_FIELDS = ("axons", "neurons", "w_bits", "v_bits", "events_per_tick", "lanes", "memory",
+                "destinations", "register_reads")
+
 
 @dataclass(frozen=True)
 class ChipProfile:
@@ -84,6 +88,47 @@ class ChipProfile:
         """What the chip of this profile answers to INFO."""
         return chip_info(cols=self.cols, rows=self.rows, host=self.host, tiles=self.tiles,
                          output_depth=self.output_depth)
+
+    def to_dict(self) -> dict:
+        """Everything the chip is generated from, as JSON-ready values (a chip image records
+        its chip so; :meth:`from_dict` reads it back)."""
+        tiles = []
+        for (x, y), config in sorted(self.tiles.items(), key=lambda item: item[0][::-1]):
+            shape = config.shape
+            tiles.append({"x": x, "y": y, "axons": shape.axons, "neurons": shape.neurons,
+                          "w_bits": shape.w_bits, "v_bits": shape.v_bits,
+                          "events_per_tick": shape.events_per_tick, "lanes": config.lanes,
+                          "memory": config.memory.value, "destinations": config.destinations,
+                          "register_reads": config.register_reads})
+        return {"name": self.name, "description": self.description, "cols": self.cols,
+                "rows": self.rows, "host": list(self.host), "tiles": tiles,
+                "output_depth": self.output_depth, "router_fifo_depth": self.router_fifo_depth,
+                "dsp_counters": self.dsp_counters, "for_tests": self.for_tests}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ChipProfile":
+        """The profile :meth:`to_dict` described; ValueError naming what is missing or wrong."""
+        try:
+            tiles = {}
+            for t in d["tiles"]:
+                unknown = set(t) - {"x", "y", *_TILE_FIELDS}
+                if unknown:
+                    raise ValueError(f"unknown tile fields {sorted(unknown)}")
+                shape = CoreShape(t["axons"], t["neurons"], t["w_bits"], t["v_bits"],
+                                  t["events_per_tick"])
+                tiles[int(t["x"]), int(t["y"])] = TileConfig(
+                    shape, lanes=int(t["lanes"]), memory=t["memory"],
+                    destinations=int(t["destinations"]),
+                    register_reads=bool(t["register_reads"]))
+            return cls(name=str(d["name"]), description=str(d["description"]),
+                       cols=int(d["cols"]), rows=int(d["rows"]), host=tuple(d["host"]),
+                       tiles=tiles, output_depth=int(d["output_depth"]),
+                       router_fifo_depth=int(d["router_fifo_depth"]),
+                       dsp_counters=bool(d["dsp_counters"]), for_tests=bool(d["for_tests"]))
+        except KeyError as exc:
+            raise ValueError(f"a chip description without {exc.args[0]!r}") from None
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"a malformed chip description ({exc})") from None
 
     def chip(self, **kwargs):
         """The gateware (:class:`spikefab.hdl.chip.Chip`) of this profile; ``kwargs`` go to

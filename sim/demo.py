@@ -187,7 +187,7 @@ def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int 
     results = {}
     for target in ("golden", "sim"):
         start = time.perf_counter()
-        with open_chip(target, profile=profile) as chip:
+        with open_chip(target, profile=image.chip_profile()) as chip:
             build_seconds = time.perf_counter() - start
             chip.load(image)
             results[target] = chip.run(spikes, progress=progress if target == "sim" else None)

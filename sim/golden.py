@@ -260,10 +260,13 @@ def decode(counts: np.ndarray, final_v: np.ndarray) -> np.ndarray:
     """The predicted class of each run: the output neuron with the most spikes.
 
     Ties go to the higher final membrane, then to the lower index. ``counts`` and ``final_v``
-    have shape ``(batch, classes)``; returns int64 of shape ``(batch,)``.
+    have shape ``(batch, classes)`` (``final_v`` integer, or float for a float network the
+    same rule decides); returns int64 of shape ``(batch,)``.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    final_v = np.asarray(final_v, dtype=np.int64)
+    final_v = np.asarray(final_v)
+    if final_v.dtype.kind not in "iuf":
+        raise ValueError(f"final_v must hold numbers, not {final_v.dtype}")
     if counts.shape != final_v.shape or counts.ndim != 2:
         raise ValueError(f"counts and final_v must both be (batch, classes); "
                          f"got {counts.shape} and {final_v.shape}")

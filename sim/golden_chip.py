@@ -55,24 +55,27 @@ class GoldenChip(ChipBase):
         spikes = check_spikes(spikes, image.inputs)
         steps, count, _ = spikes.shape
         start = time.perf_counter()
-        in_tile, out_tile = tuple(image.input_tile), tuple(image.output_tile)
+        in_tiles = [tuple(t) for t in image.input_tiles]
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
         events = [[] for _ in range(count)] if outputs else []
-        to_host = self.program.cores[out_tile].to_host[:image.classes]
+        to_host = {o: self.program.cores[o.tile].to_host[:o.count] for o in image.outputs}
         sops = 0
         for lo in range(0, count, batch):
             hi = min(count, lo + batch)
             model = ChipModel(self.program, batch=hi - lo)
             for t in range(steps + image.drain_ticks):
-                host = {in_tile: spikes[t, lo:hi]} if t < steps else {}
+                host = {tile: spikes[t, lo:hi] for tile in in_tiles} if t < steps else {}
                 ticked = model.step(host_spikes=host, collect=outputs)
-                counts[lo:hi] += model.spikes[out_tile][:, :image.classes] & to_host
+                for o, reports in to_host.items():
+                    counts[lo:hi, o.first:o.first + o.count] += \
+                        model.spikes[o.tile][:, :o.count] & reports
                 if outputs:
                     for b, got in enumerate(ticked):
                         events[lo + b] += [(x, y, n, tick & TICK_MASK) for x, y, n, tick in got]
             model.deliver_pending()   # as on the chip: the last spikes reach their cores
-            final_v[lo:hi] = model.cores[out_tile].v[:, :image.classes]
+            for o in image.outputs:
+                final_v[lo:hi, o.first:o.first + o.count] = model.cores[o.tile].v[:, :o.count]
             sops += sum(core.counters.sops for core in model.cores.values())
             if progress:
                 progress(hi, count)

@@ -48,7 +48,7 @@ def golden_for_sim(monkeypatch):
     simulation run in a second; records the targets asked for."""
     from spikefab.firmware import targets
     from spikefab.sim.golden_chip import GoldenChip
-    from spikefab.hdl.profiles import get_profile
+    from spikefab.hdl.profiles import ChipProfile, get_profile
     opened = []
 
     class StandIn(GoldenChip):
@@ -60,7 +60,8 @@ def golden_for_sim(monkeypatch):
 
     def open_golden(target, *, profile="icebreaker", **kwargs):
         opened.append(target)
-        return StandIn(get_profile(profile).info(), target=target)
+        chip = profile if isinstance(profile, ChipProfile) else get_profile(profile)
+        return StandIn(chip.info(), target=target)
 
     monkeypatch.setattr(targets, "open_chip", open_golden)
     return opened
@@ -549,12 +550,14 @@ def test_the_tiny_profile_is_not_offered(capsys, tmp_path):
     assert "tiny" in PROFILE_NAMES and "tiny" not in USER_PROFILES
     for name, parser in _subparsers().items():
         assert "tiny" not in parser.format_help(), name
-    for command in (["run"], ["demo"], ["train", "--data", ".", "-o", "m.npz"],
+    for command in (["demo"], ["train", "--data", ".", "-o", "m.npz"],
                     ["build", "--board", "icebreaker"]):
         err = _usage_error(capsys, [*command, "--profile", "tiny"])
         assert "invalid choice: 'tiny' (choose from 'icebreaker', 'ulx3s')" in err
+    err = _usage_error(capsys, ["run", "--profile", "tiny"])
+    assert "invalid choice: 'tiny' (choose from 'icebreaker', 'ulx3s', 'generated')" in err
     err = _usage_error(capsys, ["compile", "mnist-fast", "-o", "x.img", "--profile", "nope"])
-    assert "invalid choice: 'nope' (choose from 'icebreaker', 'ulx3s')" in err
+    assert "invalid choice: 'nope' (choose from 'icebreaker', 'ulx3s', 'generated')" in err
     # Tests still compile small models for it.
     from spikefab.firmware.model import random_model
     small = tmp_path / "small.npz"

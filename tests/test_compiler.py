@@ -13,6 +13,7 @@ from spikefab.hdl.abi import (MAX_OUTPUTS, MAX_PAYLOAD, Command, CoreShape, Memo
                               ResetMode, RouteDest, RouteEntry, Status, pack_event_word,
                               unpack_route_dest, unpack_route_entry)
 from spikefab.firmware.image import (IMAGE_VERSION, MAGIC, ChipImage, ImageError, MemoryWrite,
+                                     OutputSlice,
                                      max_record_words)
 from spikefab.firmware.model import Layer, Model, ModelError, random_model
 from spikefab.hdl.profiles import PROFILES, ChipProfile, get_profile
@@ -228,8 +229,9 @@ def test_image_errors(tmp_path, tiny_image, base_seed):
         ChipImage.from_bytes(b"")
     newer = bytearray(data)
     newer[8:10] = struct.pack("<H", IMAGE_VERSION + 1)
-    with pytest.raises(ImageError, match="image format version 2; this spikefab reads "
-                                         "version 1"):
+    with pytest.raises(ImageError, match=f"image format version {IMAGE_VERSION + 1}; this "
+                                         f"spikefab reads version {IMAGE_VERSION}: compile "
+                                         f"the model again"):
         ChipImage.from_bytes(_resealed(bytes(newer)))
     with pytest.raises(ImageError, match="bytes after its checksum"):
         ChipImage.from_bytes(data + b"\x00")
@@ -273,7 +275,7 @@ def _too_big(sizes, seed):
     ((784, 300, 10), "icebreaker",
      ["layer 0 (784 -> 300): needs 300 neurons, core (0,0) of profile 'icebreaker' has 128 "
       "(172 too many)",
-      "layer 0 (784 -> 300): needs 300 route destinations (one per neuron), core (0,0) of "
+      "layer 0 (784 -> 300): needs 300 route destinations (1 per neuron), core (0,0) of "
       "profile 'icebreaker' has 128 (172 too many)",
       "layer 1 (300 -> 10): needs 300 axons, core (1,0) of profile 'icebreaker' has 128 "
       "(172 too many)"]),
@@ -283,7 +285,7 @@ def _too_big(sizes, seed):
      ["layer 1 (12 -> 9): needs 9 neurons, core (1,0) of profile 'tiny' has 8 (1 too many)"]),
     ((40, 12, 6, 3), "tiny",
      ["the model has 3 layers, but profile 'tiny' has 2 tiles (one layer per tile; "
-      "1 too many)"]),
+      "1 too many); without --profile the chip is generated for the network"]),
 ])
 def test_compile_errors_name_the_layer_and_the_excess(base_seed, sizes, profile, messages):
     with pytest.raises(CompileError) as info:
@@ -306,7 +308,7 @@ def test_compile_errors_for_widths_thresholds_and_route_tables(base_seed):
     with pytest.raises(CompileError) as info:
         compile_model(model, small)
     text = str(info.value)
-    assert ("layer 0 (40 -> 12): needs 12 route destinations (one per neuron), core (0,0) of "
+    assert ("layer 0 (40 -> 12): needs 12 route destinations (1 per neuron), core (0,0) of "
             "profile 'small' has 8 (4 too many)") in text
     assert "layer 1 (12 -> 6): the model has 16-bit membranes" in text
     # A 4-bit model runs bit-exact on 8-bit synapses.
@@ -332,8 +334,8 @@ def test_the_image_writes_every_word_of_every_tile_in_frame_sized_records(base_s
     placement = image.meta["placement"]
     assert [p["tile"] for p in placement] == [[0, 0], [1, 0]]
     assert image.meta["sha256"] == model.digest() and image.meta["sizes"] == [784, 128, 10]
-    assert (image.input_tile, image.output_tile, image.inputs, image.classes) == \
-        ((0, 0), (1, 0), 784, 10)
+    assert (image.input_tiles, image.outputs, image.inputs, image.classes) == \
+        (((0, 0),), (OutputSlice((1, 0), 0, 10),), 784, 10)
 
 
 def test_route_words_follow_the_gateware_layouts():
@@ -471,13 +473,14 @@ def test_image_through_the_host_link_runs_the_model(base_seed, case):
     assert want.sum() > 0, f"seed {seed}: the model never spiked"
     ticks = steps + image.drain_ticks
     chip = ChipModel(program)
-    ix, iy = image.input_tile
+    [(ix, iy)] = image.input_tiles
+    [output] = image.outputs
     chip_spikes = np.zeros_like(want)
     link_spikes = np.zeros_like(want)
     for t in range(ticks):
         events = ([(ix, iy, int(a)) for a in np.flatnonzero(inputs[t])] if t < steps else [])
         for x, y, n, tick in chip.step([events])[0]:
-            assert (x, y) == image.output_tile and n < image.classes, f"seed {seed}"
+            assert (x, y) == output.tile and n < image.classes, f"seed {seed}"
             chip_spikes[tick, n] = True
         words = b"".join(struct.pack("<H", pack_event_word(x, y, a)) for x, y, a in events)
         status, answer = _request(link, t & 0xFF, Command.RUN, struct.pack("<H", 1) + words)
@@ -485,7 +488,7 @@ def test_image_through_the_host_link_runs_the_model(base_seed, case):
         status, answer = _request(link, 4, Command.OUTPUTS, struct.pack("<H", MAX_OUTPUTS))
         assert status is Status.OK
         for x, y, n, tick in unpack_outputs(answer):
-            assert (x, y) == image.output_tile and tick == t, f"seed {seed}"
+            assert (x, y) == output.tile and tick == t, f"seed {seed}"
             link_spikes[tick, n] = True
     assert np.array_equal(chip_spikes, want), f"seed {seed}: golden chip != model"
     assert np.array_equal(link_spikes, want), f"seed {seed}: link model != model"
@@ -500,7 +503,7 @@ def test_compile_command(tmp_path, capsys, base_seed):
     model.save(model_path)
     assert main(["compile", str(model_path), "-o", str(image_path), "--profile", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert "model demo net (40-12-6" in out and "profile 'tiny'" in out
+    assert "model demo net (40-12-6" in out and "chip 'tiny'" in out
     assert "(0,0)" in out and "40/64" in out and "12/16" in out and "120/256" in out
     assert ChipImage.load(image_path) == compile_model(model, "tiny")
 

@@ -133,7 +133,7 @@ def test_serial_without_board_is_a_clear_error():
 def test_bad_input_is_refused(base_seed):
     image = _network(base_seed)
     chip = GoldenChip(get_profile("icebreaker").info())
-    with pytest.raises(ValueError, match="compiled for profile 'tiny'"):
+    with pytest.raises(ValueError, match="compiled for chip 'tiny', which differs"):
         chip.load(image)
     chip = GoldenChip(get_profile("tiny").info())
     with pytest.raises(ValueError, match="load an image first"):

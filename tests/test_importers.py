@@ -304,12 +304,9 @@ def _refusals(rng):
                               nir.LI(tau=np.full(4, 4.0), r=np.ones(4), v_leak=np.zeros(4)),
                               names=["aff", "li"]),
                        "li", "non-spiking"),
-        "too_many_neurons": (_chain(nir.Linear(weight=np.full((300, 6), S0)), _lif(300, 1.0),
-                                    names=["wide", "lif"]),
-                             "lif", "at most 256"),
         "too_many_axons": (_chain(nir.Linear(weight=np.full((4, 1100), S0)), _lif(4, 1.0),
                                   names=["aff", "lif"]),
-                           "lif", "1024 axons"),
+                           "lif", "1100 axons (1100 inputs); a core has at most 1024"),
         "two_weights": (_chain(nir.Linear(weight=w), nir.Linear(weight=w44), _lif(4, 1.0),
                                names=["a", "b", "lif"]),
                         "b", "no neuron between"),
@@ -448,8 +445,10 @@ def test_snntorch_refusals(base_seed):
     cases = [
         ({**good, "lif2.reset_mechanism_val": np.array(2)}, "lif2", "'none'"),
         ({**good, "conv1.weight": np.ones((2, 1, 3, 3))}, "conv1", "convolution"),
-        ({**good, "lif1.recurrent.weight": np.ones((8, 8))}, "lif1.recurrent", "recurrent"),
-        ({**good, "lif1.V": np.ones(8)}, "lif1", "recurrent"),
+        ({**good, "lif1.recurrent.weight": np.ones((8, 7))}, "lif1.recurrent",
+         "a recurrent Linear is (8, 8)"),
+        ({**good, "lif9.recurrent.weight": np.ones((8, 8))}, "lif9.recurrent",
+         "not a neuron module"),
         ({**good, "lif1.alpha": np.array(0.5)}, "lif1", "synaptic current"),
         ({**good, "bn1.running_mean": np.zeros(8)}, "bn1", "unsupported module"),
         ({k: v for k, v in good.items() if not k.startswith("lif2")}, None, "Leaky neurons"),
@@ -465,6 +464,54 @@ def test_snntorch_refusals(base_seed):
         from_snntorch(good, beta=0.5)
     with pytest.raises(ConversionError, match="'lif1'.*disagrees with the argument reset"):
         from_snntorch({**good, "lif1.reset_mechanism_val": np.array(0)}, reset="zero")
+
+
+def test_wide_and_deep_networks_import_and_compile(base_seed):
+    """Layers wider than a core (the mapper splits them) and three layers import; the model
+    compiles for a generated chip whose golden run equals Model.forward."""
+    from spikefab.firmware.compiler import compile_model
+    from spikefab.sim.golden_chip import GoldenChip
+    rng = _rng(base_seed, 14)
+    _, params = _exact_net(rng, sizes=(30, 300, 40, 10), thetas=(300, 150, 150),
+                           leaks=(3, 2, 2), bias=False)
+    state = _snntorch_dict(params, [0.875, 0.75, 0.75])
+    model, report = from_snntorch(state)
+    assert report.sizes == [30, 300, 40, 10]
+    image = compile_model(model)
+    assert len(image.input_tiles) == 2   # 300 neurons: two cores of 150
+    spikes = _spikes(rng, 8, 4, 30, p=0.5)
+    chip = GoldenChip(image.info)
+    chip.load(image)
+    got, want = chip.run(spikes), model.forward(spikes)
+    assert want.counts.sum() > 0, f"seed {base_seed}: the network never answered"
+    np.testing.assert_array_equal(got.counts, want.counts, err_msg=f"seed {base_seed}")
+    np.testing.assert_array_equal(got.final_v, want.final_v[-1])
+
+
+def test_snntorch_rleaky_recurrent_weights(base_seed):
+    """RLeaky: a recurrent Linear (all_to_all) or V (one to one) becomes the layer's recurrent
+    weights, on the same scale as its feed-forward weights; the Linear's bias joins the bias."""
+    rng = _rng(base_seed, 13)
+    _, params = _exact_net(rng, bias=False)
+    state = _snntorch_dict(params, [0.875, 0.75])
+    loop = rng.integers(-60, 61, size=(8, 8))          # loop[m, n]: from neuron m to neuron n
+    state["lif1.recurrent.weight"] = (loop.T * S0).astype(np.float32)
+    state["lif1.recurrent.bias"] = (np.arange(8) * S0).astype(np.float32)
+    model, report = from_snntorch(state)
+    np.testing.assert_array_equal(model.layers[0].recurrent, loop, err_msg=f"seed {base_seed}")
+    np.testing.assert_array_equal(model.layers[0].bias, np.arange(8))
+    assert model.layers[1].recurrent is None and report.sizes == [20, 8, 4]
+    # One to one: V[n] from neuron n to itself.
+    one = _snntorch_dict(params, [0.875, 0.75])
+    one["lif2.V"] = (np.array([5, -7, 9, 0]) * S0).astype(np.float32)
+    model, _ = from_snntorch(one)
+    np.testing.assert_array_equal(model.layers[1].recurrent, np.diag([5, -7, 9, 0]))
+    # The float reference feeds a layer its own spikes of the step before.
+    spikes = _spikes(rng, 6, 3, 20, p=0.5)
+    with_loop, _ = from_snntorch(state)
+    plain = _snntorch_dict(params, [0.875, 0.75])
+    assert not np.array_equal(with_loop.forward(spikes, trace=True).spikes[0],
+                              from_snntorch(plain)[0].forward(spikes, trace=True).spikes[0])
 
 
 def test_state_dict_files(tmp_path, base_seed):

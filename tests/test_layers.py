@@ -32,7 +32,7 @@ LAYERS = {
         "golden_chip")},
     **{f"sim.benches.{name}": 3 for name in (
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
-    **{f"firmware.{name}": 3 for name in ("compiler", "driver", "energy")},
+    **{f"firmware.{name}": 3 for name in ("mapper", "compiler", "driver", "energy")},
     **{f"firmware.{name}": 4 for name in (
         "targets", "cli", "run", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",

@@ -29,8 +29,9 @@ becomes one :class:`~spikefab.firmware.model.Layer`. ``Flatten`` is a no-op (inp
 in C order, the order :func:`~spikefab.sim.encoding.rate_encode` flattens images in). Refused:
 branches, merges, loops (recurrence), nested graphs (how recurrent layers are exported),
 convolutions, pooling, non-spiking neurons (``LI``, ``I``, ``CubaLI``: the chip's outputs are
-spikes), ``Scale``/``Threshold``/``Delay``, two weight or two neuron nodes in a row, more than
-1024 inputs (axons) or 256 neurons in a layer.
+spikes), ``Scale``/``Threshold``/``Delay``, two weight or two neuron nodes in a row, a layer
+with more than 1024 inputs (axons; plus its own neurons if recurrent). A layer may have any
+number of neurons: the mapper spreads them over cores.
 
 **Time (NIR).** NIR neurons are continuous-time ODEs (NIR's own docs: "neuron models are
 defined as dynamical system equations"); NIR does not fix a time step. The importer discretizes
@@ -67,8 +68,12 @@ the final membrane sees the rescaled membranes.)
 decay is ``beta`` clamped to ``[0, 1]`` (as snnTorch does), the gain 1. The i-th ``nn.Linear``
 of the state dict (in its order) feeds the i-th Leaky; ``beta``/``threshold``/reset come from
 the state dict's buffers, else from the arguments. The ``mem`` buffer (a run's state) is
-ignored: the chip starts every image at 0. Refused: convolutions, recurrent modules (RLeaky's
-``V`` or ``recurrent.*``), ``Synaptic`` with ``alpha != 0``, any other module.
+ignored: the chip starts every image at 0. ``snn.RLeaky`` (``mem <- beta mem + W x + b +
+V(spk)``, ``spk`` the layer's own spikes of the step before) is a recurrent layer: its
+``recurrent.weight``/``recurrent.bias`` (``all_to_all``: an ``nn.Linear``) or ``V`` (one to one)
+become the layer's recurrent weights, on the scale of its feed-forward weights, and the
+recurrent bias joins the bias. Refused: convolutions, ``Synaptic`` with ``alpha != 0``, any
+other module.
 
 **v_leak** (the resting potential) is a constant drive ``(1 - d) v_leak`` per tick, folded into
 the bias; exact. **v_reset** must be 0 (the chip resets to 0, or subtracts).

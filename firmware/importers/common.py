@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ...hdl.abi import AXON_LIMIT, NEURON_LIMIT, ResetMode
-from ...sim.golden import NeuronConfig, lif_update
+from ...hdl.abi import AXON_LIMIT, ResetMode
+from ...sim.golden import decode
 from ..model import Layer, Model
 
 __all__ = ["ConversionError", "ImportReport", "LayerReport", "CalibrationResult",
@@ -47,7 +47,8 @@ class ConversionError(ValueError):
 class _SourceLayer:
     """One weight + neuron pair in source units (float), gain and v_leak already folded in.
 
-    Per tick: ``v <- decay * v + x @ weight + bias``; spike iff ``v > threshold``.
+    Per tick: ``v <- decay * v + x @ weight + s @ recurrent + bias`` (``s``: the layer's own
+    spikes of the tick before, if recurrent); spike iff ``v > threshold``.
     """
     name: str                 # for reports: "affine -> lif" / "fc1 + lif1"
     neuron: str               # for errors: the neuron node / module
@@ -59,6 +60,7 @@ class _SourceLayer:
     rule: str                 # "nir" (reset at once) | "snntorch" (reset_delay True/False)
     reset_delay: bool = False
     notes: list[str] = field(default_factory=list)
+    recurrent: np.ndarray | None = None   # (outputs, outputs): from neuron m to neuron n
 
 
 @dataclass
@@ -190,15 +192,18 @@ def _quantize(index: int, layer: _SourceLayer, w_bits: int, v_bits: int,
               notes: list[str]) -> tuple[Layer, LayerReport]:
     node = layer.neuron
     inputs, outputs = layer.weight.shape
-    if inputs > AXON_LIMIT:
-        raise ConversionError(node, f"layer has {inputs} inputs; a core has at most "
-                                    f"{AXON_LIMIT} axons")
-    if outputs > NEURON_LIMIT:
-        raise ConversionError(node, f"layer has {outputs} neurons; a core has at most "
-                                    f"{NEURON_LIMIT}")
+    # Every core of a layer holds all of its axons (its neurons may spread over many cores).
+    axons = inputs + (outputs if layer.recurrent is not None else 0)
+    if axons > AXON_LIMIT:
+        what = (f"{inputs} inputs + {outputs} recurrent" if layer.recurrent is not None
+                else f"{inputs} inputs")
+        raise ConversionError(node, f"layer needs {axons} axons ({what}); a core has at most "
+                                    f"{AXON_LIMIT}")
     for what, array in (("weights", layer.weight), ("bias", layer.bias),
-                        ("threshold", layer.threshold), ("decay", layer.decay)):
-        _check_finite(node, what, array)
+                        ("threshold", layer.threshold), ("decay", layer.decay),
+                        ("recurrent weights", layer.recurrent)):
+        if array is not None:
+            _check_finite(node, what, array)
     if np.any(layer.threshold <= 0):
         raise ConversionError(node, f"threshold {layer.threshold.min():g} <= 0; the chip's "
                                     f"threshold is positive")
@@ -229,10 +234,12 @@ def _quantize(index: int, layer: _SourceLayer, w_bits: int, v_bits: int,
     differ = bool(np.any(np.abs(factor - 1.0) > 1e-12))
     weight = layer.weight * factor[None, :]
     bias = layer.bias * factor
+    # Recurrent weights add into the same membranes: the same scale quantizes them.
+    loop = None if layer.recurrent is None else layer.recurrent * factor[None, :]
 
     q = (1 << (w_bits - 1)) - 1
     v_max = (1 << (v_bits - 1)) - 1
-    w_abs = float(np.abs(weight).max())
+    w_abs = float(max(np.abs(weight).max(), 0.0 if loop is None else np.abs(loop).max()))
     s_w = w_abs / q if w_abs > 0 else thr / q
     if thr >= s_w:
         theta = int(math.floor(thr / s_w * (1 + 1e-12)))
@@ -247,6 +254,8 @@ def _quantize(index: int, layer: _SourceLayer, w_bits: int, v_bits: int,
                                     f"tiny compared to the threshold; wider v_bits or "
                                     f"retrain)")
     w_int = np.clip(np.rint(weight / scale), -q - 1, q).astype(np.int64)
+    loop_int = (None if loop is None else
+                np.clip(np.rint(loop / scale), -q - 1, q).astype(np.int64))
     b_int = np.rint(bias / scale).astype(np.int64)
     has_bias = bool(np.any(layer.bias != 0))
     if has_bias and np.abs(b_int).max() > v_max:
@@ -265,7 +274,7 @@ def _quantize(index: int, layer: _SourceLayer, w_bits: int, v_bits: int,
         decay_source=d, leak=k, decay_chip=chip_decay, reset=layer.reset)
     reset = layer.reset
     chip_layer = Layer(weights=w_int, threshold=theta, leak=k, reset=reset,
-                       bias=b_int if has_bias and np.any(b_int) else None)
+                       bias=b_int if has_bias and np.any(b_int) else None, recurrent=loop_int)
     return chip_layer, report
 
 
@@ -297,14 +306,6 @@ def _build(layers: list[_SourceLayer], *, source: str, fmt: str, w_bits: int, v_
 
 # ---- simulations for the report ------------------------------------------------------------------
 
-def _decode(counts: np.ndarray, final_v: np.ndarray) -> np.ndarray:
-    """:func:`spikefab.sim.golden.decode`'s rule for any dtype: most spikes, then the higher
-    final membrane, then the lower index."""
-    index = np.arange(counts.shape[1])
-    order = np.lexsort((-index[None, :].repeat(len(counts), 0), final_v, counts), axis=1)
-    return order[:, -1].astype(np.int64)
-
-
 def float_forward(layers: Sequence[_SourceLayer], spikes: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source network in float64, source semantics: every layer in the same step, ``T``
@@ -312,11 +313,14 @@ def float_forward(layers: Sequence[_SourceLayer], spikes: np.ndarray
     spikes = np.asarray(spikes)
     steps, batch = spikes.shape[:2]
     v = [np.zeros((batch, layer.weight.shape[1])) for layer in layers]
+    own = [np.zeros((batch, layer.weight.shape[1])) for layer in layers]   # spikes of t - 1
     counts = np.zeros((batch, layers[-1].weight.shape[1]), np.int64)
     for t in range(steps):
         signal = spikes[t].astype(np.float64)
         for l, layer in enumerate(layers):
             current = signal @ layer.weight + layer.bias
+            if layer.recurrent is not None:
+                current = current + own[l] @ layer.recurrent
             thr, d = layer.threshold, layer.decay
             if layer.rule == "nir":
                 new = d * v[l] + current
@@ -333,41 +337,17 @@ def float_forward(layers: Sequence[_SourceLayer], spikes: np.ndarray
                     do = fired.astype(np.float64) - pending
                     new = new - do * (thr if layer.reset is ResetMode.SUBTRACT else new)
             v[l] = new
-            signal = fired.astype(np.float64)
+            signal = own[l] = fired.astype(np.float64)
         counts += fired
-    return counts, v[-1], _decode(counts, v[-1])
+    return counts, v[-1], decode(counts, v[-1])
 
 
 def integer_forward(model: Model, spikes: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The integer model with the golden update rule and the chip's pipeline (as
-    :meth:`Model.simulate`, ``T + L - 1`` ticks), returning ``(counts, final_v, predictions)``
-    of the last layer; predictions by :func:`spikefab.sim.golden.decode`."""
-    from ...sim.golden import decode
-    spikes = np.asarray(spikes)
-    steps, batch = spikes.shape[:2]
-    total = steps + len(model.layers) - 1
-    v = [np.zeros((batch, layer.outputs), np.int64) for layer in model.layers]
-    previous = [np.zeros((batch, layer.outputs), bool) for layer in model.layers]
-    # Exact: every partial sum is an integer far below 2**53.
-    weights = [layer.weights.astype(np.float64) for layer in model.layers]
-    counts = np.zeros((batch, model.classes), np.int64)
-    for t in range(total):
-        fired_now = []
-        for l, layer in enumerate(model.layers):
-            if l == 0:
-                signal = spikes[t] if t < steps else np.zeros((batch, model.inputs))
-            else:
-                signal = previous[l - 1]
-            current = (np.asarray(signal, np.float64) @ weights[l]).astype(np.int64)
-            bias = 0 if layer.bias is None else layer.bias
-            v[l], fired = lif_update(v[l], current, bias,
-                                     NeuronConfig(layer.threshold, layer.leak, layer.reset),
-                                     model.v_bits)
-            fired_now.append(fired)
-        previous = fired_now
-        counts += previous[-1]
-    return counts, v[-1], decode(counts, v[-1])
+    """``(counts, final_v, predictions)`` of the last layer of :meth:`Model.forward`: the
+    integer model as the chip runs it (``T + L - 1`` ticks)."""
+    run = model.forward(spikes)
+    return run.counts, run.final_v[-1], run.predictions
 
 
 def _calibration_data(calibration):

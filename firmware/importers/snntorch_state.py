@@ -19,7 +19,7 @@ __all__ = ["from_snntorch", "load_state_dict"]
 # ---- snnTorch ----------------------------------------------------------------------------------------
 
 _NEURON_KEYS = {"beta", "threshold", "graded_spikes_factor", "reset_mechanism_val", "mem",
-                "alpha", "syn"}
+                "alpha", "syn", "spk", "V"}
 #: snnTorch's ``reset_mechanism_val`` codes; 2 ("none": pure integration) has no chip mode.
 _RESETS = {0: ResetMode.SUBTRACT, 1: ResetMode.ZERO, 2: None}
 
@@ -125,10 +125,14 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: ResetMode | s
                                   "'<module>.weight', '<module>.beta', ...)")
         prefix, part = key.rsplit(".", 1)
         groups.setdefault(prefix, {})[part] = value
-    linears, neurons = [], []
+    linears, neurons, loops = [], [], {}
     for prefix, params in groups.items():
         where = f"module {prefix!r}"
         parts = set(params)
+        owner, _, last = prefix.rpartition(".")
+        if last == "recurrent" and owner and (parts <= {"weight", "bias"} or parts == {"V"}):
+            loops[owner] = params   # RLeaky's recurrent connection: a Linear, or V one to one
+            continue
         if "weight" in parts and parts <= {"weight", "bias"}:
             shape = np.shape(_array(params["weight"]))
             if len(shape) != 2:
@@ -138,19 +142,21 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: ResetMode | s
             linears.append(prefix)
         elif parts & {"beta", "threshold", "reset_mechanism_val"} and parts <= _NEURON_KEYS:
             neurons.append(prefix)
-        elif "V" in parts or "recurrent" in prefix.split("."):
-            raise ConversionError(where, "a recurrent connection (RLeaky/RSynaptic); the chip "
-                                         "runs feed-forward chains only")
         else:
             raise ConversionError(where, f"unsupported module with "
                                          f"{', '.join(sorted(parts))} (expected nn.Linear "
                                          f"weight/bias and snn.Leaky beta/threshold)")
+    for owner in loops:
+        if owner not in neurons:
+            raise ConversionError(f"module {owner + '.recurrent'!r}", f"a recurrent connection "
+                                  f"of {owner!r}, which is not a neuron module of the state "
+                                  f"dict (expected RLeaky's beta/threshold beside it)")
     for prefix in linears:
         for neuron in neurons:
             if prefix.startswith(neuron + "."):
-                raise ConversionError(f"module {prefix!r}", f"a recurrent connection of "
-                                      f"{neuron!r} (RLeaky/RSynaptic); the chip runs "
-                                      f"feed-forward chains only")
+                raise ConversionError(f"module {prefix!r}", f"a Linear inside the neuron "
+                                      f"module {neuron!r}; RLeaky's recurrent connection is "
+                                      f"'{neuron}.recurrent'")
     if not linears:
         raise ConversionError(None, "the state dict has no nn.Linear layer ('<name>.weight')")
     if neurons and len(neurons) != len(linears):
@@ -224,11 +230,46 @@ def from_snntorch(state_dict, *, beta=None, threshold=None, reset: ResetMode | s
             notes.append("snnTorch's delayed subtract reset (reset_delay=True) subtracts thr "
                          "undecayed one step later, the chip subtracts at once and then decays "
                          "(beta * thr); the float reference keeps snnTorch's rule")
+        loop = _recurrent(where, neuron, loops, stored, outputs)
+        if loop is not None:
+            recurrent, loop_bias = loop
+            bias = bias + loop_bias   # recurrent(spk) = spk @ W.T + b: b is added every tick
+            if "graded_spikes_factor" in stored:   # the layer's own spikes carry its factor
+                recurrent = recurrent * _per_neuron(where, "graded_spikes_factor",
+                                                    stored["graded_spikes_factor"],
+                                                    outputs)[:, None]
+        else:
+            recurrent = None
         layers.append(_SourceLayer(
             name=f"{prefix} + {neuron}" if neuron else prefix, neuron=where, weight=weight,
             bias=bias, threshold=thr, decay=decay, reset=mode, rule="snntorch",
-            reset_delay=reset_delay))
+            reset_delay=reset_delay, recurrent=recurrent))
         width = outputs
     return _build(layers, source=source, fmt="snnTorch", w_bits=w_bits, v_bits=v_bits,
                   steps=steps, calibration=calibration,
                   name=name if name is not None else default_name, notes=notes)
+
+
+def _recurrent(where: str, neuron: str | None, loops: dict, stored: dict, outputs: int):
+    """RLeaky's recurrent connection of ``neuron`` as ``(weights m -> n, bias)``, or None:
+    ``recurrent.weight``/``recurrent.bias`` (an ``nn.Linear`` over the layer's own spikes,
+    ``all_to_all=True``), or ``V`` (one to one: neuron ``n`` feeds itself ``V[n]``)."""
+    params = loops.get(neuron) if neuron else None
+    if params is None and "V" in stored:
+        params = {"V": stored["V"]}
+    if params is None:
+        return None
+    if "V" in params:
+        v = _per_neuron(where, "V", params["V"], outputs)
+        _check_finite(where, "V", v)
+        return np.diag(v), np.zeros(outputs)
+    weight = _array(params["weight"])
+    _check_finite(where, "recurrent weight", weight)
+    if weight.shape != (outputs, outputs):
+        raise ConversionError(f"module {neuron + '.recurrent'!r}", f"weight has shape "
+                              f"{weight.shape}; the layer has {outputs} neurons, so a recurrent "
+                              f"Linear is ({outputs}, {outputs})")
+    bias = (_per_neuron(where, "recurrent bias", params["bias"], outputs)
+            if "bias" in params else np.zeros(outputs))
+    return weight.T.copy(), bias
+
