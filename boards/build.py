@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..hdl.profiles import BOARD_CHIPS
 from .synthesis import (ECP5_INLINE_PARTS, ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS,
                         SynthesisError, tool_path)
 from .top import Family, board_top
@@ -110,6 +111,7 @@ class BuildReport:
     baudrate: int = 0
     seconds: float = 0.0
     build_dir: str = ""
+    estimated_blocks: int = 0   #: the block RAMs the mapper's estimate expects (BoardChip)
 
     def fits(self) -> bool:
         return all(r["used"] <= r["available"] for r in self.resources.values())
@@ -123,6 +125,7 @@ class BuildReport:
         for name, r in self.resources.items():
             lines.append(f"  {name:<12} {r['used']:>6,} / {r['available']:>6,} "
                          f"({r['used'] / max(r['available'], 1):.0%})")
+        lines.append(f"  (block RAMs the mapper estimated: {self.estimated_blocks})")
         if self.bitstream is None and self.fmax_mhz == 0 and not self.fits():
             lines.append(f"does NOT fit: not placed, no Fmax; {self.seconds:.0f} s "
                          f"({self.build_dir})")
@@ -149,12 +152,14 @@ def _environment() -> dict:
 
 
 def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
-                profile: str | None = None, clock_mhz: float | None = None,
+                profile=None, clock_mhz: float | None = None,
                 baudrate: int = 3_000_000, do_build: bool = True, seed: int = 1,
                 progress=None) -> BuildReport:
     """Build ``board``'s bitstream (or, without ``do_build``, only elaborate its design and
-    write the build files) and return the report. ``progress``, if given, is called with a
-    line of text as each stage starts (elaboration, synthesis, place and route, packing)."""
+    write the build files) and return the report. ``profile`` is the chip: a profile's name
+    or a :class:`~spikefab.hdl.profiles.ChipProfile` (a chip image's), by default the
+    board's own. ``progress``, if given, is called with a line of text as each stage starts
+    (elaboration, synthesis, place and route, packing)."""
     started = time.time()
     if progress:
         progress(f"elaborating the {board} design and writing its build files (Amaranth) ...")
@@ -263,7 +268,8 @@ def _report(board, top, directory: Path, family: Family, seconds: float) -> Buil
     bitstream = directory / ("top.bin" if family is Family.ICE40 else "top.bit")
     return BuildReport(board, top.profile.name, str(bitstream) if bitstream.exists() else None,
                        top.clock_mhz, fmax, fmax >= top.clock_mhz, resources,
-                       top.baudrate, seconds, str(directory))
+                       top.baudrate, seconds, str(directory),
+                       BOARD_CHIPS[board].blocks(top.profile))
 
 
 def check_programmer(board: str) -> None:

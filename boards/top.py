@@ -23,7 +23,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from ..hdl.abi import Clocking
-from ..hdl.profiles import get_profile
+from ..hdl.profiles import ChipProfile, get_profile
 from ..hdl.system import ChipSystem
 from ..hdl.uart import UART
 from .clocks import ecp5_pll, ice40_pll
@@ -42,8 +42,9 @@ class BoardTop(Elaboratable):
 
     Parameters
     ----------
-    profile : str
-        The chip profile (:mod:`spikefab.hdl.profiles`).
+    profile : str or ChipProfile
+        The chip: a profile's name (:mod:`spikefab.hdl.profiles`), or a profile, such as a
+        chip image's (``ChipImage.chip_profile()``).
     clock_mhz : float
         The PLL's target; the achieved frequency is :attr:`clock_mhz` afterwards.
     baudrate : int
@@ -67,9 +68,13 @@ class BoardTop(Elaboratable):
     #: Input clock of the PLL, MHz.
     osc_mhz = None
 
-    def __init__(self, *, profile: str, clock_mhz: float, baudrate: int = 3_000_000,
-                 rx_fifo_depth: int = 4, pll: bool = True):
-        self.profile = get_profile(profile)
+    def __init__(self, *, profile: str | ChipProfile, clock_mhz: float,
+                 baudrate: int = 3_000_000, rx_fifo_depth: int = 4, pll: bool = True):
+        self.profile = profile if isinstance(profile, ChipProfile) else get_profile(profile)
+        if self.profile.board not in (None, self.name):
+            raise ValueError(f"chip {self.profile.name!r} was generated for the "
+                             f"{self.profile.board}, not the {self.name}: compile the model "
+                             f"with --board {self.name}")
         self.pll = self.make_pll(clock_mhz) if pll else None
         self.clock_mhz = self.pll.f_out_mhz if pll else clock_mhz
         divisor = round(self.clock_mhz * 1e6 / baudrate)
@@ -239,8 +244,8 @@ BOARDS = {
 }
 
 
-def board_top(board: str, *, profile: str | None = None, clock_mhz: float | None = None,
-              **kwargs) -> BoardTop:
+def board_top(board: str, *, profile: str | ChipProfile | None = None,
+              clock_mhz: float | None = None, **kwargs) -> BoardTop:
     """The top level for ``board`` (one of :data:`BOARDS`), with its defaults (``None``: the
     board's own profile and clock)."""
     try:

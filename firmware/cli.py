@@ -234,7 +234,7 @@ def _cmd_compile(args) -> int:
                                    f"spikefab demo --model), or compile the model it came "
                                    f"from")
     _check_output(args.output, "-o", ".img")
-    image = compile_for(Model.load(model_path(args.model)), args.profile)
+    image = compile_for(Model.load(model_path(args.model)), args.profile, board=args.board)
     image.save(args.output)
     print(summary(image))
     print(f"wrote {args.output}")
@@ -264,8 +264,8 @@ def _cmd_run(args) -> int:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
                            split=args.split, first=args.first, count=args.count,
                            steps=args.steps, seed=args.seed,
-                           profile=args.profile, progress=not args.json, baudrate=args.baud,
-                           plot=args.plot, on_chip=on_chip)
+                           profile=args.profile, board=args.board, progress=not args.json,
+                           baudrate=args.baud, plot=args.plot, on_chip=on_chip)
     except LinkError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
@@ -305,10 +305,15 @@ def _cmd_build(args) -> int:
         return 0
     _check_folder(Path(args.build_dir), "the build folder (--build-dir)",
                   "give --build-dir a folder you can write to")
+    chip = args.profile
+    if args.model is not None:
+        if args.profile is not None:
+            raise CommandError("--model brings its chip: give --model or --profile, not both")
+        chip = _image_chip(args.model, args.board)
     _note(f"building the {args.board} bitstream with YoWASP (a few minutes; the first use of "
           f"each tool compiles it once) ...")
     try:
-        report = build_board(args.board, build_dir=args.build_dir, profile=args.profile,
+        report = build_board(args.board, build_dir=args.build_dir, profile=chip,
                              clock_mhz=args.clock, baudrate=args.baud, seed=args.seed,
                              progress=_note)
     except (ValueError, SynthesisError) as error:
@@ -328,10 +333,27 @@ def _cmd_build(args) -> int:
         except ProgramError as error:
             raise CommandError(str(error)) from None
         if not args.json:
+            chip = (f"--model {args.model}" if args.model is not None
+                    else f"--profile {report.profile}")
             print(f"programmed the {args.board}: talk to it with "
-                  f"spikefab run --target serial:PORT --profile {report.profile} "
-                  f"--baud {report.baudrate}")
+                  f"spikefab run --target serial:PORT {chip} --baud {report.baudrate}")
     return 0
+
+
+def _image_chip(path: str, board: str):
+    """The chip of the image at ``path`` (``build --model``), checked against ``board``."""
+    from .image import ChipImage, ImageError
+    try:
+        image = ChipImage.load(path)
+    except ImageError as error:
+        raise CommandError(f"--model {path}: {error} (build takes a compiled image: "
+                           f"spikefab compile MODEL --board {board} -o IMAGE)") from None
+    chip = image.chip_profile()
+    if chip.board is not None and chip.board != board:
+        raise CommandError(f"--model {path} holds a chip generated for the {chip.board}, not "
+                           f"the {board}: build it with --board {chip.board}, or compile the "
+                           f"model with --board {board}")
+    return chip
 
 
 def _cmd_train(args) -> int:
@@ -477,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--profile", type=_compile_profile, default=None,
                           metavar="{" + ",".join(CHIP_CHOICES) + "}",
                           help=PROFILE_HELP)
+    compile_.add_argument("--board", choices=BOARD_NAMES, help="generate the chip for this "
+                          "board: its cores' style, within its logic and block RAM (then "
+                          "spikefab build --model IMAGE --board B builds it)")
     compile_.set_defaults(run=_cmd_compile)
 
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
@@ -505,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", type=_run_profile, default=None,
                      metavar="{" + ",".join(CHIP_CHOICES) + "}",
                      help=PROFILE_HELP + "; a sim or serial target is that chip")
+    run.add_argument("--board", choices=BOARD_NAMES, help="compile the model for a chip "
+                     "generated for this board (as spikefab compile --board)")
     run.add_argument("--baud", type=_positive, default=3_000_000,
                      help="serial targets only: the bitstream's rate, as built with spikefab "
                      "build --baud (default: %(default)s)")
@@ -521,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the board to build for (required)")
     build.add_argument("--profile", choices=USER_PROFILES, help="the chip to put on it "
                        "(default: the board's own: icebreaker, ulx3s)")
+    build.add_argument("--model", metavar="IMAGE", help="a compiled image (spikefab compile "
+                       "MODEL --board B): build the chip it was compiled for")
     build.add_argument("--clock", type=_positive_number(" of MHz"), metavar="MHZ",
                        help="the PLL's frequency (default: the board's own, the fastest that "
                        "meets timing: docs/boards.md)")

@@ -94,12 +94,14 @@ def _check(model: Model, mapping: Mapping) -> None:
                            + "\n  ".join(problems))
 
 
-def map_model(model: Model, profile: ChipProfile | str | None = None) -> Mapping:
+def map_model(model: Model, profile: ChipProfile | str | None = None, *,
+              board: str | None = None) -> Mapping:
     """Where ``model`` goes: on a named profile (or a :class:`ChipProfile`), one layer per
-    tile; with ``profile=None``, on a chip generated for it. Raises :class:`CompileError`."""
+    tile; with ``profile=None``, on a chip generated for it (and for ``board``, if given).
+    Raises :class:`CompileError`."""
     try:
         if profile is None:
-            return generate_mapping(model)
+            return generate_mapping(model, board=board)
         return preset_mapping(model, profile)
     except MapError as exc:
         raise CompileError(str(exc)) from None
@@ -202,10 +204,17 @@ def compile_model(model: Model, profile: ChipProfile | str | Mapping | None = No
     return image.validate()
 
 
-def compile_for(model: Model, profile: str | None = None) -> ChipImage:
-    """``compile_model`` for a profile as the commands name it: a profile's name,
-    :data:`GENERATED`, or None (:data:`DEFAULT_PROFILE` if the model fits it, else a chip
-    generated for the model; the image names the chip it chose)."""
+def compile_for(model: Model, profile: str | None = None, *,
+                board: str | None = None) -> ChipImage:
+    """``compile_model`` for a chip as the commands name it: ``board`` (a chip generated for
+    the model and that board), a profile's name, :data:`GENERATED`, or neither
+    (:data:`DEFAULT_PROFILE` if the model fits it, else a chip generated for the model; the
+    image names the chip it chose)."""
+    if board is not None:
+        if profile is not None:
+            raise CompileError(f"give a board (a chip generated for it) or a profile, not "
+                               f"both (--board {board} --profile {profile})")
+        return compile_model(model, map_model(model, board=board))
     if profile == GENERATED:
         return compile_model(model, None)
     if profile is not None:

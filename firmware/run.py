@@ -41,7 +41,7 @@ def model_path(model: str) -> Path:
     return path
 
 
-def load_network(model: str, *, profile: str | None, seed: int):
+def load_network(model: str, *, profile: str | None, seed: int, board: str | None = None):
     """``(image, steps)`` for ``--model``: a compiled image, a native model ``.npz`` (compiled
     here for ``profile``, see :func:`~spikefab.firmware.compiler.compile_for`), or ``random``
     (a seeded random 784-128-10 network; its accuracy is chance). ``steps`` is the model's (or
@@ -55,13 +55,16 @@ def load_network(model: str, *, profile: str | None, seed: int):
         path = model_path(model)
         if path.read_bytes()[:8] == b"SPKFIMG\x00":
             image = ChipImage.load(path)
+            if board is not None:
+                raise ValueError(f"--model {model} is an image, compiled already: leave out "
+                                 f"--board, or give the model (.npz) to compile for it")
             if profile is not None and profile != image.profile:
                 raise ValueError(f"--model {model} is an image compiled for chip "
                                  f"{image.profile!r}, not {profile!r}: leave out --profile, "
                                  f"or compile the model for {profile!r}")
             return image, image.steps or DEFAULT_STEPS
         network = Model.load(path)
-    return compile_for(network, profile), network.steps or DEFAULT_STEPS
+    return compile_for(network, profile, board=board), network.steps or DEFAULT_STEPS
 
 
 class _Progress:
@@ -83,6 +86,7 @@ class _Progress:
 def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
               split: str = "test", first: int = 0, count: int = 100,
               steps: int | None = None, seed: int = 0, profile: str | None = None,
+              board: str | None = None,
               progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None,
               on_chip=None) -> dict:
     """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
@@ -95,7 +99,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
     if first < 0 or first + count > len(dataset.labels):
         raise ValueError(f"--first {first} --count {count}: {dataset.name} has "
                          f"{len(dataset.labels)} images")
-    image, model_steps = load_network(model, profile=profile, seed=seed)
+    image, model_steps = load_network(model, profile=profile, seed=seed, board=board)
     steps = steps or model_steps
     chosen = slice(first, first + count)
     pictures, labels = dataset.images[chosen], dataset.labels[chosen]

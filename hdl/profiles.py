@@ -23,11 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .abi import ChipInfo, CoreShape, MemoryStyle
+from .abi import (MAX_FRAME, AERPacket, ChipInfo, CoreMemoryMap, CoreShape, MemoryStyle,
+                  RouteDest, RouteEntry)
 from .chip import Chip, TileConfig
 from .host_link import chip_info
+from .tile import Egress
 
-__all__ = ["ChipProfile", "PROFILES", "get_profile"]
+__all__ = ["ChipProfile", "PROFILES", "get_profile", "BoardChip", "BOARD_CHIPS",
+           "get_board_chip"]
 
 #: The fields of a :class:`TileConfig` in :meth:`ChipProfile.to_dict`, with its shape's.
 _TILE_FIELDS = ("axons", "neurons", "w_bits", "v_bits", "events_per_tick", "lanes", "memory",
@@ -58,6 +61,8 @@ class ChipProfile:
         ``dsp_counters``; the host link's cycle count too).
     for_tests : bool
         A chip for tests only: the commands accept it but do not offer it.
+    board : str or None
+        The board a generated chip was made for (:data:`BOARD_CHIPS`), if any.
     """
     name: str
     description: str
@@ -69,6 +74,7 @@ class ChipProfile:
     router_fifo_depth: int = 2
     dsp_counters: bool = False
     for_tests: bool = False
+    board: str | None = None
 
     def __post_init__(self):
         want = {(x, y) for y in range(self.rows) for x in range(self.cols)}
@@ -103,7 +109,8 @@ class ChipProfile:
         return {"name": self.name, "description": self.description, "cols": self.cols,
                 "rows": self.rows, "host": list(self.host), "tiles": tiles,
                 "output_depth": self.output_depth, "router_fifo_depth": self.router_fifo_depth,
-                "dsp_counters": self.dsp_counters, "for_tests": self.for_tests}
+                "dsp_counters": self.dsp_counters, "for_tests": self.for_tests,
+                "board": self.board}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChipProfile":
@@ -124,7 +131,8 @@ class ChipProfile:
                        cols=int(d["cols"]), rows=int(d["rows"]), host=tuple(d["host"]),
                        tiles=tiles, output_depth=int(d["output_depth"]),
                        router_fifo_depth=int(d["router_fifo_depth"]),
-                       dsp_counters=bool(d["dsp_counters"]), for_tests=bool(d["for_tests"]))
+                       dsp_counters=bool(d["dsp_counters"]), for_tests=bool(d["for_tests"]),
+                       board=None if d.get("board") is None else str(d["board"]))
         except KeyError as exc:
             raise ValueError(f"a chip description without {exc.args[0]!r}") from None
         except (TypeError, AttributeError) as exc:
@@ -182,3 +190,88 @@ def get_profile(name: str) -> ChipProfile:
     except (KeyError, TypeError):
         raise ValueError(f"unknown chip profile {name!r}; known profiles: "
                          f"{', '.join(sorted(PROFILES))}") from None
+
+
+@dataclass(frozen=True)
+class BoardChip:
+    """How a chip is generated for a board, and the resources it may use there.
+
+    The memory estimate (:meth:`blocks`) counts the block RAMs Yosys maps the chip's memories
+    to: each memory deeper than ``lut_depth`` words takes the fewest blocks of any
+    ``(depth, width)`` shape a block offers (``ceil(D / d) * ceil(W / w)``); shallower ones go
+    to LUT RAM or flip-flops; synapses in SPRAM take none. BENCHMARKS.md compares it with the
+    builds.
+    """
+    board: str
+    lanes: int                    #: weights per cycle on the cores of the hidden layers
+    output_lanes: int             #: ... and on the last layer's
+    spram: bool                   #: the largest synapse memory in the iCE40 UP5K's SPRAMs
+    register_reads: bool
+    router_fifo_depth: int
+    dsp_counters: bool
+    max_cores: int                #: cores that fit the device's logic beside the host link
+    block_count: int              #: block RAMs of the device
+    block_shapes: tuple           #: ``(depth, width)`` configurations of one block RAM
+    lut_depth: int                #: memories this shallow take no block RAM
+    spram_words: int = 0          #: words of the SPRAM (16-bit words, ``spram_count`` of them)
+    spram_count: int = 0
+
+    def _memory(self, depth: int, width: int) -> int:
+        if depth <= self.lut_depth:
+            return 0
+        return min(-(-depth // d) * -(-width // w) for d, w in self.block_shapes)
+
+    def tile_blocks(self, config: TileConfig) -> int:
+        """Block RAMs of one tile: its core's memories, route tables and spike queue."""
+        shape = config.shape
+        mm = CoreMemoryMap(shape, config.lanes)
+        blocks = 0
+        if config.memory is not MemoryStyle.SPRAM:
+            banked = config.register_reads and mm.synapse_words > 4096
+            depth = 4096 if banked else mm.synapse_words
+            for start in range(0, mm.synapse_words, depth):
+                blocks += self._memory(min(depth, mm.synapse_words - start),
+                                       config.lanes * shape.w_bits)
+        blocks += 2 * self._memory(shape.neurons, shape.v_bits)              # membrane, bias
+        blocks += self._memory(mm.rows, config.lanes * shape.accumulator_bits)
+        blocks += self._memory(max(shape.neurons, 2), RouteEntry.size)
+        blocks += self._memory(max(config.destinations, 2), RouteDest.size)
+        blocks += self._memory(shape.neurons + 2, Egress.size)
+        return blocks
+
+    def blocks(self, profile: ChipProfile) -> int:
+        """Block RAMs of the whole chip and its host link."""
+        return (sum(self.tile_blocks(c) for c in profile.tiles.values())
+                + self._memory(MAX_FRAME, 8) + self._memory(profile.output_depth,
+                                                           AERPacket.size))
+
+    def spram_fits(self, config: TileConfig) -> bool:
+        """Whether a core's synapses fit the SPRAMs: words as wide as the core's lanes of
+        weights, in 16-bit SPRAMs side by side, and as many rows of them as the depth needs."""
+        mm = CoreMemoryMap(config.shape, config.lanes)
+        wide = -(-config.lanes * config.shape.w_bits // 16)
+        deep = -(-mm.synapse_words // self.spram_words)
+        return wide * deep <= self.spram_count
+
+
+#: The boards chips are generated for (``spikefab compile --board``); their builds:
+#: boards/top.py. The core styles are those of the ``icebreaker`` and ``ulx3s`` profiles.
+BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
+    BoardChip(board="icebreaker", lanes=8, output_lanes=1, spram=True, register_reads=False,
+              router_fifo_depth=0, dsp_counters=True, max_cores=2, block_count=30,
+              block_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)), lut_depth=8,
+              spram_words=16384, spram_count=4),
+    BoardChip(board="ulx3s-85f", lanes=16, output_lanes=16, spram=False, register_reads=True,
+              router_fifo_depth=2, dsp_counters=False, max_cores=16, block_count=208,
+              block_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+              lut_depth=64),
+)}
+
+
+def get_board_chip(board: str) -> BoardChip:
+    """How chips are generated for ``board``; ValueError naming the boards otherwise."""
+    try:
+        return BOARD_CHIPS[board]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown board {board!r}; chips are generated for "
+                         f"{', '.join(BOARD_CHIPS)}") from None

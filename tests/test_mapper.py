@@ -183,3 +183,97 @@ def _layer(rng, inputs: int, outputs: int, *, recurrent: bool = False):
     from spikefab.firmware.model import Layer
     return Layer(rng.integers(-3, 4, size=(inputs, outputs)), threshold=20,
                  recurrent=rng.integers(-3, 4, size=(outputs, outputs)) if recurrent else None)
+
+
+# ---- chips generated for a board ----
+
+def test_block_ram_estimate_matches_the_presets_builds():
+    """The estimate against what Yosys mapped in the last builds of the two presets (BENCHMARKS:
+    28 EBR on the iCEBreaker, 71 DP16KD on the ULX3S)."""
+    from spikefab.hdl.profiles import BOARD_CHIPS, PROFILES
+    assert BOARD_CHIPS["icebreaker"].blocks(PROFILES["icebreaker"]) == 28
+    assert BOARD_CHIPS["ulx3s-85f"].blocks(PROFILES["ulx3s"]) == 71
+
+
+def test_a_board_chip_has_the_boards_cores(base_seed):
+    model = random_model([784, 128, 10], seed=base_seed)
+    image = compile_for(model, board="icebreaker")
+    chip = image.chip_profile()
+    assert chip.board == "icebreaker" and chip.dsp_counters and chip.router_fifo_depth == 0
+    first, last = chip.tiles[0, 0], chip.tiles[1, 0]
+    assert (first.memory.value, first.lanes, last.memory.value, last.lanes) == \
+        ("spram", 8, "block", 1)
+    assert image.profile == "icebreaker-784-128-10-w8"
+    _golden_equals_forward(model, image, base_seed)
+    ulx3s = compile_for(random_model([784, 500, 10], seed=base_seed, w_bits=4),
+                        board="ulx3s-85f").chip_profile()
+    used = [c for c in ulx3s.tiles.values() if c.shape.neurons > 1]   # idle tiles: 1 x 1
+    assert ulx3s.board == "ulx3s-85f" and len(used) == 3
+    assert all(c.register_reads and c.lanes == 16 for c in used)
+    with pytest.raises(CompileError, match="give a board .* or a profile, not both"):
+        compile_for(model, "icebreaker", board="icebreaker")
+
+
+def test_a_network_too_big_for_a_board_says_what_would_fit(base_seed):
+    wide = random_model([784, 1000, 10], seed=base_seed, w_bits=4)
+    with pytest.raises(CompileError) as info:
+        compile_for(wide, board="ulx3s-85f")
+    text = str(info.value)
+    assert "about 226 block RAMs; the ulx3s-85f has 208 (18 too many)" in text, text
+    assert "what would fit: at most 899 hidden neurons (784-899-10)" in text, text
+    with pytest.raises(CompileError) as info:
+        compile_for(random_model([784, 300, 10], seed=base_seed), board="icebreaker")
+    text = str(info.value)
+    assert "3 cores; the icebreaker's logic holds 2 (1 too many)" in text, text
+    assert "4-bit weights" not in text and "the ulx3s-85f" in text, text
+    with pytest.raises(CompileError, match="what would fit: 4-bit weights"):
+        compile_for(random_model([784, 256, 10], seed=base_seed), board="icebreaker")
+
+
+def test_a_chip_for_one_board_is_refused_by_the_other(base_seed):
+    from spikefab.boards.top import board_top
+    image = compile_for(random_model([784, 128, 10], seed=base_seed), board="icebreaker")
+    with pytest.raises(ValueError, match="generated for the icebreaker, not the ulx3s-85f: "
+                                         "compile the model with --board ulx3s-85f"):
+        board_top("ulx3s-85f", profile=image.chip_profile())
+    assert board_top("icebreaker", profile=image.chip_profile()).profile.name == image.profile
+
+
+# ---- the commands ----
+
+def test_compile_and_build_commands_for_a_board(tmp_path, capsys, monkeypatch, base_seed):
+    """compile --board writes an image of a chip for that board; build --model takes that chip
+    (the build itself stands in: the bitstreams are .ci/run's); the wrong board, a file that
+    is not an image, and --model with --profile are one-line errors before any work."""
+    from spikefab.boards import build
+    from spikefab.firmware.cli import main
+    model_path, image_path = tmp_path / "m.npz", tmp_path / "m.img"
+    random_model([784, 128, 10], seed=base_seed).save(model_path)
+    assert main(["compile", str(model_path), "--board", "icebreaker", "-o", str(image_path)]) == 0
+    assert "on chip 'icebreaker-784-128-10-w8'" in capsys.readouterr().out
+    built = []
+
+    def stand_in(board, *, profile=None, **kwargs):
+        built.append((board, profile))
+        raise build.SynthesisError("stand-in: nothing built")
+
+    monkeypatch.setattr(build, "build_board", stand_in)
+    argv = ["build", "--board", "icebreaker", "--model", str(image_path),
+            "--build-dir", str(tmp_path / "b")]
+    assert main(argv) == 1 and "stand-in: nothing built" in capsys.readouterr().err
+    [(board, chip)] = built
+    assert board == "icebreaker" and chip == ChipImage.load(image_path).chip_profile()
+    for argv, message in [
+        (["build", "--board", "ulx3s-85f", "--model", str(image_path)],
+         "holds a chip generated for the icebreaker, not the ulx3s-85f"),
+        (["build", "--board", "icebreaker", "--model", str(model_path)],
+         "not a spikefab chip image"),
+        (["build", "--board", "icebreaker", "--model", str(image_path), "--profile",
+          "icebreaker"], "give --model or --profile, not both"),
+        (["compile", str(model_path), "--board", "icebreaker", "--profile", "icebreaker",
+          "-o", str(image_path)], "give a board (a chip generated for it) or a profile"),
+    ]:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert len(built) == 1
