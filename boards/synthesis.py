@@ -17,11 +17,12 @@ from pathlib import Path
 __all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT",
            "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE", "ECP5_INLINE_PARTS"]
 
-#: Yosys command that drops the all-zero initial value of the SPRAM-sized memories (SPRAM has
-#: none) and only theirs. Yosys selections written side by side are a *union*: without ``%i``
-#: this would delete the initial value of every memory, the INFO ROM's included (the
-#: post-synthesis netlist test reads INFO, so it catches that).
-DROP_SPRAM_INIT = "delete t:$meminit_v2 r:WORDS>=16384 %i"
+#: Yosys command that drops the all-zero initial value of the memories meant for SPRAM (SPRAM
+#: has none) and only theirs: ``SynapseMemory`` names such a memory ``spram``, whatever its
+#: depth. Yosys selections written side by side are a *union*: without ``%i`` this would
+#: delete the initial value of every memory, the INFO ROM's included (the post-synthesis
+#: netlist test reads INFO, so it catches that).
+DROP_SPRAM_INIT = "delete t:$meminit_v2 r:MEMID=\\spram %i"
 
 #: Yosys commands that give the memories marked ``no_rw_check`` (the cores' memories, which are
 #: never read at an address in the cycle it is written) a don't-care answer to a read-write

@@ -183,13 +183,17 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
 )}
 
 
+def _named(table: dict, name, what: str):
+    """``table[name]``; ValueError naming ``what`` was asked for and the known names."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}") from None
+
+
 def get_profile(name: str) -> ChipProfile:
     """The profile called ``name``; raises ValueError naming the known profiles."""
-    try:
-        return PROFILES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown chip profile {name!r}; known profiles: "
-                         f"{', '.join(sorted(PROFILES))}") from None
+    return _named(PROFILES, name, "chip profile")
 
 
 @dataclass(frozen=True)
@@ -270,8 +274,4 @@ BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
 
 def get_board_chip(board: str) -> BoardChip:
     """How chips are generated for ``board``; ValueError naming the boards otherwise."""
-    try:
-        return BOARD_CHIPS[board]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown board {board!r}; chips are generated for "
-                         f"{', '.join(BOARD_CHIPS)}") from None
+    return _named(BOARD_CHIPS, board, "board")

@@ -81,7 +81,11 @@ class SynapseMemory(wiring.Component):
         for k in range(-(-self.depth // bank_depth)):
             memory = Memory(shape=self.word, depth=min(bank_depth, self.depth - k * bank_depth),
                             init=[], attrs=attrs)
-            m.submodules[f"memory{k}" if banked else "memory"] = memory
+            # An SPRAM memory is named so: the iCE40 flows find it by name to drop its initial
+            # value (boards/synthesis.py, DROP_SPRAM_INIT).
+            name = ("spram" if self.style == MemoryStyle.SPRAM
+                    else f"memory{k}" if banked else "memory")
+            m.submodules[name] = memory
             wp, rp = memory.write_port(), memory.read_port()
             here = (self.addr >> low_bits) == k if banked else C(1)
             m.d.comb += [

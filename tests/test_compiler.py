@@ -42,7 +42,7 @@ def test_profiles_describe_their_chips():
     assert [(t.axons, t.neurons, t.lanes) for t in ulx.tiles] == [(1024, 128, 16), (128, 16, 16)]
     assert all(t.register_reads and t.memory == MemoryStyle.BLOCK
                for t in PROFILES["ulx3s"].tiles.values())
-    with pytest.raises(ValueError, match="unknown chip profile 'ecp5'; known profiles: "
+    with pytest.raises(ValueError, match="unknown chip profile 'ecp5'; known: "
                                          "icebreaker, tiny, ulx3s"):
         get_profile("ecp5")
 

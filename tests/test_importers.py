@@ -314,7 +314,7 @@ def _refusals(rng):
         "nested": (_graph({"input": inp(), "aff": nir.Linear(weight=w),
                            "sub": nir.NIRGraph.from_list(_lif(4, 1.0)), "out": out},
                           [("input", "aff"), ("aff", "sub"), ("sub", "out")]),
-                   "sub", "nested graph"),
+                   "sub", "not a recurrent layer"),
     }
     return cases
 
@@ -486,6 +486,35 @@ def test_wide_and_deep_networks_import_and_compile(base_seed):
     assert want.counts.sum() > 0, f"seed {base_seed}: the network never answered"
     np.testing.assert_array_equal(got.counts, want.counts, err_msg=f"seed {base_seed}")
     np.testing.assert_array_equal(got.final_v, want.final_v[-1])
+
+
+def test_nir_recurrent_layer_as_snntorch_exports_it(tmp_path, base_seed):
+    """A nested graph input -> lif, lif -> w_rec -> lif, lif -> output (snnTorch's RLeaky
+    export) is a recurrent layer: the same model as the state dict with recurrent.weight."""
+    rng = _rng(base_seed, 15)
+    graph, params = _exact_net(rng, bias=False)
+    loop = rng.integers(-60, 61, size=(8, 8))          # loop[m, n]: from neuron m to neuron n
+    lif = graph.nodes["lif0"]
+    sub = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([8])), "lif": lif,
+                              "w_rec": nir.Linear(weight=loop.T * S0),
+                              "output": nir.Output(output_type=np.array([8]))},
+                       edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+                              ("lif", "output")], type_check=False)
+    nodes = dict(graph.nodes)
+    nodes["lif0"] = sub
+    nested = nir.NIRGraph(nodes=nodes, edges=graph.edges, type_check=False)
+    via_nir, report = from_nir(nested)
+    np.testing.assert_array_equal(via_nir.layers[0].recurrent, loop, err_msg=f"seed {base_seed}")
+    assert report.layers[0].name == "affine0 -> lif0.lif"
+    state = _snntorch_dict(params, [1 - 2.0 ** -k for *_, k in params], reset_code=1)
+    state["lif1.recurrent.weight"] = (loop.T * S0).astype(np.float32)
+    assert from_snntorch(state)[0].digest() == via_nir.digest(), f"seed {base_seed}"
+    assert from_nir(_write(tmp_path, nested), name="")[0].digest() == via_nir.digest()
+    # Any other nested graph is refused, naming it.
+    odd = dict(nodes)
+    odd["lif0"] = nir.NIRGraph.from_list(_lif(8, 1.0))
+    with pytest.raises(ConversionError, match="'lif0'.*not a recurrent layer"):
+        from_nir(nir.NIRGraph(nodes=odd, edges=graph.edges, type_check=False))
 
 
 def test_snntorch_rleaky_recurrent_weights(base_seed):

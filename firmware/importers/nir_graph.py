@@ -46,9 +46,7 @@ def _nir_chain(nir, graph) -> list[str]:
         predecessors[b].append(a)
     for name, node in nodes.items():
         if isinstance(node, nir.NIRGraph):
-            raise ConversionError(_describe(name, node), "a nested graph (recurrent layers "
-                                  "such as snnTorch's RLeaky/RSynaptic export as one); the chip "
-                                  "runs feed-forward chains only")
+            _recurrent_parts(nir, name, node)   # refuses any other nested graph
     # Loops (recurrence), found by depth-first search.
     state: dict[str, int] = {}
     for start in nodes:
@@ -102,6 +100,29 @@ def _nir_chain(nir, graph) -> list[str]:
         raise ConversionError(_describe(stray[0], nodes[stray[0]]),
                               "not on the chain from Input to Output")
     return chain
+
+
+def _recurrent_parts(nir, name: str, graph) -> tuple[str, object, object]:
+    """A recurrent layer as snnTorch's RLeaky exports it, a nested graph ``input -> neuron``,
+    ``neuron -> w_rec -> neuron``, ``neuron -> output``: ``(neuron name, neuron node, w_rec
+    node)``. Any other nested graph is refused."""
+    where = _describe(name, graph)
+    kinds = {n: node for n, node in graph.nodes.items()
+             if not isinstance(node, (nir.Input, nir.Output))}
+    neurons = [n for n, node in kinds.items() if isinstance(node, (nir.IF, nir.LIF,
+                                                                   nir.CubaLIF))]
+    weights = [n for n, node in kinds.items() if isinstance(node, (nir.Affine, nir.Linear))]
+    edges = {(str(a), str(b)) for a, b in graph.edges}
+    if len(kinds) == 2 and len(neurons) == 1 and len(weights) == 1:
+        neuron, loop = neurons[0], weights[0]
+        ins = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+        outs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
+        if (len(ins) == 1 and len(outs) == 1 and edges == {
+                (ins[0], neuron), (neuron, loop), (loop, neuron), (neuron, outs[0])}):
+            return neuron, graph.nodes[neuron], graph.nodes[loop]
+    raise ConversionError(where, "a nested graph that is not a recurrent layer (Input -> "
+                                 "neuron, neuron -> Affine/Linear -> neuron, neuron -> "
+                                 "Output, as snnTorch exports RLeaky)")
 
 
 def _nir_refusal(nir, node) -> str:
@@ -252,12 +273,26 @@ def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | N
                                              "before it")
             raise ConversionError(where, _nir_refusal(nir, node))
         weight_name, weight, bias = pending
+        recurrent = None
+        if isinstance(node, nir.NIRGraph):   # a recurrent layer: its neuron and its loop
+            inner, node, loop = _recurrent_parts(nir, node_name, node)
+            node_name = f"{node_name}.{inner}"
+            recurrent = _array(loop.weight)
+            if recurrent.shape != (width, width):
+                raise ConversionError(where, f"its recurrent weight has shape "
+                                             f"{recurrent.shape}; the layer has {width} "
+                                             f"neurons, so ({width}, {width})")
+            _check_finite(where, "recurrent weight", recurrent)
+            if isinstance(loop, nir.Affine):
+                bias = bias + np.broadcast_to(_array(loop.bias), (width,))
+            recurrent = recurrent.T.copy()   # NIR's (outputs, inputs) -> from m to n
         gain, decay, drive, threshold, mode = _nir_neuron(nir, node_name, node, width, dt,
                                                           reset, notes)
         layers.append(_SourceLayer(
             name=f"{weight_name} -> {node_name}", neuron=where,
             weight=weight * gain[None, :], bias=bias * gain + drive, threshold=threshold,
-            decay=decay, reset=mode, rule="nir"))
+            decay=decay, reset=mode, rule="nir",
+            recurrent=None if recurrent is None else recurrent * gain[None, :]))
         pending = None
     if pending is not None:
         raise ConversionError(_describe(pending[0], nodes[pending[0]]),
