@@ -65,6 +65,18 @@ def _int_from(lo: int, hi: int):
     return parse
 
 
+def _hidden_sizes(text: str):
+    """An argparse type: ``H`` or ``H1,H2,...``, each a positive integer."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or a comma-separated "
+                                         f"list of them (e.g. 256,128), not {text!r}")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def _positive_number(unit: str = ""):
     """An argparse type: a finite number > 0 (``unit`` names it in the message)."""
     def parse(text: str) -> float:
@@ -435,8 +447,8 @@ def _add_import_parser(sub) -> None:
                         help="where to write the model (.npz)")
     parser.add_argument("--format", choices=("nir", "snntorch"),
                         help="the source's format (default: from the file name)")
-    parser.add_argument("--w-bits", type=int, choices=(8, 4), default=8,
-                        help="weight width (default: %(default)s)")
+    parser.add_argument("--weight-bits", "--w-bits", dest="w_bits", type=int, choices=(8, 4),
+                        default=8, help="weight width (default: %(default)s)")
     parser.add_argument("--steps", type=_positive, metavar="T", help="ticks per image, "
                         "stored in the model and used for the calibration (default 25)")
     parser.add_argument("--beta", type=float, metavar="B", help="snnTorch: the Leaky "
@@ -574,11 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", metavar="DIR", required=True, help="a folder with the MNIST "
                        "training files (train-*-idx?-ubyte[.gz]); images 0-54999 train, "
                        "55000-59999 validate (they hold the bundled slice)")
-    train.add_argument("--hidden", type=_positive, metavar="H",
-                       help="hidden neurons (default: 128)")
+    train.add_argument("--hidden", type=_hidden_sizes, metavar="H[,H...]",
+                       help="hidden neurons, or one size per hidden layer, e.g. 256,128; "
+                       "layers wider than a core are spread over cores (default: 128)")
     train.add_argument("--steps", type=_positive, metavar="T",
                        help="ticks per image (default: 25)")
-    train.add_argument("--w-bits", type=int, choices=(4, 8), help="weight width (default: 8)")
+    train.add_argument("--weight-bits", "--w-bits", dest="w_bits", type=int, choices=(4, 8),
+                       help="weight width (default: 8)")
     train.add_argument("--epochs", type=_positive, metavar="E",
                        help="epochs in all (default: 30)")
     train.add_argument("--qat-epochs", type=_non_negative, metavar="Q", help="of which the "

@@ -185,6 +185,29 @@ def test_forward_matches_golden_on_the_tiny_profile(base_seed):
     assert_matches_golden(model, spikes, base_seed, profile="tiny")
 
 
+def test_two_hidden_layers_train_and_run_on_a_generated_chip(base_seed):
+    """--hidden 12,8: a three-layer network, trained integer-exact, equal to Model.forward and
+    to the golden chip of a generated chip (the trainer's forward is the chip's)."""
+    from spikefab.sim.golden_chip import GoldenChip
+    images, labels = synthetic(base_seed + 3)
+    small = images.reshape(-1, 28, 28)[:, ::4, ::4].reshape(len(images), 49)
+    model = train(small, labels, config=TrainConfig(hidden=(12, 8), steps=4, epochs=1,
+                                                    qat_epochs=1, shift=0,
+                                                    seed=base_seed), classes=6).model
+    assert model.sizes == [49, 12, 8, 6], f"seed {base_seed}"
+    spikes = rate_encode(small[:32], 4, base_seed, np.arange(32))
+    trace, run = integer_forward(model, spikes), model.forward(spikes, trace=True)
+    for l in range(3):
+        assert np.array_equal(trace.spikes[l], run.spikes[l]), f"layer {l}, seed {base_seed}"
+        assert np.array_equal(trace.final_v[l], run.final_v[l]), f"layer {l}, seed {base_seed}"
+    image = compile_model(model)
+    chip = GoldenChip(image.info)
+    chip.load(image)
+    got = chip.run(spikes)
+    assert np.array_equal(got.counts, run.counts) and np.array_equal(got.final_v,
+                                                                     run.final_v[-1])
+
+
 # ---- the backward pass -------------------------------------------------------------------------
 
 def test_output_layer_gradient_is_the_chain_rule(base_seed):
@@ -262,7 +285,8 @@ def test_training_learns(trained, base_seed):
     ({"w_bits": True}, "w_bits must be 4 or 8"),
     ({"steps": 0}, "steps must be >= 1, not 0"),
     ({"steps": 2.5}, "steps must be an integer"),
-    ({"hidden": 0}, "hidden must be >= 1, not 0"),
+    ({"hidden": 0}, "hidden must be a positive integer or a tuple of them, not 0"),
+    ({"hidden": (16, 0)}, r"hidden must be a positive integer or a tuple of them, not \(16, 0\)"),
     ({"epochs": 0}, "epochs must be >= 1, not 0"),
     ({"qat_epochs": 5, "epochs": 2}, r"qat_epochs must be in \[0, 2\], not 5"),
     ({"leak": 16}, r"leak must be in \[0, 15\], not 16"),
@@ -342,6 +366,9 @@ def test_train_command(base_seed, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--w-bits", "5"], "invalid choice: 5"),
+    (["--weight-bits", "5"], "invalid choice: 5"),
+    (["--hidden", "16,0"], "a comma-separated list of them (e.g. 256,128), not '16,0'"),
+    (["--hidden", "big"], "must be a positive integer or a comma-separated list"),
     (["--steps", "0"], "expected a positive integer, got 0"),
 ])
 def test_train_command_usage_errors(argv, message, tmp_path, capsys):

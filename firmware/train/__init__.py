@@ -1,7 +1,9 @@
 """The hardware-exact trainer: surrogate-gradient BPTT of a feed-forward LIF network, in NumPy.
 
-The network is the chip's (docs/semantics.md): ``inputs -> hidden -> classes`` (784-128-10, MNIST),
-fully connected LIF layers with subtract reset, a leak shift ``k`` and a threshold per layer.
+The network is the chip's (docs/semantics.md): ``inputs -> hidden... -> classes`` (784-128-10 for
+the shipped MNIST models; ``hidden`` may list several layers, of any width), fully connected LIF
+layers with subtract reset, a leak shift ``k`` and a threshold per layer (recurrent layers are
+imported, not trained, so far).
 Every tick ``t`` of a run of ``T`` steps:
 
 * the inputs are :func:`spikefab.sim.encoding.rate_encode` spikes of tick ``t``;

@@ -51,7 +51,8 @@ def train_command(data, config: TrainConfig, output, *, name: str | None = None,
     dataset = load_mnist(data, split="train")
     train_at, val_at = split_indices(len(dataset.labels))
     if progress:
-        print(f"training {dataset.images.shape[1]}-{config.hidden}-10, T = {config.steps}, "
+        sizes = "-".join(map(str, (dataset.images.shape[1], *config.hidden_layers, 10)))
+        print(f"training {sizes}, T = {config.steps}, "
               f"{config.w_bits}-bit weights, {config.epochs} epochs ({config.epochs - config.qat}"
               f" float + {config.qat} quantization-aware), seed {config.seed}; training images "
               f"{train_at[0]}-{train_at[-1]}, validation {val_at[0]}-{val_at[-1]}",

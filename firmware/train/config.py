@@ -19,8 +19,9 @@ class TrainConfig:
 
     Parameters
     ----------
-    hidden : int
-        Hidden neurons (one hidden layer).
+    hidden : int or tuple of int
+        Hidden neurons: one hidden layer of that many, or one layer per entry (layers wider
+        than a core are spread over cores by the mapper).
     steps : int
         ``T``, ticks of input per image.
     w_bits : {8, 4}
@@ -55,7 +56,7 @@ class TrainConfig:
     eval_seed : int
         The encoder seed of the validation runs.
     """
-    hidden: int = 128
+    hidden: int | tuple[int, ...] = 128
     steps: int = 25
     w_bits: int = 8
     v_bits: int = 16
@@ -87,7 +88,11 @@ class TrainConfig:
         if isinstance(self.w_bits, bool) or self.w_bits not in (4, 8):
             raise ValueError(f"w_bits must be 4 or 8, not {self.w_bits!r}")
         integer("steps", 1)
-        integer("hidden", 1)
+        hidden = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer))
+                             or h < 1 for h in hidden):
+            raise ValueError(f"hidden must be a positive integer or a tuple of them, not "
+                             f"{self.hidden!r}")
         integer("v_bits", 8, 24)
         integer("leak", 0, self.v_bits - 1)
         integer("epochs", 1)
@@ -106,6 +111,11 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {value!r}")
         return self
+
+    @property
+    def hidden_layers(self) -> tuple[int, ...]:
+        """The hidden layers' sizes, in order."""
+        return self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
 
     @property
     def qat(self) -> int:

@@ -141,7 +141,7 @@ def _accuracy(layers: list[_Layer], spikes: np.ndarray, labels: np.ndarray,
 def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=None,
           val_labels=None, indices=None, val_indices=None, classes: int | None = None,
           name: str | None = None, progress: bool = False) -> TrainResult:
-    """Train an ``inputs - hidden - classes`` network and return its integer model.
+    """Train an ``inputs - hidden... - classes`` network and return its integer model.
 
     Parameters
     ----------
@@ -184,7 +184,7 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
     if config.shift and math.isqrt(images.shape[1]) ** 2 != images.shape[1]:
         raise ValueError(f"shift augmentation needs square images; {images.shape[1]} pixels "
                          f"are not (set shift=0)")
-    sizes = [images.shape[1], config.hidden, classes]
+    sizes = [images.shape[1], *config.hidden_layers, classes]
     probe = Model([Layer(np.zeros((a, b), np.int64), 1) for a, b in zip(sizes, sizes[1:])],
                   w_bits=config.w_bits, v_bits=config.v_bits)
     _check_exact(probe)
