@@ -513,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help=PROFILE_HELP)
     compile_.add_argument("--board", choices=BOARD_NAMES, help="generate the chip for this "
                           "board: its cores' style, within its logic and block RAM (then "
-                          "spikefab build --model IMAGE --board B builds it)")
+                          "spikefab build --model IMAGE --board B builds it) (default: no "
+                          "board; --profile decides)")
     compile_.set_defaults(run=_cmd_compile)
 
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
@@ -543,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="{" + ",".join(CHIP_CHOICES) + "}",
                      help=PROFILE_HELP + "; a sim or serial target is that chip")
     run.add_argument("--board", choices=BOARD_NAMES, help="compile the model for a chip "
-                     "generated for this board (as spikefab compile --board)")
+                     "generated for this board (as spikefab compile --board) (default: no "
+                     "board; --profile decides)")
     run.add_argument("--baud", type=_positive, default=3_000_000,
                      help="serial targets only: the bitstream's rate, as built with spikefab "
                      "build --baud (default: %(default)s)")
@@ -561,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--profile", choices=USER_PROFILES, help="the chip to put on it "
                        "(default: the board's own: icebreaker, ulx3s)")
     build.add_argument("--model", metavar="IMAGE", help="a compiled image (spikefab compile "
-                       "MODEL --board B): build the chip it was compiled for")
+                       "MODEL --board B): build the chip it was compiled for (default: the "
+                       "chip of --profile)")
     build.add_argument("--clock", type=_positive_number(" of MHz"), metavar="MHZ",
                        help="the PLL's frequency (default: the board's own, the fastest that "
                        "meets timing: docs/boards.md)")

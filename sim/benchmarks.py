@@ -125,6 +125,8 @@ def run_benchmarks(*, quick: bool = False, progress=None) -> str:
         "icebreaker chip (the first time, its build: minutes) ...")
     lines += ["", link_table(link_figures(images=5 if quick else 20,
                                           sim_images=1 if quick else 3))]
+    say("wire bytes of networks whose first layer spans several cores (link model) ...")
+    lines += ["", mapped_wire_table(mapped_wire_figures(images=5))]
     rows = []
     for model in ("mnist-accurate", "mnist-fast"):
         say(f"shipped model {model}: the bundled slice on the golden model, then the RTL "
@@ -299,6 +301,41 @@ def chip_figures(*, ticks: int = 60, seed: int = 3) -> dict:
             "recurrent_sops": sops,
             "sops_per_second": sops / recurrent.seconds,
             "sops_per_mesh_cycle": sops / recurrent.cycles}
+
+
+def mapped_wire_figures(*, images: int = 5, steps: int = 25, seed: int = 0) -> list[dict]:
+    """Wire bytes per image for random 784-H-10 networks on the chips ``spikefab run`` picks
+    (``icebreaker`` where they fit, else a generated chip), whose driver repeats each input
+    event once per core of layer 0 (docs/mapping.md)."""
+    from ..firmware.compiler import compile_for
+    from ..firmware.driver import Link, LinkChip
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.model import random_model
+    from .link_model import ModelTransport
+    data = bundled_slice()
+    spikes = rate_encode(data.images[:images], steps, seed, data.indices[:images])
+    rows = []
+    for hidden in (128, 256, 1000):
+        image = compile_for(random_model([784, hidden, 10], seed=1))
+        wire = _CountingTransport(ModelTransport(image.info))
+        chip = LinkChip(Link(wire), target="model")
+        chip.load(image)
+        wire.sent = wire.received = 0
+        chip.run(spikes)
+        rows.append({"network": f"784-{hidden}-10", "chip": image.profile,
+                     "mesh": f"{image.info.cols} x {image.info.rows}",
+                     "input_cores": len(image.input_tiles), "sent_per_image": wire.sent / images,
+                     "received_per_image": wire.received / images})
+    return rows
+
+
+def mapped_wire_table(rows: list[dict]) -> str:
+    lines = ["| network (random, T = 25) | chip | mesh | cores of layer 0 | bytes to the chip "
+             "per image | bytes back |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['network']} | `{r['chip']}` | {r['mesh']} | {r['input_cores']} | "
+                     f"{r['sent_per_image']:,.0f} | {r['received_per_image']:,.0f} |")
+    return "\n".join(lines)
 
 
 class _CountingTransport:

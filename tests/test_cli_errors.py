@@ -404,6 +404,7 @@ def test_bench_says_what_it_is_measuring(capsys, monkeypatch, build_root):
                  "mnist_figures", "chip_figures"):
         monkeypatch.setattr(benchmarks, name, lambda *args, **kwargs: _Figures())
     monkeypatch.setattr(benchmarks, "router_latency", lambda: 2)
+    monkeypatch.setattr(benchmarks, "mapped_wire_figures", lambda *args, **kwargs: [])
     assert main(["bench", "--quick"]) == 0
     captured = capsys.readouterr()
     assert "| router node" in captured.out and "progress" not in captured.out
@@ -411,7 +412,8 @@ def test_bench_says_what_it_is_measuring(capsys, monkeypatch, build_root):
     for text in ("measuring the quick benchmarks", "event cost of a 64 x 32 core, 8 lanes",
                  "event cost of a 24 x 5 core, 1 lanes", "golden model throughput, batch 100",
                  "router node throughput, hot-spot traffic", "router latency per hop",
-                 "MNIST over the host link", "shipped model mnist-accurate",
+                 "MNIST over the host link", "first layer spans several cores",
+                 "shipped model mnist-accurate",
                  "shipped model mnist-fast"):
         assert text in err, text
     assert "2 x 2 chip" not in err          # not measured in --quick
