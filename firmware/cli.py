@@ -398,7 +398,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_import(args) -> int:
     from .importers import from_nir, from_snntorch
-    from .mnist import MNISTSet, bundled_slice
+    from .mnist import DataError, MNISTSet, bundled_slice, load_mnist
     fmt = args.format
     if fmt is None:
         suffix = args.source.lower().rsplit(".", 1)[-1]
@@ -422,13 +422,26 @@ def _cmd_import(args) -> int:
                              reset=args.reset, w_bits=args.w_bits, steps=args.steps,
                              calibration=calibration)
 
+    if args.calibrate_data is not None and not Path(args.calibrate_data).is_dir():
+        raise CommandError(f"--calibrate-data {args.calibrate_data}: the folder does not exist; "
+                           f"give a folder with the MNIST test files (t10k-*-idx?-ubyte[.gz])")
     model, report = convert()
     if args.calibrate and model.inputs == 784:
-        data = bundled_slice()
+        if args.calibrate_data is not None:
+            try:
+                data = load_mnist(args.calibrate_data, split="test")
+            except DataError as error:
+                raise CommandError(f"--calibrate-data: {error}") from None
+        else:
+            data = bundled_slice()
         n = min(args.calibrate, len(data))
         subset = MNISTSet(images=data.images[:n], labels=data.labels[:n],
                           indices=data.indices[:n], name=data.name, source=data.source)
         model, report = convert(subset)
+        if args.calibrate_data is None:
+            report.notes.append("calibrated on the bundled slice, MNIST training images "
+                                "59000-59999: optimistic for a network trained on them; "
+                                "--calibrate-data DIR measures on the test set")
     elif args.calibrate:
         report.notes.append(f"no calibration: the model has {model.inputs} inputs, MNIST "
                             f"images 784 pixels")
@@ -463,6 +476,9 @@ def _add_import_parser(sub) -> None:
     parser.add_argument("--calibrate", type=_non_negative, default=200, metavar="N",
                         help="measure accuracy before/after quantization on N images of the "
                         "bundled MNIST slice, 0: skip (default: %(default)s)")
+    parser.add_argument("--calibrate-data", metavar="DIR", help="calibrate on the MNIST test "
+                        "files in DIR (t10k-*-idx?-ubyte[.gz]) (default: the bundled slice, "
+                        "which holds training images)")
     parser.set_defaults(run=_cmd_import)
 
 

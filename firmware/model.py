@@ -57,6 +57,11 @@ _LAYER_KEY = re.compile(r"^(weights|bias|recurrent|threshold|leak|reset)_(\d+)$"
 _TOP_KEYS = {"format", "version", "layers", "w_bits", "v_bits", "steps", "name"}
 
 
+#: Files that ``spikefab import`` converts into models, by suffix.
+_IMPORTED = {".pt": "a PyTorch file (an snnTorch state dict?)", ".pth": "a PyTorch file (an "
+             "snnTorch state dict?)", ".nir": "a NIR graph"}
+
+
 class ModelError(ValueError):
     """A model file or object that does not follow the format; the message names the key."""
 
@@ -280,8 +285,13 @@ class Model:
 
     @classmethod
     def load(cls, path) -> "Model":
-        """Read a model file; raises :class:`ModelError` for anything that is not a valid one."""
+        """Read a model file; raises :class:`ModelError` for anything that is not a valid one
+        (a PyTorch or NIR file gets the command that converts it)."""
         path = Path(path)
+        source = _IMPORTED.get(path.suffix.lower())
+        if source is not None:
+            raise ModelError(f"{path} is {source}, not a spikefab model: convert it first with "
+                             f"spikefab import {path} -o model.npz, then use model.npz")
         try:
             with open(path, "rb") as f:
                 head = f.read(4)

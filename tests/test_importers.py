@@ -658,3 +658,36 @@ def test_cli_import(tmp_path, base_seed, capsys, mnist_net):
     assert err.startswith("spikefab import: error:") and "no beta" in err
     assert main(["import", str(tmp_path / "x.onnx"), "-o", str(out)]) == 1
     assert "--format" in capsys.readouterr().err
+
+
+def test_cli_import_calibrates_on_the_data_named(tmp_path, capsys, mnist_net):
+    """--calibrate-data DIR: the test files there, not the bundled (training) slice; the
+    report says which; a folder that is not there is an error before any work."""
+    from spikefab.firmware.mnist import bundled_slice, write_idx
+    _, mnist_graph, _ = mnist_net
+    source = _write(tmp_path, mnist_graph, "mnist.nir")
+    out = tmp_path / "model.npz"
+    data = tmp_path / "mnist"
+    data.mkdir()
+    some = bundled_slice()
+    write_idx(data / "t10k-images-idx3-ubyte", some.images[:40].reshape(-1, 28, 28))
+    write_idx(data / "t10k-labels-idx1-ubyte", some.labels[:40].astype(np.uint8))
+    assert main(["import", str(source), "-o", str(out), "--reset", "subtract",
+                 "--calibrate-data", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "calibration: 40 images of" in text and "bundled slice" not in text, text
+    assert main(["import", str(source), "-o", str(out), "--reset", "subtract"]) == 0
+    assert "optimistic" in capsys.readouterr().out
+    assert main(["import", str(source), "-o", str(out), "--calibrate-data",
+                 str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert "--calibrate-data" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_nir_report_says_the_reset_mode_was_chosen(base_seed):
+    graph, _ = _exact_net(_rng(base_seed, 16))
+    _, report = from_nir(graph)
+    assert any("NIR cannot record a reset mode" in note and "--reset subtract" in note
+               for note in report.notes), report.notes
+    _, chosen = from_nir(graph, reset="zero")
+    assert not any("cannot record a reset mode" in note for note in chosen.notes)

@@ -277,3 +277,15 @@ def test_compile_and_build_commands_for_a_board(tmp_path, capsys, monkeypatch, b
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert len(built) == 1
+
+
+def test_a_pytorch_or_nir_file_given_as_a_model_says_to_import_it(tmp_path, capsys):
+    from spikefab.firmware.cli import main
+    for name in ("net.pt", "net.pth", "net.nir"):
+        path = tmp_path / name
+        path.write_bytes(b"PK\x03\x04 not a model")
+        with pytest.raises(ModelError, match=f"convert it first with spikefab import {path}"):
+            Model.load(path)
+        assert main(["run", "--model", str(path), "--count", "1"]) == 1
+        err = capsys.readouterr().err
+        assert f"spikefab import {path} -o model.npz" in err and "Traceback" not in err, err

@@ -237,6 +237,13 @@ def from_nir(graph_or_path, *, w_bits: int = 8, v_bits: int = 16, steps: int | N
     chain = _nir_chain(nir, graph)
     nodes = graph.nodes
     notes: list[str] = [f"NIR discretized with forward Euler, dt = {dt:g} per tick"]
+    if reset is None:
+        # NIR has no field for it: a graph exported from snnTorch (subtract reset by default)
+        # reads as reset to v_reset, and loses accuracy on the chip if it was trained so.
+        notes.append("reset 'zero' chosen: NIR cannot record a reset mode (it resets to "
+                     "v_reset); if the network was trained with subtract reset (snnTorch's "
+                     "default), import it again with --reset subtract (from Python, "
+                     "reset='subtract')")
     layers: list[_SourceLayer] = []
     pending = None   # (name, weight (in, out), bias)
     shape = (nodes[chain[0]].input_type or {}).get("input")
