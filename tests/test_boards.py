@@ -118,7 +118,7 @@ def test_program_without_a_board_fails_clearly(tmp_path):
 
 
 def test_cli_names_match_the_registries():
-    from spikefab.firmware.cli import BOARD_NAMES, PROFILE_NAMES
+    from spikefab.firmware.cli_args import BOARD_NAMES, PROFILE_NAMES
     from spikefab.hdl.profiles import PROFILES
     assert set(BOARD_NAMES) == set(BOARDS) and set(PROFILE_NAMES) == set(PROFILES)
 

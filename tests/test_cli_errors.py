@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikefab.firmware.cli import PROFILE_NAMES, USER_PROFILES, build_parser, main
+from spikefab.firmware.cli import build_parser, main
+from spikefab.firmware.cli_args import PROFILE_NAMES, USER_PROFILES
 
 
 # ---- helpers ----

@@ -1,8 +1,9 @@
 """Importers (firmware/importers/): NIR graphs and snnTorch state dicts into the integer model.
 
-The networks are built here with weights that are exact multiples of a power-of-two step
-``S0``, so the float arithmetic of the independent expectations below is exact and the imported
-integer model must reproduce them spike for spike.
+The networks (``import_nets.py``) have weights that are exact multiples of a power-of-two step
+``S0``, so the float arithmetic of the independent expectations is exact and the imported
+integer model must reproduce them spike for spike. Wider, deeper and recurrent networks:
+``test_importers_networks.py``.
 """
 
 import importlib.util
@@ -12,6 +13,8 @@ import pytest
 
 import nir
 
+from import_nets import (Q, S0, _chain, _exact_net, _expected_spikes, _FakeTensor, _int_weights,
+                         _lif, _rng, _snntorch_dict, _spikes, _write)
 from spikefab.firmware.cli import main
 from spikefab.firmware.compiler import compile_model
 from spikefab.firmware.importers import (ConversionError, float_forward, from_nir,
@@ -19,103 +22,6 @@ from spikefab.firmware.importers import (ConversionError, float_forward, from_ni
 from spikefab.firmware.mnist import bundled_slice
 from spikefab.firmware.model import Model
 from spikefab.hdl.abi import ResetMode
-
-S0 = 2.0 ** -7          # the weight step of the exact networks
-Q = 127                 # 8-bit weights: max |W_int|
-
-
-def _rng(base_seed, *key):
-    return np.random.default_rng([base_seed, *key])
-
-
-def _int_weights(rng, inputs, outputs, top=Q):
-    """(outputs, inputs) integers in [-top/2, top] (excitatory on the whole, so that the
-    test networks spike) with max == top exactly (which fixes the scale)."""
-    w = rng.integers(-(top // 2), top + 1, size=(outputs, inputs))
-    w[0, 0] = top
-    return w
-
-
-def _lif(n, thr, k=None, v_reset=None, v_leak=0.0):
-    """A NIR LIF whose Euler decay is exactly 1 - 2**-k (tau = 2**k) and input gain 1 (r = tau);
-    k=None: an IF node."""
-    if k is None:
-        return nir.IF(r=np.ones(n), v_threshold=np.full(n, thr, float),
-                      v_reset=None if v_reset is None else np.full(n, v_reset, float))
-    tau = np.full(n, 2.0 ** k)
-    return nir.LIF(tau=tau, r=tau.copy(), v_leak=np.full(n, v_leak, float),
-                   v_threshold=np.full(n, thr, float),
-                   v_reset=None if v_reset is None else np.full(n, v_reset, float))
-
-
-def _chain(*nodes, names=None):
-    """Input -> nodes -> Output, named in order."""
-    names = names or [f"n{i}" for i in range(len(nodes))]
-    first = nodes[0]
-    inputs = first.weight.shape[1] if hasattr(first, "weight") else None
-    all_nodes = {"input": nir.Input(input_type=np.array([inputs]))}
-    all_nodes.update(zip(names, nodes))
-    last = (nodes[-1].output_type or {}).get("output")
-    all_nodes["output"] = nir.Output(output_type=None if last is None else np.asarray(last))
-    order = ["input", *names, "output"]
-    return nir.NIRGraph(nodes=all_nodes, edges=list(zip(order, order[1:])), type_check=False)
-
-
-def _exact_net(rng, sizes=(20, 8, 4), thetas=(300, 150), leaks=(3, 2), bias=True):
-    """Integer parameters and the NIR graph of the same network in float (units of S0)."""
-    nodes, names, params = [], [], []
-    for l, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        w = _int_weights(rng, n_in, n_out)
-        b = rng.integers(-20, 21, size=n_out) if bias else np.zeros(n_out, np.int64)
-        nodes += [nir.Affine(weight=w * S0, bias=b * S0), _lif(n_out, thetas[l] * S0, leaks[l])]
-        names += [f"affine{l}", f"lif{l}"]
-        params.append((w.T, b, thetas[l], leaks[l]))
-    return _chain(*nodes, names=names), params
-
-
-def _expected_spikes(params, inputs, reset="zero", v_bits=16):
-    """docs/semantics.md's rules, written out with Python integers: one tick of delay per layer,
-    T + L - 1 ticks. Returns the last layer's spikes (ticks, batch, classes) as bool."""
-    steps, batch, _ = inputs.shape
-    total = steps + len(params) - 1
-    lo, hi = -(1 << (v_bits - 1)), (1 << (v_bits - 1)) - 1
-    v = [[[0] * w.shape[1] for _ in range(batch)] for w, *_ in params]
-    previous = [[[False] * w.shape[1] for _ in range(batch)] for w, *_ in params]
-    out = np.zeros((total, batch, params[-1][0].shape[1]), bool)
-    for t in range(total):
-        now = []
-        for l, (w, b, theta, k) in enumerate(params):
-            fired_l = []
-            for r in range(batch):
-                if l == 0:
-                    active = [a for a in range(w.shape[0]) if t < steps and inputs[t, r, a]]
-                else:
-                    active = [a for a in range(w.shape[0]) if previous[l - 1][r][a]]
-                fired = []
-                for n in range(w.shape[1]):
-                    old = v[l][r][n]
-                    leaked = old - (old >> k) if k else old
-                    new = min(hi, max(lo, leaked + sum(int(w[a, n]) for a in active) + int(b[n])))
-                    spike = new >= theta
-                    if spike:
-                        new = new - theta if reset == "subtract" else 0
-                    v[l][r][n] = new
-                    fired.append(spike)
-                fired_l.append(fired)
-            now.append(fired_l)
-        previous = now
-        out[t] = np.array(now[-1], bool)
-    return out
-
-
-def _spikes(rng, steps, batch, inputs, p=0.3):
-    return (rng.random((steps, batch, inputs)) < p).astype(np.uint8)
-
-
-def _write(tmp_path, graph, name="net.nir"):
-    path = tmp_path / name
-    nir.write(path, graph)
-    return path
 
 
 # ---- NIR: exact conversion ------------------------------------------------------------------------
@@ -348,39 +254,6 @@ def test_nir_unreadable_file(tmp_path):
 
 # ---- snnTorch ---------------------------------------------------------------------------------
 
-class _FakeTensor:
-    """Stands in for a torch tensor: only what the importer may call."""
-
-    def __init__(self, array):
-        self._array = np.asarray(array)
-
-    def detach(self):
-        return self
-
-    def cpu(self):
-        return self
-
-    def numpy(self):
-        return self._array
-
-
-def _snntorch_dict(params, beta, reset_code=1, threshold=None):
-    """A state dict shaped exactly like snnTorch's for fc1, lif1, fc2, lif2, ... (Linear weight
-    (out, in), bias; Leaky buffers threshold, graded_spikes_factor, reset_mechanism_val, beta,
-    mem)."""
-    state = {}
-    for l, (w, b, theta, _) in enumerate(params, start=1):
-        state[f"fc{l}.weight"] = (w.T * S0).astype(np.float32)
-        state[f"fc{l}.bias"] = (b * S0).astype(np.float32)
-        state[f"lif{l}.threshold"] = np.array(theta * S0 if threshold is None else threshold,
-                                              np.float32)
-        state[f"lif{l}.graded_spikes_factor"] = np.array(1.0, np.float32)
-        state[f"lif{l}.reset_mechanism_val"] = np.array(reset_code)
-        state[f"lif{l}.beta"] = np.array(beta[l - 1], np.float32)
-        state[f"lif{l}.mem"] = np.zeros(1, np.float32)
-    return state
-
-
 def test_snntorch_matches_nir(base_seed):
     rng = _rng(base_seed, 9)
     graph, params = _exact_net(rng)
@@ -464,83 +337,6 @@ def test_snntorch_refusals(base_seed):
         from_snntorch(good, beta=0.5)
     with pytest.raises(ConversionError, match="'lif1'.*disagrees with the argument reset"):
         from_snntorch({**good, "lif1.reset_mechanism_val": np.array(0)}, reset="zero")
-
-
-def test_wide_and_deep_networks_import_and_compile(base_seed):
-    """Layers wider than a core (the mapper splits them) and three layers import; the model
-    compiles for a generated chip whose golden run equals Model.forward."""
-    from spikefab.firmware.compiler import compile_model
-    from spikefab.sim.golden_chip import GoldenChip
-    rng = _rng(base_seed, 14)
-    _, params = _exact_net(rng, sizes=(30, 300, 40, 10), thetas=(300, 150, 150),
-                           leaks=(3, 2, 2), bias=False)
-    state = _snntorch_dict(params, [0.875, 0.75, 0.75])
-    model, report = from_snntorch(state)
-    assert report.sizes == [30, 300, 40, 10]
-    image = compile_model(model)
-    assert len(image.input_tiles) == 2   # 300 neurons: two cores of 150
-    spikes = _spikes(rng, 8, 4, 30, p=0.5)
-    chip = GoldenChip(image.info)
-    chip.load(image)
-    got, want = chip.run(spikes), model.forward(spikes)
-    assert want.counts.sum() > 0, f"seed {base_seed}: the network never answered"
-    np.testing.assert_array_equal(got.counts, want.counts, err_msg=f"seed {base_seed}")
-    np.testing.assert_array_equal(got.final_v, want.final_v[-1])
-
-
-def test_nir_recurrent_layer_as_snntorch_exports_it(tmp_path, base_seed):
-    """A nested graph input -> lif, lif -> w_rec -> lif, lif -> output (snnTorch's RLeaky
-    export) is a recurrent layer: the same model as the state dict with recurrent.weight."""
-    rng = _rng(base_seed, 15)
-    graph, params = _exact_net(rng, bias=False)
-    loop = rng.integers(-60, 61, size=(8, 8))          # loop[m, n]: from neuron m to neuron n
-    lif = graph.nodes["lif0"]
-    sub = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([8])), "lif": lif,
-                              "w_rec": nir.Linear(weight=loop.T * S0),
-                              "output": nir.Output(output_type=np.array([8]))},
-                       edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
-                              ("lif", "output")], type_check=False)
-    nodes = dict(graph.nodes)
-    nodes["lif0"] = sub
-    nested = nir.NIRGraph(nodes=nodes, edges=graph.edges, type_check=False)
-    via_nir, report = from_nir(nested)
-    np.testing.assert_array_equal(via_nir.layers[0].recurrent, loop, err_msg=f"seed {base_seed}")
-    assert report.layers[0].name == "affine0 -> lif0.lif"
-    state = _snntorch_dict(params, [1 - 2.0 ** -k for *_, k in params], reset_code=1)
-    state["lif1.recurrent.weight"] = (loop.T * S0).astype(np.float32)
-    assert from_snntorch(state)[0].digest() == via_nir.digest(), f"seed {base_seed}"
-    assert from_nir(_write(tmp_path, nested), name="")[0].digest() == via_nir.digest()
-    # Any other nested graph is refused, naming it.
-    odd = dict(nodes)
-    odd["lif0"] = nir.NIRGraph.from_list(_lif(8, 1.0))
-    with pytest.raises(ConversionError, match="'lif0'.*not a recurrent layer"):
-        from_nir(nir.NIRGraph(nodes=odd, edges=graph.edges, type_check=False))
-
-
-def test_snntorch_rleaky_recurrent_weights(base_seed):
-    """RLeaky: a recurrent Linear (all_to_all) or V (one to one) becomes the layer's recurrent
-    weights, on the same scale as its feed-forward weights; the Linear's bias joins the bias."""
-    rng = _rng(base_seed, 13)
-    _, params = _exact_net(rng, bias=False)
-    state = _snntorch_dict(params, [0.875, 0.75])
-    loop = rng.integers(-60, 61, size=(8, 8))          # loop[m, n]: from neuron m to neuron n
-    state["lif1.recurrent.weight"] = (loop.T * S0).astype(np.float32)
-    state["lif1.recurrent.bias"] = (np.arange(8) * S0).astype(np.float32)
-    model, report = from_snntorch(state)
-    np.testing.assert_array_equal(model.layers[0].recurrent, loop, err_msg=f"seed {base_seed}")
-    np.testing.assert_array_equal(model.layers[0].bias, np.arange(8))
-    assert model.layers[1].recurrent is None and report.sizes == [20, 8, 4]
-    # One to one: V[n] from neuron n to itself.
-    one = _snntorch_dict(params, [0.875, 0.75])
-    one["lif2.V"] = (np.array([5, -7, 9, 0]) * S0).astype(np.float32)
-    model, _ = from_snntorch(one)
-    np.testing.assert_array_equal(model.layers[1].recurrent, np.diag([5, -7, 9, 0]))
-    # The float reference feeds a layer its own spikes of the step before.
-    spikes = _spikes(rng, 6, 3, 20, p=0.5)
-    with_loop, _ = from_snntorch(state)
-    plain = _snntorch_dict(params, [0.875, 0.75])
-    assert not np.array_equal(with_loop.forward(spikes, trace=True).spikes[0],
-                              from_snntorch(plain)[0].forward(spikes, trace=True).spikes[0])
 
 
 def test_state_dict_files(tmp_path, base_seed):
@@ -682,12 +478,3 @@ def test_cli_import_calibrates_on_the_data_named(tmp_path, capsys, mnist_net):
                  str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert "--calibrate-data" in err and "does not exist" in err and "Traceback" not in err
-
-
-def test_nir_report_says_the_reset_mode_was_chosen(base_seed):
-    graph, _ = _exact_net(_rng(base_seed, 16))
-    _, report = from_nir(graph)
-    assert any("NIR cannot record a reset mode" in note and "--reset subtract" in note
-               for note in report.notes), report.notes
-    _, chosen = from_nir(graph, reset="zero")
-    assert not any("cannot record a reset mode" in note for note in chosen.notes)

@@ -34,7 +34,7 @@ LAYERS = {
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
     **{f"firmware.{name}": 3 for name in ("mapper", "compiler", "driver", "energy")},
     **{f"firmware.{name}": 4 for name in (
-        "targets", "cli", "run", "plot", "importers", "importers.common",
+        "targets", "cli", "cli_args", "run", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
         "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
     **{f"sim.{name}": 4 for name in ("demo", "benchmarks")},
