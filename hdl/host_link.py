@@ -26,9 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from .abi import CORE_REGIONS, AERPacket, ChipInfo, CoreMemoryMap, TileInfo
 from .chip import Chip, chip_request_layout
-from .core import Handshake
 from .host_link_checks import RequestChecker, RunEventChecker
-from .host_link_executor import CommandExecutor
+from .host_link_executor import CommandExecutor, chip_ports
 from .host_link_frames import FrameReceiver, FrameSender, ResponseByte, ResponsePath
 from .host_link_outputs import OutputQueue
 
@@ -93,13 +92,7 @@ class HostLink(wiring.Component):
             "tx": Out(stream.Signature(8)),
             "host_in": Out(stream.Signature(AERPacket)),
             "host_out": In(stream.Signature(AERPacket)),
-            "tick": Out(Handshake),
-            "quiet": In(1),
-            "bus": Out(bus_signature),
-            "mesh_drops": In(32),
-            "ticks": In(32),
-            "busy": Out(1),
-            "nak": Out(1),
+            **chip_ports(bus_signature),
         })
 
     def elaborate(self, platform):

@@ -14,7 +14,22 @@ from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
 from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS, ReceivedFrame, response_layouts
 
-__all__ = ["CommandExecutor"]
+__all__ = ["chip_ports", "CommandExecutor"]
+
+
+def chip_ports(bus) -> dict:
+    """The members by which the executor, and the host link it is part of, drive the chip
+    beside its host port: tick handshake, chip bus (``bus``: its signature, as the link sees
+    it), the chip's counts, and the link's busy and NAK lights."""
+    return {
+        "tick": Out(Handshake),
+        "quiet": In(1),
+        "bus": Out(bus),
+        "mesh_drops": In(32),
+        "ticks": In(32),
+        "busy": Out(1),
+        "nak": Out(1),
+    }
 
 
 class CommandExecutor(wiring.Component):
@@ -104,13 +119,7 @@ class CommandExecutor(wiring.Component):
             "output_drops": In(32),
             "arriving": In(1),
             "host_in": Out(stream.Signature(AERPacket)),
-            "tick": Out(Handshake),
-            "quiet": In(1),
-            "bus": Out(bus),
-            "mesh_drops": In(32),
-            "ticks": In(32),
-            "busy": Out(1),
-            "nak": Out(1),
+            **chip_ports(bus),
         })
 
     def elaborate(self, platform):
