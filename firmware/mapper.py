@@ -20,8 +20,8 @@ for each slice, on the smallest near-square mesh that holds them, placed along a
 from the host's tile so that consecutive layers, which exchange all their spikes, are close.
 For a board (:data:`~spikefab.hdl.profiles.BOARD_CHIPS`) the cores take the board's style
 (lanes, SPRAM, registered reads, router queues, DSP counters) and the chip must fit the
-board's logic (a number of cores) and block RAM (an estimate that reproduces the builds of
-the two presets); a network that does not fit gets every excess and what would fit.
+board's logic (a number of cores) and block RAM (an estimate that has equalled every build
+measured, BENCHMARKS.md); a network that does not fit gets every excess and what would fit.
 """
 
 from __future__ import annotations

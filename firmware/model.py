@@ -58,8 +58,8 @@ _TOP_KEYS = {"format", "version", "layers", "w_bits", "v_bits", "steps", "name"}
 
 
 #: Files that ``spikefab import`` converts into models, by suffix.
-_IMPORTED = {".pt": "a PyTorch file (an snnTorch state dict?)", ".pth": "a PyTorch file (an "
-             "snnTorch state dict?)", ".nir": "a NIR graph"}
+_PYTORCH = "a PyTorch file (an snnTorch state dict?)"
+_IMPORTED = {".pt": _PYTORCH, ".pth": _PYTORCH, ".nir": "a NIR graph"}
 
 
 class ModelError(ValueError):

@@ -69,6 +69,12 @@ class ChipTile(wiring.Component):
         With ``test_hooks``: :attr:`LIFCore.rw_collision`, in the core's domain.
     """
 
+    @staticmethod
+    def egress_depth(neurons: int) -> int:
+        """Entries of the egress queue: every spike of an update and its DONE token (see
+        :meth:`elaborate`)."""
+        return neurons + 2
+
     def __init__(self, *, x: int, y: int, core: LIFCore, destinations: int, domain: str,
                  clocking: Clocking, registered_reads: bool = False, test_hooks: bool = False):
         self.position = (x, y)
@@ -121,7 +127,7 @@ class ChipTile(wiring.Component):
         # Room for every spike of an update and its DONE token: an update can always finish,
         # whatever the mesh is doing, so that the core returns to taking events. Without it
         # core -> egress -> mesh -> ingress -> core is a cycle that can deadlock.
-        egress = self._queue(width=Egress.size, depth=core.shape.neurons + 2,
+        egress = self._queue(width=Egress.size, depth=self.egress_depth(core.shape.neurons),
                              w_domain=domain, r_domain="sync")
         m.submodules[f"ingress_{x}_{y}"] = ingress
         m.submodules[f"egress_{x}_{y}"] = egress

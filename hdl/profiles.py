@@ -27,7 +27,9 @@ from .abi import (MAX_FRAME, AERPacket, ChipInfo, CoreMemoryMap, CoreShape, Memo
                   RouteDest, RouteEntry)
 from .chip import Chip, TileConfig
 from .host_link import chip_info
-from .tile import Egress
+from .chip_tile import ChipTile
+from .synapse import SynapseMemory
+from .tile import Egress, RouteExpander
 
 __all__ = ["ChipProfile", "PROFILES", "get_profile", "BoardChip", "BOARD_CHIPS",
            "get_board_chip"]
@@ -231,16 +233,18 @@ class BoardChip:
         mm = CoreMemoryMap(shape, config.lanes)
         blocks = 0
         if config.memory is not MemoryStyle.SPRAM:
-            banked = config.register_reads and mm.synapse_words > 4096
-            depth = 4096 if banked else mm.synapse_words
+            bank = SynapseMemory.BANK_DEPTH
+            banked = config.register_reads and mm.synapse_words > bank
+            depth = bank if banked else mm.synapse_words
             for start in range(0, mm.synapse_words, depth):
                 blocks += self._memory(min(depth, mm.synapse_words - start),
                                        config.lanes * shape.w_bits)
         blocks += 2 * self._memory(shape.neurons, shape.v_bits)              # membrane, bias
         blocks += self._memory(mm.rows, config.lanes * shape.accumulator_bits)
-        blocks += self._memory(max(shape.neurons, 2), RouteEntry.size)
-        blocks += self._memory(max(config.destinations, 2), RouteDest.size)
-        blocks += self._memory(shape.neurons + 2, Egress.size)
+        index, dests = RouteExpander.table_depths(shape.neurons, config.destinations)
+        blocks += self._memory(index, RouteEntry.size)
+        blocks += self._memory(dests, RouteDest.size)
+        blocks += self._memory(ChipTile.egress_depth(shape.neurons), Egress.size)
         return blocks
 
     def blocks(self, profile: ChipProfile) -> int:

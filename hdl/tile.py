@@ -159,6 +159,11 @@ class RouteExpander(wiring.Component):
         Route-table read requests (``addr``, ``en``; ``data``, ``ack``).
     """
 
+    @staticmethod
+    def table_depths(neurons: int, destinations: int) -> tuple[int, int]:
+        """Words of the index and destination tables (a memory has at least two)."""
+        return max(neurons, 2), max(destinations, 2)
+
     def __init__(self, *, x: int, y: int, neurons: int, destinations: int):
         self.position = (x, y)
         self.neurons = neurons
@@ -188,9 +193,10 @@ class RouteExpander(wiring.Component):
         # used, so yosys is told to build no logic for that case (``no_rw_check``: a register
         # and a multiplexer per bit of the entry otherwise). A table written during a run
         # routes that run's spikes by whichever entry the timing gives, with or without it.
-        m.submodules.index = index = Memory(shape=RouteEntry, depth=max(self.neurons, 2),
+        index_depth, dests_depth = self.table_depths(self.neurons, self.destinations)
+        m.submodules.index = index = Memory(shape=RouteEntry, depth=index_depth,
                                             init=[], attrs={"no_rw_check": 1})
-        m.submodules.dests = dests = Memory(shape=RouteDest, depth=max(self.destinations, 2),
+        m.submodules.dests = dests = Memory(shape=RouteDest, depth=dests_depth,
                                             init=[], attrs={"no_rw_check": 1})
         iw, dw = index.write_port(), dests.write_port()
         m.d.comb += [iw.addr.eq(self.index_write.addr), iw.data.eq(self.index_write.data),
