@@ -21,15 +21,18 @@ def _cmd_demo(args) -> int:
         return _core_demo(args)
     from ..sim.demo import run_mnist_demo
     from .run import _Progress
-    if _rtl_cached(f"link-{args.profile}-single"):
-        print(f"starting the RTL simulation of the {args.profile} chip ...", flush=True)
-    else:
-        print(f"building the RTL simulation of the {args.profile} chip (about 2 minutes the "
-              f"first time, then cached in {root}) ...", flush=True)
+
+    def starting(chip):
+        if _rtl_cached(f"link-{chip.name}-single"):
+            print(f"starting the RTL simulation of the {chip.name} chip ...", flush=True)
+        else:
+            print(f"building the RTL simulation of the {chip.name} chip (a few minutes the "
+                  f"first time, then cached in {root}) ...", flush=True)
+
     try:
         result = run_mnist_demo(model=args.model, count=args.count, profile=args.profile,
-                                seed=0 if args.seed is None else args.seed,
-                                progress=_Progress(True))
+                                board=args.board, seed=0 if args.seed is None else args.seed,
+                                progress=_Progress(True), starting=starting)
     except ValueError as error:
         raise CommandError(str(error)) from None
     print(result.report())
@@ -126,6 +129,15 @@ def _cmd_build(args) -> int:
     from ..boards.build import (ProgramError, build_board, check_programmer, program_bitstream,
                                 program_board)
     from ..boards.synthesis import SynthesisError
+    chip = args.profile
+    if args.model is not None:
+        if args.profile is not None:
+            raise CommandError("--model brings its chip: give --model or --profile, not both")
+        chip = _image_chip(args.model, args.board)
+        args.board = args.board or chip.board
+    if args.board is None:
+        raise CommandError("which board? give --board (" + ", ".join(BOARD_NAMES) + "), or "
+                           "--model IMAGE compiled with spikefab compile MODEL --board B")
     if args.bitstream is not None:
         if not args.program:
             raise CommandError("--bitstream goes with --program: spikefab build --board "
@@ -154,11 +166,6 @@ def _cmd_build(args) -> int:
         return 0
     _check_folder(Path(args.build_dir), "the build folder (--build-dir)",
                   "give --build-dir a folder you can write to")
-    chip = args.profile
-    if args.model is not None:
-        if args.profile is not None:
-            raise CommandError("--model brings its chip: give --model or --profile, not both")
-        chip = _image_chip(args.model, args.board)
     _note(f"building the {args.board} bitstream with YoWASP (a few minutes; the first use of "
           f"each tool compiles it once) ...")
     try:
@@ -189,16 +196,17 @@ def _cmd_build(args) -> int:
     return 0
 
 
-def _image_chip(path: str, board: str):
-    """The chip of the image at ``path`` (``build --model``), checked against ``board``."""
+def _image_chip(path: str, board: str | None):
+    """The chip of the image at ``path`` (``build --model``), checked against ``board`` if
+    given."""
     from .image import ChipImage, ImageError
     try:
         image = ChipImage.load(path)
     except ImageError as error:
         raise CommandError(f"--model {path}: {error} (build takes a compiled image: "
-                           f"spikefab compile MODEL --board {board} -o IMAGE)") from None
+                           f"spikefab compile MODEL --board {board or 'B'} -o IMAGE)") from None
     chip = image.chip_profile()
-    if chip.board is not None and chip.board != board:
+    if board is not None and chip.board is not None and chip.board != board:
         raise CommandError(f"--model {path} holds a chip generated for the {chip.board}, not "
                            f"the {board}: build it with --board {chip.board}, or compile the "
                            f"model with --board {board}")
@@ -221,7 +229,7 @@ def _cmd_train(args) -> int:
     given = {"hidden": args.hidden, "steps": args.steps, "w_bits": args.w_bits,
              "epochs": args.epochs, "qat_epochs": args.qat_epochs, "leak": args.leak,
              "shift": args.shift, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed}
+             "seed": args.seed, "recurrent": args.recurrent or None}
     config = TrainConfig(**{key: value for key, value in given.items() if value is not None})
     try:
         report = train_command(args.data, config, args.output, name=args.name,
@@ -333,8 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "compiled image, or 'random' (default: %(default)s)")
     demo.add_argument("--count", type=_positive, default=20, metavar="N",
                       help="how many bundled images (default: %(default)s)")
-    demo.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
-                      help="the chip to simulate (default: %(default)s)")
+    demo.add_argument("--profile", type=_run_profile,
+                      metavar="{" + ",".join(CHIP_CHOICES) + "}",
+                      help="the chip to compile a model for (default: an image's own chip; "
+                      "for a model, icebreaker if it fits, else one generated for it)")
+    demo.add_argument("--board", choices=BOARD_NAMES, help="compile a model for a chip "
+                      "generated for this board (as spikefab compile --board) (default: no "
+                      "board)")
     demo.add_argument("--seed", type=_non_negative, default=None, metavar="S",
                       help="encoder seed (default: 0; with --core, the scenario seed, "
                       "default: 1)")
@@ -411,8 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build a board's bitstream (YoWASP) and report its "
                            "resources and Fmax; or program a board")
-    build.add_argument("--board", required=True, choices=BOARD_NAMES,
-                       help="the board to build for (required)")
+    build.add_argument("--board", choices=BOARD_NAMES,
+                       help="the board to build for (default: the board --model's image was "
+                       "compiled for; required without one)")
     build.add_argument("--profile", choices=USER_PROFILES, help="the chip to put on it "
                        "(default: the board's own: icebreaker, ulx3s)")
     build.add_argument("--model", metavar="IMAGE", help="a compiled image (spikefab compile "
@@ -445,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=_hidden_sizes, metavar="H[,H...]",
                        help="hidden neurons, or one size per hidden layer, e.g. 256,128; "
                        "layers wider than a core are spread over cores (default: 128)")
+    train.add_argument("--recurrent", action="store_true", help="every hidden layer also "
+                       "takes its own spikes of the tick before, all to all (default: "
+                       "feed-forward only)")
     train.add_argument("--steps", type=_positive, metavar="T",
                        help="ticks per image (default: 25)")
     train.add_argument("--weight-bits", "--w-bits", dest="w_bits", type=int, choices=(4, 8),

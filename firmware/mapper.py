@@ -27,7 +27,7 @@ measured, BENCHMARKS.md); a network that does not fit gets every excess and what
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -214,10 +214,7 @@ def _generate(model: Model, style: BoardChip | None, lanes: int, memory: MemoryS
                                                           configs[s.tile].lanes).synapse_words)
         config = configs[biggest.tile]
         if style.spram_fits(config):
-            configs[biggest.tile] = TileConfig(config.shape, lanes=config.lanes,
-                                               memory=MemoryStyle.SPRAM,
-                                               destinations=config.destinations,
-                                               register_reads=config.register_reads)
+            configs[biggest.tile] = replace(config, memory=MemoryStyle.SPRAM)
     for tile in path[k:]:   # the mesh is full: an idle core on each tile left over
         configs[tile] = TileConfig(CoreShape(1, 1, w_bits=model.w_bits, v_bits=model.v_bits),
                                    lanes=1, memory=MemoryStyle.BLOCK, destinations=1)
@@ -234,6 +231,10 @@ def _generate(model: Model, style: BoardChip | None, lanes: int, memory: MemoryS
         router_fifo_depth=style.router_fifo_depth if style else 2,
         dsp_counters=style.dsp_counters if style else False,
         board=style.board if style else None)
+    if style is not None and style.lut_ram and style.blocks(profile) > style.block_count:
+        # Short of block RAM: the small memories to LUT RAM, on logic the board has to spare.
+        profile = replace(profile, description=profile.description + ", small memories in LUT RAM",
+                          tiles={t: replace(c, lut_ram=True) for t, c in profile.tiles.items()})
     return Mapping(profile, tuple(slices))
 
 

@@ -47,13 +47,17 @@ __all__ = ["TileConfig", "chip_request_layout", "Chip"]
 
 @dataclass(frozen=True)
 class TileConfig:
-    """The core of one tile: its shape, lanes, synapse memory style, route-table capacity, and
-    whether synapse words are registered (:class:`LIFCore`'s ``register_reads``)."""
+    """The core of one tile: its shape, lanes, synapse memory style, route-table capacity,
+    whether synapse words are registered (:class:`LIFCore`'s ``register_reads``), and whether
+    its small memories are LUT RAM (``lut_ram``: the core's membrane, bias and accumulator
+    memories, the route tables and a banked synapse memory's short last bank; the synapse
+    memory's full banks and the queues stay block RAM)."""
     shape: CoreShape
     lanes: int = 8
     memory: MemoryStyle = MemoryStyle.BLOCK
     destinations: int = 64
     register_reads: bool = False
+    lut_ram: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "memory", MemoryStyle.cast(self.memory, "memory"))
@@ -139,7 +143,7 @@ class Chip(wiring.Component):
         # (each place is 8 flip-flops and a multiplexer on the iCE40). Across a clock
         # crossing, the queue's view of its room lags, and the core keeps a queue.
         self.cores = {t: LIFCore(c.shape, lanes=c.lanes, memory=c.memory,
-                                 register_reads=c.register_reads,
+                                 register_reads=c.register_reads, lut_ram=c.lut_ram,
                                  spike_fifo_depth=0 if clocking == Clocking.SINGLE else
                                  LIFDatapath.LATENCY + int(c.register_reads) + 1,
                                  dsp_counters=self.dsp_counters)
@@ -240,6 +244,7 @@ class Chip(wiring.Component):
             x, y = tile
             m.submodules[f"tile_{x}_{y}"] = t = ChipTile(
                 x=x, y=y, core=self.cores[tile], destinations=self.tiles[tile].destinations,
+                lut_ram=self.tiles[tile].lut_ram,
                 domain=self.domain(tile) if self.clocking == Clocking.GALS else "sync",
                 clocking=self.clocking, registered_reads=self.registered_reads,
                 test_hooks=self.test_hooks)

@@ -39,6 +39,8 @@ class ChipTile(wiring.Component):
         The tile's core, not yet renamed into its domain.
     destinations : int
         Entries of the route expander's destination table.
+    lut_ram : bool
+        The route tables in LUT RAM (:class:`RouteExpander`'s ``lut_ram``).
     domain : str
         The core's clock domain (``sync`` on one clock).
     clocking : Clocking
@@ -76,7 +78,8 @@ class ChipTile(wiring.Component):
         return neurons + 2
 
     def __init__(self, *, x: int, y: int, core: LIFCore, destinations: int, domain: str,
-                 clocking: Clocking, registered_reads: bool = False, test_hooks: bool = False):
+                 clocking: Clocking, registered_reads: bool = False, lut_ram: bool = False,
+                 test_hooks: bool = False):
         self.position = (x, y)
         self.core = core
         self.domain = domain
@@ -84,7 +87,7 @@ class ChipTile(wiring.Component):
         self.registered_reads = bool(registered_reads)
         self.test_hooks = test_hooks
         self.expander = RouteExpander(x=x, y=y, neurons=core.shape.neurons,
-                                      destinations=destinations)
+                                      destinations=destinations, lut_ram=lut_ram)
         self.bus_signature = TileBusSignature(core.memory_map, self.expander)
         hooks = {"rw_collision": Out(1)} if test_hooks else {}
         super().__init__({

@@ -12,7 +12,7 @@ from .core_registers import CoreRegisters
 from .core_update import NeuronSpike, UpdateEngine
 from .lif import LIFDatapath
 from .memory_map import MemoryBusSignature
-from .synapse import SynapseMemory
+from .synapse import LUT_RAM, SynapseMemory
 
 __all__ = ["AxonEvent", "NeuronSpike", "Handshake", "LIFCore"]
 
@@ -92,6 +92,9 @@ class LIFCore(wiring.Component):
         data arrives late in the cycle (5.8 ns on the ECP5), so this is what lets a core run
         near 100 MHz there. Events still cost ``R`` cycles each; an update and a bus read take
         one more cycle.
+    lut_ram : bool
+        V, B and I in LUT RAM, and the synapse memory's short last bank (``SynapseMemory``'s
+        ``lut_tail``): block RAM kept for the synapses' full banks.
     dsp_counters : bool
         On an iCE40 platform, the counters of :data:`DSP_COUNTERS` are DSP blocks
         (:class:`~spikefab.hdl.counter.Counter`); the same counters otherwise.
@@ -118,7 +121,7 @@ class LIFCore(wiring.Component):
 
     def __init__(self, shape: CoreShape, *, lanes: int = 8,
                  memory: MemoryStyle = MemoryStyle.BLOCK, spike_fifo_depth: int = 8,
-                 register_reads: bool = False,
+                 register_reads: bool = False, lut_ram: bool = False,
                  dsp_counters: bool = False):
         if not isinstance(shape, CoreShape):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
@@ -136,6 +139,7 @@ class LIFCore(wiring.Component):
         self.memory_style = memory
         self.spike_fifo_depth = spike_fifo_depth
         self.register_reads = bool(register_reads)
+        self.lut_ram = bool(lut_ram)
         self.dsp_counters = bool(dsp_counters)
         self.memory_map = CoreMemoryMap(shape, lanes)
         super().__init__({
@@ -156,18 +160,19 @@ class LIFCore(wiring.Component):
         # Memories. V and B are N words; I is R words of P lanes so an event touches a row/cycle.
         m.submodules.synapses = syn = SynapseMemory(
             depth=mm.synapse_words, lanes=lanes, w_bits=shape.w_bits, style=self.memory_style,
-            registered=self.register_reads)
+            registered=self.register_reads, lut_tail=self.lut_ram)
         # No memory here is read at an address in the cycle it is written there (see the I
         # port below), so yosys is told not to build logic for that case (``no_rw_check``:
         # block RAM's own answer to it is undefined, and emulating "read the old value" costs a
         # register per bit of the word).
         no_rw_check = {"no_rw_check": 1}
+        small = {**no_rw_check, **LUT_RAM} if self.lut_ram else no_rw_check
         m.submodules.membrane = v_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons,
-                                               init=[], attrs=no_rw_check)
+                                               init=[], attrs=small)
         m.submodules.bias = b_mem = Memory(shape=signed(shape.v_bits), depth=n_neurons, init=[],
-                                           attrs=no_rw_check)
+                                           attrs=small)
         m.submodules.accumulator = i_mem = Memory(shape=acc_word, depth=rows, init=[],
-                                                  attrs=no_rw_check if rows > 1 else None)
+                                                  attrs=small if rows > 1 else None)
         v_wr, b_wr = v_mem.write_port(), b_mem.write_port()
         # One write enable per lane: the host writes one neuron's I without touching the others.
         i_wr = i_mem.write_port(granularity=1)

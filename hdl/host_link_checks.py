@@ -207,7 +207,14 @@ class RunEventChecker(wiring.Component):
         # The stored bytes are registered first: the receiver's unescaping is already a long
         # path from the UART, and the check (a tile's axon count) would follow it. The verdict
         # is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come first).
-        axons = Array(Const(t.axons, AXON_BITS + 1) for t in info.tiles)
+        # Axon counts indexed by the event's (x, y) bits themselves, 0 outside the mesh: no
+        # ``y * cols + x`` (a multiplier when the mesh is not a power of two wide).
+        x_bits = len(EventWord(Const(0, EventWord.size)).x)
+        y_bits = len(EventWord(Const(0, EventWord.size)).y)
+        axons = Array(
+            Const(info.tiles[y * info.cols + x].axons
+                  if x < info.cols and y < info.rows else 0, AXON_BITS + 1)
+            for y in range(1 << y_bits) for x in range(1 << x_bits))
         stored = Signal()
         stored_addr, stored_data = Signal(FRAME_ADDR_BITS), Signal(8)
         m.d.sync += [stored.eq(self.store), stored_addr.eq(self.store_addr),
@@ -217,8 +224,7 @@ class RunEventChecker(wiring.Component):
         pair_event = EventWord(pair)
         pair_axon, pair_x, pair_y = pair_event.axon, pair_event.x, pair_event.y
         pair_check = Signal()
-        with m.If((pair_x < info.cols) & (pair_y < info.rows)):
-            m.d.comb += pair_check.eq(pair_axon < axons[pair_y * info.cols + pair_x])
+        m.d.comb += pair_check.eq(pair_axon < axons[Cat(pair_x, pair_y)])
         pair_ok, events_ok = Signal(init=1), self.events_ok
         with m.If(stored):
             m.d.sync += low_byte.eq(stored_data)

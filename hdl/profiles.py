@@ -36,7 +36,7 @@ __all__ = ["ChipProfile", "PROFILES", "get_profile", "BoardChip", "BOARD_CHIPS",
 
 #: The fields of a :class:`TileConfig` in :meth:`ChipProfile.to_dict`, with its shape's.
 _TILE_FIELDS = ("axons", "neurons", "w_bits", "v_bits", "events_per_tick", "lanes", "memory",
-                "destinations", "register_reads")
+                "destinations", "register_reads", "lut_ram")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ChipProfile:
                           "w_bits": shape.w_bits, "v_bits": shape.v_bits,
                           "events_per_tick": shape.events_per_tick, "lanes": config.lanes,
                           "memory": config.memory.value, "destinations": config.destinations,
-                          "register_reads": config.register_reads})
+                          "register_reads": config.register_reads, "lut_ram": config.lut_ram})
         return {"name": self.name, "description": self.description, "cols": self.cols,
                 "rows": self.rows, "host": list(self.host), "tiles": tiles,
                 "output_depth": self.output_depth, "router_fifo_depth": self.router_fifo_depth,
@@ -128,7 +128,8 @@ class ChipProfile:
                 tiles[int(t["x"]), int(t["y"])] = TileConfig(
                     shape, lanes=int(t["lanes"]), memory=t["memory"],
                     destinations=int(t["destinations"]),
-                    register_reads=bool(t["register_reads"]))
+                    register_reads=bool(t["register_reads"]),
+                    lut_ram=bool(t.get("lut_ram", False)))
             return cls(name=str(d["name"]), description=str(d["description"]),
                        cols=int(d["cols"]), rows=int(d["rows"]), host=tuple(d["host"]),
                        tiles=tiles, output_depth=int(d["output_depth"]),
@@ -219,6 +220,7 @@ class BoardChip:
     block_count: int              #: block RAMs of the device
     block_shapes: tuple           #: ``(depth, width)`` configurations of one block RAM
     lut_depth: int                #: memories this shallow take no block RAM
+    lut_ram: bool = False         #: small memories may go to LUT RAM when block RAM is short
     spram_words: int = 0          #: words of the SPRAM (16-bit words, ``spram_count`` of them)
     spram_count: int = 0
 
@@ -228,22 +230,26 @@ class BoardChip:
         return min(-(-depth // d) * -(-width // w) for d, w in self.block_shapes)
 
     def tile_blocks(self, config: TileConfig) -> int:
-        """Block RAMs of one tile: its core's memories, route tables and spike queue."""
+        """Block RAMs of one tile: its core's memories, route tables and spike queue (with
+        ``lut_ram``, the synapses' full banks and the queue)."""
         shape = config.shape
         mm = CoreMemoryMap(shape, config.lanes)
+        small = 0 if config.lut_ram else 1
         blocks = 0
         if config.memory is not MemoryStyle.SPRAM:
             bank = SynapseMemory.BANK_DEPTH
             banked = config.register_reads and mm.synapse_words > bank
             depth = bank if banked else mm.synapse_words
             for start in range(0, mm.synapse_words, depth):
-                blocks += self._memory(min(depth, mm.synapse_words - start),
-                                       config.lanes * shape.w_bits)
-        blocks += 2 * self._memory(shape.neurons, shape.v_bits)              # membrane, bias
-        blocks += self._memory(mm.rows, config.lanes * shape.accumulator_bits)
+                words = min(depth, mm.synapse_words - start)
+                tail = banked and words <= SynapseMemory.LUT_TAIL_DEPTH
+                blocks += (small if tail else 1) * self._memory(
+                    words, config.lanes * shape.w_bits)
+        blocks += small * 2 * self._memory(shape.neurons, shape.v_bits)      # membrane, bias
+        blocks += small * self._memory(mm.rows, config.lanes * shape.accumulator_bits)
         index, dests = RouteExpander.table_depths(shape.neurons, config.destinations)
-        blocks += self._memory(index, RouteEntry.size)
-        blocks += self._memory(dests, RouteDest.size)
+        blocks += small * self._memory(index, RouteEntry.size)
+        blocks += small * self._memory(dests, RouteDest.size)
         blocks += self._memory(ChipTile.egress_depth(shape.neurons), Egress.size)
         return blocks
 
@@ -272,7 +278,7 @@ BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
     BoardChip(board="ulx3s-85f", lanes=16, output_lanes=16, spram=False, register_reads=True,
               router_fifo_depth=2, dsp_counters=False, max_cores=16, block_count=208,
               block_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
-              lut_depth=64),
+              lut_depth=64, lut_ram=True),
 )}
 
 

@@ -21,6 +21,7 @@ from amaranth.utils import ceil_log2
 from .abi import (AERPacket, AXON_BITS, NEURON_BITS, ROUTE_INDEX_BITS, TICK_BITS,
                   PacketKind, RouteDest, RouteEntry)
 from .core import AxonEvent, Handshake, NeuronSpike
+from .synapse import LUT_RAM
 
 __all__ = ["IngressKind", "EgressKind", "Ingress", "Egress",
            "IngressWriter", "CoreSequencer", "RouteExpander"]
@@ -146,6 +147,8 @@ class RouteExpander(wiring.Component):
     Without read requests the expander behaves exactly as without the read interface; with
     them, spikes and packets are only delayed, never changed.
 
+    With ``lut_ram``, both tables are LUT RAM (:data:`~spikefab.hdl.synapse.LUT_RAM`).
+
     Members
     -------
     spikes : In(stream.Signature(Egress))
@@ -164,10 +167,12 @@ class RouteExpander(wiring.Component):
         """Words of the index and destination tables (a memory has at least two)."""
         return max(neurons, 2), max(destinations, 2)
 
-    def __init__(self, *, x: int, y: int, neurons: int, destinations: int):
+    def __init__(self, *, x: int, y: int, neurons: int, destinations: int,
+                 lut_ram: bool = False):
         self.position = (x, y)
         self.neurons = neurons
         self.destinations = destinations
+        self.lut_ram = bool(lut_ram)
         index_bits = ceil_log2(max(neurons, 2))
         dest_bits = ceil_log2(max(destinations, 2))
         super().__init__({
@@ -194,10 +199,11 @@ class RouteExpander(wiring.Component):
         # and a multiplexer per bit of the entry otherwise). A table written during a run
         # routes that run's spikes by whichever entry the timing gives, with or without it.
         index_depth, dests_depth = self.table_depths(self.neurons, self.destinations)
+        attrs = {"no_rw_check": 1, **(LUT_RAM if self.lut_ram else {})}
         m.submodules.index = index = Memory(shape=RouteEntry, depth=index_depth,
-                                            init=[], attrs={"no_rw_check": 1})
+                                            init=[], attrs=attrs)
         m.submodules.dests = dests = Memory(shape=RouteDest, depth=dests_depth,
-                                            init=[], attrs={"no_rw_check": 1})
+                                            init=[], attrs=attrs)
         iw, dw = index.write_port(), dests.write_port()
         m.d.comb += [iw.addr.eq(self.index_write.addr), iw.data.eq(self.index_write.data),
                      iw.en.eq(self.index_write.en),

@@ -173,16 +173,21 @@ class MnistDemo:
 
 
 def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int = 0,
-                   profile: str = "icebreaker", progress=None) -> MnistDemo:
-    """Run ``count`` bundled MNIST images through the RTL simulation of ``profile``'s chip and
-    through the golden model."""
+                   profile: str | None = None, board: str | None = None, progress=None,
+                   starting=None) -> MnistDemo:
+    """Run ``count`` bundled MNIST images through the RTL simulation of the model's chip (an
+    image's own; for a model, ``profile``'s or the one generated for ``board``, see
+    :func:`~spikefab.firmware.run.load_network`) and through the golden model. ``starting``,
+    if given, is called with the chip's profile before its simulation is built or started."""
     from ..firmware.targets import open_chip
     from ..firmware.mnist import bundled_slice
     from ..firmware.run import load_network
     dataset = bundled_slice()
     if not 1 <= count <= len(dataset.labels):
         raise ValueError(f"count must be in [1, {len(dataset.labels)}], not {count}")
-    image, steps = load_network(model, profile=profile, seed=seed)
+    image, steps = load_network(model, profile=profile, seed=seed, board=board)
+    if starting is not None:
+        starting(image.chip_profile())
     spikes = rate_encode(dataset.images[:count], steps, seed, dataset.indices[:count])
     results = {}
     for target in ("golden", "sim"):
@@ -191,7 +196,7 @@ def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int 
             build_seconds = time.perf_counter() - start
             chip.load(image)
             results[target] = chip.run(spikes, progress=progress if target == "sim" else None)
-    return MnistDemo(model, profile, steps, dataset.labels[:count], dataset.indices[:count],
+    return MnistDemo(model, image.profile, steps, dataset.labels[:count], dataset.indices[:count],
                      results["sim"], results["golden"], build_seconds,
                      sizes=image.meta.get("sizes") or [image.inputs, image.classes],
                      held_out=_shipped(image))

@@ -2,8 +2,12 @@
 three layers, recurrent layers, all equal to the network simulator (``Model.forward``) in every
 output spike, count, final membrane and prediction; the images they compile to; fit errors."""
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 
 from spikefab.firmware.compiler import CompileError, compile_for, compile_model
 from spikefab.firmware.image import ChipImage, ImageError
@@ -210,17 +214,46 @@ def test_a_board_chip_has_the_boards_cores(base_seed):
     used = [c for c in ulx3s.tiles.values() if c.shape.neurons > 1]   # idle tiles: 1 x 1
     assert ulx3s.board == "ulx3s-85f" and len(used) == 3
     assert all(c.register_reads and c.lanes == 16 for c in used)
+    assert not any(c.lut_ram for c in ulx3s.tiles.values())
     with pytest.raises(CompileError, match="give a board .* or a profile, not both"):
         compile_for(model, "icebreaker", board="icebreaker")
 
 
+def test_short_of_block_ram_the_small_memories_go_to_lut_ram(base_seed):
+    """784-1000-10 at 4 bits: four cores of 250 neurons need 226 block RAMs with every memory
+    in block RAM; with the small memories and the synapses' 256-word last banks in LUT RAM,
+    202 of the ECP5-85F's 208 (the gateware marks exactly those memories)."""
+    from spikefab.hdl.profiles import BOARD_CHIPS
+    from spikefab.hdl.synapse import LUT_RAM
+    from spikefab.hdl.tile import RouteExpander
+    style = BOARD_CHIPS["ulx3s-85f"]
+    chip = compile_for(random_model([784, 1000, 10], seed=base_seed, w_bits=4),
+                       board="ulx3s-85f").chip_profile()
+    assert all(c.lut_ram for c in chip.tiles.values()) and style.blocks(chip) == 202
+    assert style.blocks(replace(chip, tiles={t: replace(c, lut_ram=False)
+                                             for t, c in chip.tiles.items()})) == 226
+    assert ChipProfile.from_dict(chip.to_dict()) == chip
+    # The memories of one core and one route expander as yosys will see them.
+    tile = chip.chip().cores[0, 0]
+    text = rtlil.convert(tile) + rtlil.convert(RouteExpander(
+        x=0, y=0, neurons=250, destinations=chip.tiles[0, 0].destinations, lut_ram=True))
+    memories = re.findall(r'((?:  attribute .*\n)*)  memory width (\d+) size (\d+) \\(\S+)', text)
+    lut = {(name, int(size)) for attrs, _, size, name in memories
+           if f'ram_style "{LUT_RAM["ram_style"]}"' in attrs}
+    assert lut == {("membrane", 250), ("bias", 250), ("accumulator", 16), ("memory3", 256),
+                   ("index", 250), ("dests", chip.tiles[0, 0].destinations)}, lut
+    assert {("memory0", 4096), ("memory1", 4096), ("memory2", 4096)} <= \
+        {(name, int(size)) for _, _, size, name in memories}
+
+
 def test_a_network_too_big_for_a_board_says_what_would_fit(base_seed):
-    wide = random_model([784, 1000, 10], seed=base_seed, w_bits=4)
+    wide = random_model([784, 1000, 10], seed=base_seed, w_bits=8)
     with pytest.raises(CompileError) as info:
         compile_for(wide, board="ulx3s-85f")
     text = str(info.value)
-    assert "about 226 block RAMs; the ulx3s-85f has 208 (18 too many)" in text, text
-    assert "what would fit: at most 899 hidden neurons (784-899-10)" in text, text
+    assert "about 374 block RAMs; the ulx3s-85f has 208 (166 too many)" in text, text
+    assert ("what would fit: 4-bit weights (--weight-bits 4); at most 528 hidden neurons "
+            "(784-528-10)") in text, text
     with pytest.raises(CompileError) as info:
         compile_for(random_model([784, 300, 10], seed=base_seed), board="icebreaker")
     text = str(info.value)
@@ -261,9 +294,17 @@ def test_compile_and_build_commands_for_a_board(tmp_path, capsys, monkeypatch, b
     argv = ["build", "--board", "icebreaker", "--model", str(image_path),
             "--build-dir", str(tmp_path / "b")]
     assert main(argv) == 1 and "stand-in: nothing built" in capsys.readouterr().err
-    [(board, chip)] = built
-    assert board == "icebreaker" and chip == ChipImage.load(image_path).chip_profile()
+    # The image names its board: --board may be left out.
+    assert main(argv[:1] + argv[3:]) == 1 and "stand-in" in capsys.readouterr().err
+    for board, chip in built:
+        assert board == "icebreaker" and chip == ChipImage.load(image_path).chip_profile()
+    preset_path = tmp_path / "preset.img"
+    assert main(["compile", str(model_path), "--profile", "icebreaker", "-o",
+                 str(preset_path)]) == 0
+    capsys.readouterr()
     for argv, message in [
+        (["build", "--model", str(preset_path)], "which board? give --board"),
+        (["build"], "which board? give --board"),
         (["build", "--board", "ulx3s-85f", "--model", str(image_path)],
          "holds a chip generated for the icebreaker, not the ulx3s-85f"),
         (["build", "--board", "icebreaker", "--model", str(model_path)],
@@ -276,7 +317,7 @@ def test_compile_and_build_commands_for_a_board(tmp_path, capsys, monkeypatch, b
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert len(built) == 1
+    assert len(built) == 2
 
 
 def test_a_pytorch_or_nir_file_given_as_a_model_says_to_import_it(tmp_path, capsys):
@@ -289,3 +330,26 @@ def test_a_pytorch_or_nir_file_given_as_a_model_says_to_import_it(tmp_path, caps
         assert main(["run", "--model", str(path), "--count", "1"]) == 1
         err = capsys.readouterr().err
         assert f"spikefab import {path} -o model.npz" in err and "Traceback" not in err, err
+
+
+def test_demo_takes_an_images_chip_and_refuses_a_board_for_it(tmp_path, capsys, base_seed):
+    """demo --model IMAGE simulates the image's own chip (no --profile needed); a board or
+    another profile for an image, compiled already, is a one-line error before any build."""
+    from spikefab.firmware.cli import main
+    from spikefab.firmware.run import load_network
+    model_path, image_path = tmp_path / "m.npz", tmp_path / "m.img"
+    random_model([784, 300, 10], seed=base_seed, w_bits=4).save(model_path)
+    assert main(["compile", str(model_path), "--board", "ulx3s-85f", "-o", str(image_path)]) == 0
+    capsys.readouterr()
+    image, _ = load_network(str(image_path), profile=None, seed=0)
+    assert image.chip_profile().board == "ulx3s-85f"
+    for argv, message in [
+        (["demo", "--model", str(image_path), "--board", "icebreaker"],
+         "is an image, compiled already: leave out --board"),
+        (["demo", "--model", str(image_path), "--profile", "icebreaker"],
+         "not 'icebreaker': leave out --profile"),
+    ]:
+        assert main(argv) == 1, argv
+        out, err = capsys.readouterr()
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert "RTL simulation" not in out, out

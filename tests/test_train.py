@@ -188,7 +188,6 @@ def test_forward_matches_golden_on_the_tiny_profile(base_seed):
 def test_two_hidden_layers_train_and_run_on_a_generated_chip(base_seed):
     """--hidden 12,8: a three-layer network, trained integer-exact, equal to Model.forward and
     to the golden chip of a generated chip (the trainer's forward is the chip's)."""
-    from spikefab.sim.golden_chip import GoldenChip
     images, labels = synthetic(base_seed + 3)
     small = images.reshape(-1, 28, 28)[:, ::4, ::4].reshape(len(images), 49)
     model = train(small, labels, config=TrainConfig(hidden=(12, 8), steps=4, epochs=1,
@@ -196,16 +195,24 @@ def test_two_hidden_layers_train_and_run_on_a_generated_chip(base_seed):
                                                     seed=base_seed), classes=6).model
     assert model.sizes == [49, 12, 8, 6], f"seed {base_seed}"
     spikes = rate_encode(small[:32], 4, base_seed, np.arange(32))
+    assert_trainer_is_the_chip(model, spikes, base_seed)
+
+
+def assert_trainer_is_the_chip(model: Model, spikes: np.ndarray, seed: int):
+    """The trainer's integer forward (every layer's spikes and final membranes) equals
+    ``Model.forward``, and the golden chip of the compiled model answers the same counts and
+    final membranes; returns ``Model.forward``'s run."""
     trace, run = integer_forward(model, spikes), model.forward(spikes, trace=True)
-    for l in range(3):
-        assert np.array_equal(trace.spikes[l], run.spikes[l]), f"layer {l}, seed {base_seed}"
-        assert np.array_equal(trace.final_v[l], run.final_v[l]), f"layer {l}, seed {base_seed}"
+    for l in range(len(model.layers)):
+        assert np.array_equal(trace.spikes[l], run.spikes[l]), f"layer {l}, seed {seed}"
+        assert np.array_equal(trace.final_v[l], run.final_v[l]), f"layer {l}, seed {seed}"
     image = compile_model(model)
     chip = GoldenChip(image.info)
     chip.load(image)
     got = chip.run(spikes)
-    assert np.array_equal(got.counts, run.counts) and np.array_equal(got.final_v,
-                                                                     run.final_v[-1])
+    assert np.array_equal(got.counts, run.counts), f"seed {seed}"
+    assert np.array_equal(got.final_v, run.final_v[-1]), f"seed {seed}"
+    return run
 
 
 # ---- the backward pass -------------------------------------------------------------------------
@@ -356,10 +363,12 @@ def test_train_command(base_seed, tmp_path, capsys):
     write_idx(data / "train-labels-idx1-ubyte.gz", labels.astype(np.uint8))
     out = tmp_path / "m.npz"
     assert main(["train", "--data", str(data), "--hidden", "16", "--steps", "5", "--epochs",
-                 "2", "--seed", str(base_seed), "--batch-size", "32", "-o", str(out)]) == 0
+                 "2", "--seed", str(base_seed), "--batch-size", "32", "--recurrent", "-o",
+                 str(out)]) == 0
     text = capsys.readouterr().out
     model = Model.load(out)
     assert model.sizes == [784, 16, 10] and model.steps == 5, f"seed {base_seed}"
+    assert model.layers[0].recurrent.shape == (16, 16) and model.layers[1].recurrent is None
     assert "validation accuracy" in text and "golden" in text and "training time" in text
     assert f"wrote {out}" in text
 

@@ -2,8 +2,8 @@
 
 The network is the chip's (docs/semantics.md): ``inputs -> hidden... -> classes`` (784-128-10 for
 the shipped MNIST models; ``hidden`` may list several layers, of any width), fully connected LIF
-layers with subtract reset, a leak shift ``k`` and a threshold per layer (recurrent layers are
-imported, not trained, so far).
+layers with subtract reset, a leak shift ``k`` and a threshold per layer; with ``recurrent``,
+every hidden layer also takes its own spikes of the tick before, all to all.
 Every tick ``t`` of a run of ``T`` steps:
 
 * the inputs are :func:`spikefab.sim.encoding.rate_encode` spikes of tick ``t``;

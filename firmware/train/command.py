@@ -52,7 +52,8 @@ def train_command(data, config: TrainConfig, output, *, name: str | None = None,
     train_at, val_at = split_indices(len(dataset.labels))
     if progress:
         sizes = "-".join(map(str, (dataset.images.shape[1], *config.hidden_layers, 10)))
-        print(f"training {sizes}, T = {config.steps}, "
+        recurrent = ", recurrent hidden layers" if config.recurrent else ""
+        print(f"training {sizes}{recurrent}, T = {config.steps}, "
               f"{config.w_bits}-bit weights, {config.epochs} epochs ({config.epochs - config.qat}"
               f" float + {config.qat} quantization-aware), seed {config.seed}; training images "
               f"{train_at[0]}-{train_at[-1]}, validation {val_at[0]}-{val_at[-1]}",

@@ -22,6 +22,9 @@ class TrainConfig:
     hidden : int or tuple of int
         Hidden neurons: one hidden layer of that many, or one layer per entry (layers wider
         than a core are spread over cores by the mapper).
+    recurrent : bool
+        Every hidden layer also takes its own spikes of the tick before, all to all
+        (recurrent weights, trained with the rest).
     steps : int
         ``T``, ticks of input per image.
     w_bits : {8, 4}
@@ -57,6 +60,7 @@ class TrainConfig:
         The encoder seed of the validation runs.
     """
     hidden: int | tuple[int, ...] = 128
+    recurrent: bool = False
     steps: int = 25
     w_bits: int = 8
     v_bits: int = 16
@@ -93,6 +97,8 @@ class TrainConfig:
                              or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a positive integer or a tuple of them, not "
                              f"{self.hidden!r}")
+        if not isinstance(self.recurrent, bool):
+            raise ValueError(f"recurrent must be True or False, not {self.recurrent!r}")
         integer("v_bits", 8, 24)
         integer("leak", 0, self.v_bits - 1)
         integer("epochs", 1)

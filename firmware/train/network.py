@@ -27,6 +27,7 @@ class _Layer:
     integer: bool = False
     v_lo: float | None = None    # saturation bounds (integer mode)
     v_hi: float | None = None
+    recurrent: np.ndarray | None = None   # (outputs, outputs): spikes of tick t into tick t + 1
 
 
 @dataclass
@@ -41,7 +42,8 @@ class _Run:
 
 def _forward(layers: list[_Layer], x: np.ndarray) -> list[_Run]:
     """Run the chain on input spikes ``x`` (``(T, batch, inputs)``, 0/1) for ``T + L - 1``
-    ticks.
+    ticks. A recurrent layer adds its own spikes of the tick before, through its recurrent
+    weights, to each tick's input.
 
     In integer mode this is the chip's arithmetic exactly: every value is an integer held in
     float32 well inside its 24-bit mantissa (``|I| <= inputs * 2**(w_bits-1)``, ``|V| <
@@ -69,6 +71,8 @@ def _forward(layers: list[_Layer], x: np.ndarray) -> list[_Run]:
         subtract = layer.reset == ResetMode.SUBTRACT
         for t in range(ticks):
             u = potential[t]
+            if layer.recurrent is not None and t:
+                current[t] += spikes[t - 1].astype(np.float32) @ layer.recurrent
             if layer.leak == 0:
                 np.add(v, current[t], out=u)
             elif layer.integer:
@@ -100,7 +104,10 @@ def _backward(layers: list[_Layer], runs: list[_Run], grad_counts: np.ndarray,
     Per tick, backwards (``p`` = ``V'`` before the reset, ``s`` = spike, ``sigma`` the
     surrogate ``d s / d p``): ``g_p = g_V + (g_s - theta g_V) sigma`` (output layer: the reset
     is in the graph) or ``g_V + g_s sigma`` (hidden layers: detached reset), times 0 where
-    saturated; ``g_I = g_B = g_p``; ``g_V`` of the tick before ``= (1 - 2**-k) g_p``.
+    saturated; ``g_I = g_B = g_p``; ``g_V`` of the tick before ``= (1 - 2**-k) g_p``. A
+    recurrent layer's spikes of tick ``t`` also get ``g_I`` of tick ``t + 1`` through its
+    recurrent weights, and those weights the gradient ``s(t - 1)^T g_I(t)``; its gradients are
+    ``(weights, bias, recurrent)``.
     """
     grads = [None] * len(layers)
     grad_spikes = None   # d loss / d spikes of the current layer, (ticks, batch, outputs)
@@ -126,9 +133,13 @@ def _backward(layers: list[_Layer], runs: list[_Run], grad_counts: np.ndarray,
             keep = None
             g_v = np.zeros(run.final_v.shape, np.float32)
         mask = run.in_range
+        rec = layer.recurrent
         g_current = drive   # overwritten tick by tick, backwards
         for t in range(ticks - 1, -1, -1):
             g_p = g_current[t]
+            if rec is not None and t + 1 < ticks:
+                # This tick's spikes reach the next tick's input through the recurrent weights.
+                g_p += (g_current[t + 1] @ rec.T) * surrogate[t]
             if keep is not None:
                 g_p += g_v * keep[t]
             else:
@@ -141,6 +152,9 @@ def _backward(layers: list[_Layer], runs: list[_Run], grad_counts: np.ndarray,
         grad_w = run.inputs.reshape(-1, n_in).T @ flat
         grad_b = flat.sum(axis=0)
         grads[l] = (grad_w, grad_b)
+        if rec is not None:
+            before = run.spikes[:-1].reshape(-1, n_out).astype(np.float32)
+            grads[l] += (before.T @ g_current[1:].reshape(-1, n_out),)
         if l:
             # Layer l received layer l-1's spikes of tick t in tick t+1.
             back = (g_current[1:].reshape(-1, n_out) @ layer.weights.T)
@@ -190,8 +204,11 @@ def _model_layers(model: Model) -> list[_Layer]:
     for layer in model.layers:
         bias = (np.zeros(layer.outputs, np.float32) if layer.bias is None
                 else np.asarray(layer.bias, np.float32))
+        recurrent = (None if layer.recurrent is None
+                     else np.asarray(layer.recurrent, np.float32))
         layers.append(_Layer(np.asarray(layer.weights, np.float32), bias, float(layer.threshold),
-                             int(layer.leak), ResetMode(layer.reset), True, float(lo), float(hi)))
+                             int(layer.leak), ResetMode(layer.reset), True, float(lo), float(hi),
+                             recurrent))
     return layers
 
 
@@ -199,9 +216,10 @@ def _check_exact(model: Model) -> None:
     """Every sum of the float32 forward must be an exactly representable integer."""
     w_max = 1 << (model.w_bits - 1)
     for l, layer in enumerate(model.layers):
-        bound = layer.inputs * w_max + (1 << model.v_bits)
+        axons = layer.inputs + (layer.outputs if layer.recurrent is not None else 0)
+        bound = axons * w_max + (1 << model.v_bits)
         if bound >= 1 << 24:
-            raise ValueError(f"layer {l}: {layer.inputs} inputs of {model.w_bits}-bit weights "
+            raise ValueError(f"layer {l}: {axons} inputs of {model.w_bits}-bit weights "
                              f"at v_bits={model.v_bits} exceed float32's exact integers")
 
 

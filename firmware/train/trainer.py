@@ -80,14 +80,21 @@ class _Progress:
         print(("\r" if self.live else "") + line.ljust(78), file=sys.stderr, flush=True)
 
 
-def _init_params(sizes: list[int], rng: np.random.Generator,
-                 gain: float = 1.0) -> list[list[np.ndarray]]:
+def _init_params(sizes: list[int], rng: np.random.Generator, gain: float = 1.0,
+                 recurrent=()) -> list[list[np.ndarray]]:
+    """Per layer ``[weights, bias]``, and ``recurrent`` weights after them for the layers
+    numbered in ``recurrent``."""
     params = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         # gain 1: unit variance of the input sum for unit-rate inputs
         bound = gain * math.sqrt(3.0 / n_in)
         weights = rng.uniform(-bound, bound, size=(n_in, n_out))
         params.append([weights, np.zeros(n_out)])
+        if l in recurrent:
+            # Half a feed-forward layer's scale: the layer's own spikes, far sparser than
+            # the input, should not drive it at the start.
+            bound = 0.5 * gain * math.sqrt(3.0 / n_out)
+            params[-1].append(rng.uniform(-bound, bound, size=(n_out, n_out)))
     return params
 
 
@@ -96,8 +103,8 @@ def _scales(params, w_bits: int, v_bits: int) -> list[float]:
     w_max = (1 << (w_bits - 1)) - 1
     v_max = (1 << (v_bits - 1)) - 1
     thetas = []
-    for weights, _ in params:
-        largest = float(np.abs(weights).max())
+    for weights, _, *recurrent in params:
+        largest = max(float(np.abs(w).max()) for w in (weights, *recurrent))
         theta = round(w_max / largest) if largest > 0 else v_max
         thetas.append(int(min(max(theta, 1), v_max // 2)))
     return thetas
@@ -107,23 +114,27 @@ def _quantized(params, thetas, config: TrainConfig) -> list[_Layer]:
     w_lo, w_hi = -(1 << (config.w_bits - 1)), (1 << (config.w_bits - 1)) - 1
     v_lo, v_hi = -(1 << (config.v_bits - 1)), (1 << (config.v_bits - 1)) - 1
     layers = []
-    for (weights, bias), theta in zip(params, thetas):
-        w_int = np.clip(np.rint(weights * theta), w_lo, w_hi).astype(np.float32)
+    for (weights, bias, *recurrent), theta in zip(params, thetas):
+        w_int, *r_int = (np.clip(np.rint(w * theta), w_lo, w_hi).astype(np.float32)
+                         for w in (weights, *recurrent))
         b_int = np.clip(np.rint(bias * theta), v_lo, v_hi).astype(np.float32)
         layers.append(_Layer(w_int, b_int, float(theta), config.leak, ResetMode.SUBTRACT, True,
-                             float(v_lo), float(v_hi)))
+                             float(v_lo), float(v_hi), *r_int))
     return layers
 
 
 def _float_layers(params, config: TrainConfig) -> list[_Layer]:
-    return [_Layer(w.astype(np.float32), b.astype(np.float32), 1.0, config.leak)
-            for w, b in params]
+    return [_Layer(w.astype(np.float32), b.astype(np.float32), 1.0, config.leak,
+                   recurrent=recurrent[0].astype(np.float32) if recurrent else None)
+            for w, b, *recurrent in params]
 
 
 def _export(layers: list[_Layer], config: TrainConfig, name: str) -> Model:
     return Model([Layer(weights=layer.weights.astype(np.int64), threshold=int(layer.theta),
                         leak=layer.leak, reset=ResetMode.SUBTRACT,
-                        bias=layer.bias.astype(np.int64)) for layer in layers],
+                        bias=layer.bias.astype(np.int64),
+                        recurrent=None if layer.recurrent is None
+                        else layer.recurrent.astype(np.int64)) for layer in layers],
                  w_bits=config.w_bits, v_bits=config.v_bits, steps=config.steps, name=name)
 
 
@@ -185,7 +196,10 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
         raise ValueError(f"shift augmentation needs square images; {images.shape[1]} pixels "
                          f"are not (set shift=0)")
     sizes = [images.shape[1], *config.hidden_layers, classes]
-    probe = Model([Layer(np.zeros((a, b), np.int64), 1) for a, b in zip(sizes, sizes[1:])],
+    recurrent = range(len(sizes) - 2) if config.recurrent else ()   # the hidden layers
+    probe = Model([Layer(np.zeros((a, b), np.int64), 1,
+                         recurrent=np.zeros((b, b), np.int64) if l in recurrent else None)
+                   for l, (a, b) in enumerate(zip(sizes, sizes[1:]))],
                   w_bits=config.w_bits, v_bits=config.v_bits)
     _check_exact(probe)
     name = name if name is not None else (
@@ -193,9 +207,9 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
 
     start = time.perf_counter()
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, 0x7A1])))
-    params = _init_params(sizes, rng, config.init_gain)
-    flat_params = [p for pair in params for p in pair]
-    decay_mask = [True, False] * len(params)
+    params = _init_params(sizes, rng, config.init_gain, recurrent)
+    flat_params = [p for layer in params for p in layer]
+    decay_mask = [k != 1 for layer in params for k in range(len(layer))]   # not the biases
     val_spikes = (rate_encode(val_images, config.steps, config.eval_seed, val_indices)
                   if has_val else None)
     report = _Progress(progress, config.epochs)
@@ -256,15 +270,15 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
                 loss, g_counts, g_v = _loss(layers[-1], runs[-1], labels[pick], scale)
                 grads = _backward(layers, runs, g_counts, g_v, config.slope)
                 flat_grads = []
-                for (grad_w, grad_b), layer in zip(grads, layers):
+                for layer_grads, layer in zip(grads, layers):
                     # Straight through the rounding: d W_int / d W = theta_int (= 1 / s).
                     factor = layer.theta if qat else 1.0
-                    flat_grads += [grad_w.astype(np.float64) * factor,
-                                   grad_b.astype(np.float64) * factor]
+                    flat_grads += [g.astype(np.float64) * factor for g in layer_grads]
                 adam.step(flat_params, flat_grads, lr, decay_mask)
                 if qat and float_epochs:   # keep the masters inside the representable range
-                    for (weights, _), theta in zip(params, thetas):
-                        np.clip(weights, (w_lo - 0.5) / theta, (w_hi + 0.5) / theta, out=weights)
+                    for (weights, _, *recurrent), theta in zip(params, thetas):
+                        for w in (weights, *recurrent):
+                            np.clip(w, (w_lo - 0.5) / theta, (w_hi + 0.5) / theta, out=w)
                 total_loss += loss * len(pick)
                 report.batch(epoch, "qat" if qat else "float", k + 1, batches, loss)
             entry = {"epoch": epoch + 1, "phase": "qat" if qat else "float",
