@@ -110,14 +110,18 @@ class BoardTop(Elaboratable):
         else:
             lock = self.clocking(m, platform)
         m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
-        # Reset until the PLL has locked and then 16 us more.
+        # Reset until the PLL has locked and then 16 us more. The reset comes from a register
+        # of its own: it reaches every flip-flop of the chip, across the die, and a comparison
+        # in front of that route would be in the clock's critical path.
         hold = int(16e-6 * self.clock_mhz * 1e6)
         timer = Signal(range(hold + 1))
+        reset = Signal(init=1)
         with m.If(~lock):
             m.d.por += timer.eq(0)
         with m.Elif(timer != hold):
             m.d.por += timer.eq(timer + 1)
-        m.d.comb += ResetSignal("sync").eq(timer != hold)
+        m.d.por += reset.eq(timer != hold)
+        m.d.comb += ResetSignal("sync").eq(reset)
 
         m.submodules.system = system = self.system
         chip = system.chip

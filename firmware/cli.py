@@ -329,6 +329,8 @@ def _add_import_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
+    from .run import BUNDLED_MODELS
+    bundled = ", ".join(BUNDLED_MODELS)
     parser = argparse.ArgumentParser(
         prog="spikefab", description="Spiking neural network hardware generated in Python.")
     parser.add_argument("--version", action="version", version=f"spikefab {version('spikefab')}")
@@ -337,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stream bundled MNIST through the RTL simulation of the "
                           "chip and the golden model, and compare")
     demo.add_argument("--model", default="mnist-accurate", metavar="M",
-                      help="a bundled model (mnist-accurate, mnist-fast), a model .npz, a "
+                      help=f"a bundled model ({bundled}), a model .npz, a "
                       "compiled image, or 'random' (default: %(default)s)")
     demo.add_argument("--count", type=_positive, default=20, metavar="N",
                       help="how many bundled images (default: %(default)s)")
@@ -370,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = sub.add_parser("compile", help="compile a model (.npz) into a chip image")
     compile_.add_argument("model", metavar="MODEL", help="the model, in spikefab's .npz format, "
-                          "or a bundled model's name (mnist-accurate, mnist-fast)")
+                          f"or a bundled model's name ({bundled})")
     compile_.add_argument("-o", "--output", metavar="IMAGE", required=True,
                           help="where to write the chip image (.img)")
     # The test profiles compile too (tests compile small models for them), unoffered.
@@ -388,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="golden|sim|serial:PORT", help="the golden model, the RTL "
                      "simulation, or a board on a serial port (default: %(default)s)")
     run.add_argument("--model", default="mnist-accurate", metavar="M",
-                     help="a bundled model (mnist-accurate, mnist-fast), a model .npz, a "
+                     help=f"a bundled model ({bundled}), a model .npz, a "
                      "compiled image, or 'random' (default: %(default)s)")
     run.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
                      "(t10k-*-idx?-ubyte[.gz]) (default: the bundled 1000-image slice)")

@@ -260,7 +260,10 @@ class LinkChip(ChipBase):
             requests = [(Command.RESET, b"")]
             for t in range(steps):
                 axons = np.repeat(np.arange(image.inputs), spikes[t, b])
-                events = [(x, y, int(a)) for x, y in image.input_tiles for a in axons]
+                # Each input spike to every core of layer 0 in turn, not one core's whole
+                # list after another's: those cores work in parallel, and the host port,
+                # which injects in order, would otherwise wait on one core at a time.
+                events = [(x, y, int(a)) for a in axons for x, y in image.input_tiles]
                 per = EVENTS_PER_RUN
                 chunks = [events[k:k + per] for k in range(0, len(events), per)] or [[]]
                 for k, chunk in enumerate(chunks):

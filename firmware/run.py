@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["BUNDLED_MODELS", "model_path", "load_network", "run_mnist"]
 
 #: Models shipped with spikefab (firmware/models/), addressable by name in every command.
-BUNDLED_MODELS = ("mnist-accurate", "mnist-fast")
+BUNDLED_MODELS = ("mnist-accurate", "mnist-fast", "mnist-wide")
 
 #: Ticks per image where neither ``--steps`` nor the model says (``--model random``, a model or
 #: image without ``steps``).

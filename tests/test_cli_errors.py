@@ -293,7 +293,7 @@ def test_compile_names_its_own_argument(tmp_path, capsys):
     err = _error(capsys, ["compile", "/nonexistent.npz", "-o", str(tmp_path / "x.img")])
     assert err == ("spikefab compile: error: MODEL '/nonexistent.npz': no such file; give a "
                    "model .npz (spikefab train or spikefab import write one) or one of "
-                   "mnist-accurate, mnist-fast")
+                   "mnist-accurate, mnist-fast, mnist-wide")
 
 
 def test_an_image_where_a_model_is_expected(tmp_path, capsys):
