@@ -50,8 +50,7 @@ class TileConfig:
     """The core of one tile: its shape, lanes, synapse memory style, route-table capacity,
     whether synapse words are registered (:class:`LIFCore`'s ``register_reads``), and whether
     its small memories are LUT RAM (``lut_ram``: the core's membrane, bias and accumulator
-    memories, the route tables and a banked synapse memory's short last bank; the synapse
-    memory's full banks and the queues stay block RAM)."""
+    memories, the route tables and the egress queue; the synapses stay block RAM)."""
     shape: CoreShape
     lanes: int = 8
     memory: MemoryStyle = MemoryStyle.BLOCK

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from .abi import TICK_BITS, AERPacket, Clocking
 from .chip_bus import TileBusSignature
 from .core import LIFCore
+from .synapse import LUT_RAM
 from .tile import CoreSequencer, Egress, Ingress, IngressWriter, RouteExpander
 
 __all__ = ["ChipTile"]
@@ -40,7 +41,8 @@ class ChipTile(wiring.Component):
     destinations : int
         Entries of the route expander's destination table.
     lut_ram : bool
-        The route tables in LUT RAM (:class:`RouteExpander`'s ``lut_ram``).
+        The route tables (:class:`RouteExpander`'s ``lut_ram``) and the egress queue in LUT
+        RAM.
     domain : str
         The core's clock domain (``sync`` on one clock).
     clocking : Clocking
@@ -86,6 +88,7 @@ class ChipTile(wiring.Component):
         self.clocking = Clocking.cast(clocking, "clocking")
         self.registered_reads = bool(registered_reads)
         self.test_hooks = test_hooks
+        self.lut_ram = bool(lut_ram)
         self.expander = RouteExpander(x=x, y=y, neurons=core.shape.neurons,
                                       destinations=destinations, lut_ram=lut_ram)
         self.bus_signature = TileBusSignature(core.memory_map, self.expander)
@@ -102,11 +105,15 @@ class ChipTile(wiring.Component):
             "bus": In(self.bus_signature),
         })
 
-    def _queue(self, *, width: int, depth: int, w_domain: str, r_domain: str):
-        """A queue between two domains: an ``AsyncFIFO``, or a synchronous one when single."""
+    def _queue(self, *, width: int, depth: int, w_domain: str, r_domain: str,
+               lut_ram: bool = False):
+        """A queue between two domains: an ``AsyncFIFO``, or a synchronous one when single;
+        with ``lut_ram``, its storage in LUT RAM."""
         if self.clocking == Clocking.SINGLE:
-            return SyncFIFOBuffered(width=width, depth=depth)
-        return AsyncFIFO(width=width, depth=depth, w_domain=w_domain, r_domain=r_domain)
+            queue = _in_lut_ram(SyncFIFOBuffered) if lut_ram else SyncFIFOBuffered
+            return queue(width=width, depth=depth)
+        queue = _in_lut_ram(AsyncFIFO) if lut_ram else AsyncFIFO
+        return queue(width=width, depth=depth, w_domain=w_domain, r_domain=r_domain)
 
     def elaborate(self, platform):
         m = Module()
@@ -131,7 +138,7 @@ class ChipTile(wiring.Component):
         # whatever the mesh is doing, so that the core returns to taking events. Without it
         # core -> egress -> mesh -> ingress -> core is a cycle that can deadlock.
         egress = self._queue(width=Egress.size, depth=self.egress_depth(core.shape.neurons),
-                             w_domain=domain, r_domain="sync")
+                             w_domain=domain, r_domain="sync", lut_ram=self.lut_ram)
         m.submodules[f"ingress_{x}_{y}"] = ingress
         m.submodules[f"egress_{x}_{y}"] = egress
         wiring.connect(m, ingress.r_stream, seq.ingress)
@@ -177,3 +184,15 @@ class ChipTile(wiring.Component):
             wiring.connect(m, wiring.flipped(self.bus.core), core.bus)
         m.d.comb += self.bus.drained.eq(ingress.w_level == 0)
         return m
+
+
+
+def _in_lut_ram(queue_class):
+    """``queue_class`` (an ``amaranth.lib.fifo`` queue) with its storage in LUT RAM
+    (:data:`LUT_RAM`), set on the memory the library's queues name ``storage``."""
+    class InLUTRAM(queue_class):
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            m.submodules.storage.attrs.update(LUT_RAM)
+            return m
+    return InLUTRAM

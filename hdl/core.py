@@ -93,8 +93,7 @@ class LIFCore(wiring.Component):
         near 100 MHz there. Events still cost ``R`` cycles each; an update and a bus read take
         one more cycle.
     lut_ram : bool
-        V, B and I in LUT RAM, and the synapse memory's short last bank (``SynapseMemory``'s
-        ``lut_tail``): block RAM kept for the synapses' full banks.
+        V, B and I in LUT RAM: block RAM kept for the synapses.
     dsp_counters : bool
         On an iCE40 platform, the counters of :data:`DSP_COUNTERS` are DSP blocks
         (:class:`~spikefab.hdl.counter.Counter`); the same counters otherwise.
@@ -160,7 +159,7 @@ class LIFCore(wiring.Component):
         # Memories. V and B are N words; I is R words of P lanes so an event touches a row/cycle.
         m.submodules.synapses = syn = SynapseMemory(
             depth=mm.synapse_words, lanes=lanes, w_bits=shape.w_bits, style=self.memory_style,
-            registered=self.register_reads, lut_tail=self.lut_ram)
+            registered=self.register_reads)
         # No memory here is read at an address in the cycle it is written there (see the I
         # port below), so yosys is told not to build logic for that case (``no_rw_check``:
         # block RAM's own answer to it is undefined, and emulating "read the old value" costs a

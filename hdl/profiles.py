@@ -231,7 +231,7 @@ class BoardChip:
 
     def tile_blocks(self, config: TileConfig) -> int:
         """Block RAMs of one tile: its core's memories, route tables and spike queue (with
-        ``lut_ram``, the synapses' full banks and the queue)."""
+        ``lut_ram``, the synapses alone)."""
         shape = config.shape
         mm = CoreMemoryMap(shape, config.lanes)
         small = 0 if config.lut_ram else 1
@@ -241,16 +241,14 @@ class BoardChip:
             banked = config.register_reads and mm.synapse_words > bank
             depth = bank if banked else mm.synapse_words
             for start in range(0, mm.synapse_words, depth):
-                words = min(depth, mm.synapse_words - start)
-                tail = banked and words <= SynapseMemory.LUT_TAIL_DEPTH
-                blocks += (small if tail else 1) * self._memory(
-                    words, config.lanes * shape.w_bits)
+                blocks += self._memory(min(depth, mm.synapse_words - start),
+                                       config.lanes * shape.w_bits)
         blocks += small * 2 * self._memory(shape.neurons, shape.v_bits)      # membrane, bias
         blocks += small * self._memory(mm.rows, config.lanes * shape.accumulator_bits)
         index, dests = RouteExpander.table_depths(shape.neurons, config.destinations)
         blocks += small * self._memory(index, RouteEntry.size)
         blocks += small * self._memory(dests, RouteDest.size)
-        blocks += self._memory(ChipTile.egress_depth(shape.neurons), Egress.size)
+        blocks += small * self._memory(ChipTile.egress_depth(shape.neurons), Egress.size)
         return blocks
 
     def blocks(self, profile: ChipProfile) -> int:

@@ -46,10 +46,6 @@ class SynapseMemory(wiring.Component):
         A :class:`~spikefab.hdl.abi.MemoryStyle` (or its name).
     registered : bool
         Register the read data (see above).
-    lut_tail : bool
-        A banked memory's last bank, if at most :attr:`LUT_TAIL_DEPTH` words, in LUT RAM
-        (:data:`LUT_RAM`): it would otherwise take as many block RAMs as a full bank's width
-        needs, mostly empty.
 
     Members
     -------
@@ -60,18 +56,13 @@ class SynapseMemory(wiring.Component):
     #: Words per bank of a registered block memory: an ECP5 DP16KD holds 4096 x 4 bits, so a
     #: bank maps to blocks side by side, without a multiplexer between them.
     BANK_DEPTH = 4096
-    #: The longest last bank ``lut_tail`` puts in LUT RAM: 16 ECP5 ``TRELLIS_DPR16X4`` per 4 bits
-    #: of word, where block RAM would be half empty or worse.
-    LUT_TAIL_DEPTH = 256
 
     def __init__(self, *, depth: int, lanes: int, w_bits: int,
-                 style: MemoryStyle = MemoryStyle.BLOCK, registered: bool = False,
-                 lut_tail: bool = False):
+                 style: MemoryStyle = MemoryStyle.BLOCK, registered: bool = False):
         style = MemoryStyle.cast(style, "memory style")
         self.depth = depth
         self.style = style
         self.registered = bool(registered)
-        self.lut_tail = bool(lut_tail)
         self.word = data.ArrayLayout(signed(w_bits), lanes)
         super().__init__({
             "addr": In(ceil_log2(depth)),
@@ -93,10 +84,8 @@ class SynapseMemory(wiring.Component):
         low_bits = ceil_log2(bank_depth)
         banks = []
         for k in range(-(-self.depth // bank_depth)):
-            depth = min(bank_depth, self.depth - k * bank_depth)
-            tail = banked and self.lut_tail and depth <= self.LUT_TAIL_DEPTH
-            memory = Memory(shape=self.word, depth=depth, init=[],
-                            attrs={**attrs, **LUT_RAM} if tail else attrs)
+            memory = Memory(shape=self.word, depth=min(bank_depth, self.depth - k * bank_depth),
+                            init=[], attrs=attrs)
             # An SPRAM memory is named so: the iCE40 flows find it by name to drop its initial
             # value (boards/synthesis.py, DROP_SPRAM_INIT).
             name = ("spram" if self.style == MemoryStyle.SPRAM

@@ -221,29 +221,35 @@ def test_a_board_chip_has_the_boards_cores(base_seed):
 
 def test_short_of_block_ram_the_small_memories_go_to_lut_ram(base_seed):
     """784-1000-10 at 4 bits: four cores of 250 neurons need 226 block RAMs with every memory
-    in block RAM; with the small memories and the synapses' 256-word last banks in LUT RAM,
-    202 of the ECP5-85F's 208 (the gateware marks exactly those memories)."""
+    in block RAM; with the small memories (V, B, I, route tables, egress queue) in LUT RAM,
+    206 of the ECP5-85F's 208 (the gateware marks exactly those memories)."""
     from spikefab.hdl.profiles import BOARD_CHIPS
+    from spikefab.hdl.chip_tile import ChipTile
+    from spikefab.hdl.core import LIFCore
     from spikefab.hdl.synapse import LUT_RAM
-    from spikefab.hdl.tile import RouteExpander
     style = BOARD_CHIPS["ulx3s-85f"]
     chip = compile_for(random_model([784, 1000, 10], seed=base_seed, w_bits=4),
                        board="ulx3s-85f").chip_profile()
-    assert all(c.lut_ram for c in chip.tiles.values()) and style.blocks(chip) == 202
+    assert all(c.lut_ram for c in chip.tiles.values()) and style.blocks(chip) == 206
     assert style.blocks(replace(chip, tiles={t: replace(c, lut_ram=False)
                                              for t, c in chip.tiles.items()})) == 226
     assert ChipProfile.from_dict(chip.to_dict()) == chip
-    # The memories of one core and one route expander as yosys will see them.
-    tile = chip.chip().cores[0, 0]
-    text = rtlil.convert(tile) + rtlil.convert(RouteExpander(
-        x=0, y=0, neurons=250, destinations=chip.tiles[0, 0].destinations, lut_ram=True))
+    # The memories of one tile as yosys will see them.
+    config = chip.tiles[0, 0]
+    core = LIFCore(config.shape, lanes=config.lanes, memory=config.memory, register_reads=True,
+                   lut_ram=True)
+    tile = ChipTile(x=0, y=0, core=core, destinations=config.destinations,
+                    domain="sync", clocking="single", registered_reads=True, lut_ram=True)
+    text = rtlil.convert(tile)
     memories = re.findall(r'((?:  attribute .*\n)*)  memory width (\d+) size (\d+) \\(\S+)', text)
     lut = {(name, int(size)) for attrs, _, size, name in memories
            if f'ram_style "{LUT_RAM["ram_style"]}"' in attrs}
-    assert lut == {("membrane", 250), ("bias", 250), ("accumulator", 16), ("memory3", 256),
-                   ("index", 250), ("dests", chip.tiles[0, 0].destinations)}, lut
-    assert {("memory0", 4096), ("memory1", 4096), ("memory2", 4096)} <= \
-        {(name, int(size)) for _, _, size, name in memories}
+    assert lut == {("membrane", 250), ("bias", 250), ("accumulator", 16), ("index", 250),
+                   ("dests", config.destinations),
+                   ("storage", ChipTile.egress_depth(250) - 1)}, lut
+    banks = {(name, int(size)) for attrs, _, size, name in memories if name.startswith("memory")}
+    assert banks == {("memory0", 4096), ("memory1", 4096), ("memory2", 4096),
+                     ("memory3", 256)}, banks
 
 
 def test_a_network_too_big_for_a_board_says_what_would_fit(base_seed):
@@ -251,7 +257,7 @@ def test_a_network_too_big_for_a_board_says_what_would_fit(base_seed):
     with pytest.raises(CompileError) as info:
         compile_for(wide, board="ulx3s-85f")
     text = str(info.value)
-    assert "about 374 block RAMs; the ulx3s-85f has 208 (166 too many)" in text, text
+    assert "about 386 block RAMs; the ulx3s-85f has 208 (178 too many)" in text, text
     assert ("what would fit: 4-bit weights (--weight-bits 4); at most 528 hidden neurons "
             "(784-528-10)") in text, text
     with pytest.raises(CompileError) as info:

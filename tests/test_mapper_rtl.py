@@ -43,3 +43,14 @@ def test_generated_chip_rtl_equals_golden(base_seed):
     assert status.naks == 0 and status.mesh_drops == 0 and status.output_drops == 0
     record_checked("mapper-sim", driver_images=spikes.shape[1],
                    driver_output_events=int(want.counts.sum()))
+
+
+def test_mnist_wide_on_the_ulx3s_chip_rtl_equals_golden(capsys):
+    """The shipped 784-1000-10 model on the chip generated for the ULX3S (layer 1 over four
+    cores of 250, a 3 x 2 mesh): through the RTL's host link, every output spike, final
+    membrane and synaptic op equal to the golden chip's."""
+    from spikefab.firmware.cli import main
+    assert main(["demo", "--model", "mnist-wide", "--board", "ulx3s-85f", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "ulx3s-85f-784-1000-10-w4 chip (784-1000-10" in out, out
+    assert "RTL (Verilator) == golden model: all" in out, out
