@@ -10,10 +10,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .abi import TICK_BITS, AERPacket, Clocking
+from .abi import LUT_RAM, TICK_BITS, AERPacket, Clocking
 from .chip_bus import TileBusSignature
 from .core import LIFCore
-from .synapse import LUT_RAM
 from .tile import CoreSequencer, Egress, Ingress, IngressWriter, RouteExpander
 
 __all__ = ["ChipTile"]
@@ -184,7 +183,6 @@ class ChipTile(wiring.Component):
             wiring.connect(m, wiring.flipped(self.bus.core), core.bus)
         m.d.comb += self.bus.drained.eq(ingress.w_level == 0)
         return m
-
 
 
 def _in_lut_ram(queue_class):

@@ -5,14 +5,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .abi import CoreMemoryMap, CoreShape, MemoryStyle, Region, Register
+from .abi import LUT_RAM, CoreMemoryMap, CoreShape, MemoryStyle, Region, Register
 from .core_bus import BusEngine
 from .core_events import AxonEvent, EventEngine
 from .core_registers import CoreRegisters
 from .core_update import NeuronSpike, UpdateEngine
 from .lif import LIFDatapath
 from .memory_map import MemoryBusSignature
-from .synapse import LUT_RAM, SynapseMemory
+from .synapse import SynapseMemory
 
 __all__ = ["AxonEvent", "NeuronSpike", "Handshake", "LIFCore"]
 

@@ -209,8 +209,7 @@ class RunEventChecker(wiring.Component):
         # is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come first).
         # Axon counts indexed by the event's (x, y) bits themselves, 0 outside the mesh: no
         # ``y * cols + x`` (a multiplier when the mesh is not a power of two wide).
-        x_bits = len(EventWord(Const(0, EventWord.size)).x)
-        y_bits = len(EventWord(Const(0, EventWord.size)).y)
+        x_bits, y_bits = EventWord["x"].shape.width, EventWord["y"].shape.width
         axons = Array(
             Const(info.tiles[y * info.cols + x].axons
                   if x < info.cols and y < info.rows else 0, AXON_BITS + 1)

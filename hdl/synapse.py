@@ -8,12 +8,7 @@ from amaranth.utils import ceil_log2
 
 from .abi import MemoryStyle
 
-__all__ = ["SynapseMemory", "LUT_RAM"]
-
-#: A memory's attributes that build it in LUT RAM (yosys's ``ram_style = "distributed"``: ECP5
-#: ``TRELLIS_DPR16X4``, 16 x 4 bits each) instead of block RAM: for a chip whose board has more
-#: logic than block RAM to spare (:class:`~spikefab.hdl.chip.TileConfig`'s ``lut_ram``).
-LUT_RAM = {"ram_style": "distributed"}
+__all__ = ["SynapseMemory"]
 
 
 class SynapseMemory(wiring.Component):

@@ -18,10 +18,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .abi import (AERPacket, AXON_BITS, NEURON_BITS, ROUTE_INDEX_BITS, TICK_BITS,
+from .abi import (AERPacket, AXON_BITS, LUT_RAM, NEURON_BITS, ROUTE_INDEX_BITS, TICK_BITS,
                   PacketKind, RouteDest, RouteEntry)
 from .core import AxonEvent, Handshake, NeuronSpike
-from .synapse import LUT_RAM
 
 __all__ = ["IngressKind", "EgressKind", "Ingress", "Egress",
            "IngressWriter", "CoreSequencer", "RouteExpander"]
@@ -147,7 +146,7 @@ class RouteExpander(wiring.Component):
     Without read requests the expander behaves exactly as without the read interface; with
     them, spikes and packets are only delayed, never changed.
 
-    With ``lut_ram``, both tables are LUT RAM (:data:`~spikefab.hdl.synapse.LUT_RAM`).
+    With ``lut_ram``, both tables are LUT RAM (:data:`~spikefab.hdl.abi.LUT_RAM`).
 
     Members
     -------

@@ -226,7 +226,7 @@ def test_short_of_block_ram_the_small_memories_go_to_lut_ram(base_seed):
     from spikefab.hdl.profiles import BOARD_CHIPS
     from spikefab.hdl.chip_tile import ChipTile
     from spikefab.hdl.core import LIFCore
-    from spikefab.hdl.synapse import LUT_RAM
+    from spikefab.hdl.abi import LUT_RAM
     style = BOARD_CHIPS["ulx3s-85f"]
     chip = compile_for(random_model([784, 1000, 10], seed=base_seed, w_bits=4),
                        board="ulx3s-85f").chip_profile()

@@ -17,7 +17,7 @@ __all__ = [
     "TICK_BITS", "COUNTER_BITS", "ROUTE_INDEX_BITS", "ROUTE_COUNT_LIMIT", "CoreShape",
     "check_int", "to_signed", "signed_bits",
     # enums, registers, the address map
-    "ResetMode", "MemoryStyle", "Clocking", "Region", "CORE_REGIONS", "Register",
+    "ResetMode", "MemoryStyle", "LUT_RAM", "Clocking", "Region", "CORE_REGIONS", "Register",
     "RegisterSpec", "REGISTERS", "COUNTERS", "PacketKind", "CoreMemoryMap",
     # layouts and their packing
     "AERPacket", "RouteEntry", "RouteDest", "pack", "unpack", "pack_event", "pack_output",
@@ -167,6 +167,13 @@ class MemoryStyle(_Choice):
     """Where a core's synapse memory lives (a generator parameter, never on a wire)."""
     BLOCK = "block"  #: block RAM (iCE40 EBR, ECP5 DP16KD), any shape
     SPRAM = "spram"  #: the iCE40 UP5K's four 16K x 16 single-port RAMs (1 Mbit)
+
+
+#: A memory's attributes that build it in LUT RAM (yosys's ``ram_style = "distributed"``: ECP5
+#: ``TRELLIS_DPR16X4``, 16 x 4 bits each) instead of block RAM, for the small memories of a
+#: tile whose board has more logic than block RAM to spare (``TileConfig.lut_ram``; a generator
+#: parameter, never on a wire).
+LUT_RAM = {"ram_style": "distributed"}
 
 
 class Clocking(_Choice):
