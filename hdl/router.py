@@ -178,25 +178,16 @@ class RouterNode(wiring.Component):
         heads = []
         for k, port in enumerate(self.ports):
             rx = self.port(port).rx
-            head = Signal(self.layout, name=f"head_{port.name.lower()}")
             if self.fifo_depth:
-                # The routing decision is made as a packet enters the queue and queued with it
-                # (n + 1 bits), so that the head's grant, pop and the queue's read enable do
-                # not wait for it: the decision compares the packet with the mesh and its
-                # tile's axon count, and that path would end in every output's arbiter.
-                fifo = SyncFIFOBuffered(width=self.layout.size + n + 1, depth=self.fifo_depth)
+                fifo = SyncFIFOBuffered(width=self.layout.size, depth=self.fifo_depth)
                 m.submodules[f"fifo_{port.name.lower()}"] = fifo
-                want_in, drop_in = self._route(m, rx.payload, port)
-                m.d.comb += [fifo.w_data.eq(Cat(rx.payload, want_in, drop_in)),
-                             fifo.w_en.eq(rx.valid), rx.ready.eq(fifo.w_rdy)]
+                wiring.connect(m, wiring.flipped(rx), fifo.w_stream)
                 r_data, r_rdy, r_en = fifo.r_data, fifo.r_rdy, fifo.r_en
-                m.d.comb += head.eq(r_data[:self.layout.size])
-                want = r_data[self.layout.size:self.layout.size + n]
-                drop = r_data[self.layout.size + n]
             else:   # the sender's payload is the head: taken (ready) when it is routed
                 r_data, r_rdy, r_en = rx.payload, rx.valid, rx.ready
-                m.d.comb += head.eq(r_data)
-                want, drop = self._route(m, head, port)
+            head = Signal(self.layout, name=f"head_{port.name.lower()}")
+            m.d.comb += head.eq(r_data)
+            want, drop = self._route(m, head, port)
             want_s = Signal(n, name=f"want_{port.name.lower()}")
             drop_s = Signal(name=f"drop_{port.name.lower()}")
             if self.fifo_depth:
