@@ -32,9 +32,9 @@ from ..hdl.abi import (ADDRESS_BYTES, COUNTER_BITS, MAX_OUTPUTS, MAX_PAYLOAD, TI
                        ChipInfo, Command, LinkStatus, ProtocolError, Region, Register, Status,
                        to_signed)
 from ..sim.golden import decode
-from .protocol import (EVENTS_PER_RUN, SlipDecoder, frame, outputs_payload, parse_body,
-                       parse_run_answer, read_payload, run_payload, unpack_outputs,
-                       write_payload)
+from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, frame, input_payload,
+                       outputs_payload, parse_body, parse_run_answer, read_payload, run_payload,
+                       unpack_outputs, write_payload)
 
 __all__ = ["LinkError", "Transport", "SerialTransport", "Link", "image_frames", "RunResult",
            "check_spikes", "ChipBase", "LinkChip"]
@@ -251,6 +251,11 @@ class LinkChip(ChipBase):
         steps, count, _ = spikes.shape
         # A class's place: its tile's output records name (x, y, neuron).
         class_of = {(*o.tile, j): o.first + j for o in image.outputs for j in range(o.count)}
+        # Input spikes go to every core of layer 0 at one axon each on the wire: RUN's events
+        # when layer 0 is one core, else INPUT naming its cores (whose tile set costs 8 bytes
+        # a frame more than RUN).
+        input_tiles = sum(1 << info.tile_index(x, y) for x, y in image.input_tiles)
+        one_tile = image.input_tiles[0] if len(image.input_tiles) == 1 else None
         start, sops0 = time.perf_counter(), self._sops()
         cycles0 = link.status().cycles
         counts = np.zeros((count, image.classes), np.int64)
@@ -259,16 +264,15 @@ class LinkChip(ChipBase):
         for b in range(count):
             requests = [(Command.RESET, b"")]
             for t in range(steps):
-                axons = np.repeat(np.arange(image.inputs), spikes[t, b])
-                # Each input spike to every core of layer 0 in turn, not one core's whole
-                # list after another's: those cores work in parallel, and the host port,
-                # which injects in order, would otherwise wait on one core at a time.
-                events = [(x, y, int(a)) for a in axons for x, y in image.input_tiles]
-                per = EVENTS_PER_RUN
-                chunks = [events[k:k + per] for k in range(0, len(events), per)] or [[]]
+                axons = np.repeat(np.arange(image.inputs), spikes[t, b]).tolist()
+                per = EVENTS_PER_RUN if one_tile else AXONS_PER_INPUT
+                chunks = [axons[k:k + per] for k in range(0, len(axons), per)] or [[]]
                 for k, chunk in enumerate(chunks):
                     ticks = 1 if k == len(chunks) - 1 else 0
-                    requests.append((Command.RUN, run_payload(ticks, chunk)))
+                    requests.append(
+                        (Command.RUN, run_payload(ticks, [(*one_tile, a) for a in chunk]))
+                        if one_tile else
+                        (Command.INPUT, input_payload(input_tiles, ticks, chunk)))
             if image.drain_ticks:
                 requests.append((Command.RUN, run_payload(image.drain_ticks)))
             answers = link.batch(requests)

@@ -28,7 +28,7 @@ holds at most :data:`MAX_RECORD_WORDS` words for the image's word size, so it is
 WRITE frame. The same image always gives the same bytes.
 
 Running an image: write every record, then for each input sample inject input ``i`` of the
-network as an event for axon ``i`` of every tile of ``input_tiles``, run ``steps`` ticks, then
+network as an event for axon ``i`` of every tile of ``input_tiles`` (one INPUT axon), run ``steps`` ticks, then
 ``drain_ticks`` more without input; class ``first + j`` is neuron ``j`` of the tile of the
 ``outputs`` entry ``[x, y, first, count]`` that holds it.
 """

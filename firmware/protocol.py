@@ -32,6 +32,7 @@ WRITE             tile, region, offset (u32), word x n  (n >= 1)     (none)
 READ              tile, region, offset (u32), count (u16)            word x count
 FILL              tile, region, offset (u32), count (u32), word      (none)
 RUN               ticks (u16), event (u16) x n  (n >= 0)             ticks (u32), pending (u16)
+INPUT             tiles (u64), ticks (u16), axon (u16) x n           ticks (u32), pending (u16)
 OUTPUTS           max (u16)                                          output (4 bytes) x k
 STATUS            (none)                                             :class:`LinkStatus` bytes
 RESET             (none)                                             (none)
@@ -44,6 +45,12 @@ RESET             (none)                                             (none)
   chip's tick count and the number of output events waiting. An event is an
   :data:`~spikefab.hdl.abi.EventWord`; one for a missing tile or axon gets ``ADDRESS`` (and
   none of the frame's events is injected).
+* INPUT is the RUN of the events its axons stand for: axon ``a`` of every tile whose bit
+  ``y * cols + x`` is set in ``tiles``, tile by tile in bit order, for each axon in turn
+  (:meth:`~spikefab.hdl.abi.ChipInfo.input_events`). It carries a network's input to every
+  core of its first layer at one axon per spike on the wire. No tile is ``ARGUMENT``; a bit
+  past the last tile, or an axon that a tile of the set lacks, is ``ADDRESS`` (nothing
+  injected).
 * OUTPUTS takes up to ``max`` output events off the chip's output queue (oldest first), each
   an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`.
 * RESET zeroes every membrane and accumulator and empties the output queue; weights,
@@ -60,13 +67,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, EVENT,
-                       FILL_COUNT, MAX_FRAME, MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX, OVERHEAD,
-                       READ_COUNT, RUN_ANSWER, RUN_TICKS, TICK_BITS, Command, OutputRecord,
+                       FILL_COUNT, INPUT_HEAD, MAX_FRAME, MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX,
+                       OVERHEAD, READ_COUNT, RUN_ANSWER, RUN_TICKS, TICK_BITS, Command, OutputRecord,
                        ProtocolError, Status, pack, pack_event_word, unpack, unpack_event_word)
 
 __all__ = ["crc16", "slip_encode", "SlipDecoder", "frame", "parse_body", "MemoryRequest",
            "write_payload", "read_payload", "fill_payload", "parse_memory_request",
-           "run_payload", "parse_run", "EVENTS_PER_RUN", "run_answer", "parse_run_answer",
+           "run_payload", "parse_run", "EVENTS_PER_RUN", "input_payload", "parse_input",
+           "AXONS_PER_INPUT", "run_answer", "parse_run_answer",
            "outputs_payload", "parse_outputs_request", "pack_outputs", "unpack_outputs"]
 
 
@@ -243,6 +251,25 @@ def parse_run(payload: bytes) -> tuple[int, list[tuple[int, int, int]]]:
     (ticks,) = RUN_TICKS.unpack_from(payload)
     events = [unpack_event_word(w) for (w,) in EVENT.iter_unpack(payload[RUN_TICKS.size:])]
     return ticks, events
+
+
+#: Most axons one INPUT request carries.
+AXONS_PER_INPUT = (MAX_PAYLOAD - INPUT_HEAD.size) // EVENT.size
+
+
+def input_payload(tiles: int, ticks: int, axons=()) -> bytes:
+    """An INPUT: each of ``axons`` to every tile of the bit set ``tiles``, then ``ticks``
+    ticks."""
+    return INPUT_HEAD.pack(tiles, ticks) + b"".join(EVENT.pack(a) for a in axons)
+
+
+def parse_input(payload: bytes) -> tuple[int, int, list[int]]:
+    """``(tiles, ticks, [axon, ...])`` of an INPUT payload; ``ProtocolError`` (LENGTH) if it
+    is not the tiles, a tick count and whole axons."""
+    if len(payload) < INPUT_HEAD.size or (len(payload) - INPUT_HEAD.size) % EVENT.size:
+        raise ProtocolError(Status.LENGTH, f"INPUT payload of {len(payload)} bytes")
+    tiles, ticks = INPUT_HEAD.unpack_from(payload)
+    return tiles, ticks, [a for (a,) in EVENT.iter_unpack(payload[INPUT_HEAD.size:])]
 
 
 def run_answer(ticks: int, pending: int) -> bytes:

@@ -27,7 +27,7 @@ every tile's core and route tables).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -231,9 +231,18 @@ class Chip(wiring.Component):
             tiles=len(self.order), routers=len(routers), places=places,
             dsp_counters=self.dsp_counters)
         wiring.connect(m, wiring.flipped(self.tick), ticker.tick)
+        # Each router's drops are registered beside it before the sum crosses the die to the
+        # controller (a router's drop is decided at its queue head, late in the cycle). A drop
+        # takes a packet out of the count, so counting it late only keeps the mesh busy a
+        # cycle longer: the barrier never opens early.
+        drops_q = []
+        for (x, y), r in routers.items():
+            q = Signal.like(r.dropped, name=f"drops_{x}_{y}")
+            m.d.sync += q.eq(r.dropped)
+            drops_q.append(q)
         m.d.comb += [ticker.injected.eq(self.host_in.valid & self.host_in.ready),
                      ticker.to_host.eq(host_router.host.tx.valid & host_router.host.tx.ready),
-                     ticker.dropped.eq(sum(r.dropped for r in routers.values())),
+                     ticker.dropped.eq(sum(drops_q)),
                      self.quiet.eq(ticker.quiet), self.ticks.eq(ticker.ticks),
                      self.mesh_drops.eq(ticker.mesh_drops)]
 

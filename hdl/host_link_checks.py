@@ -2,16 +2,17 @@
 
 * :class:`RequestChecker` judges the request's header: command, length, arguments and the
   address range of a memory command.
-* :class:`RunEventChecker` checks every event of a RUN frame as the receiver stores its bytes.
+* :class:`RunEventChecker` checks every event of a RUN frame, or every axon of an INPUT frame,
+  as the receiver stores its bytes.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .abi import (ADDRESS_BYTES, AXON_BITS, MAX_OUTPUTS, ChipInfo, Command, EventWord, Region,
-                  Status)
+from .abi import (ADDRESS_BYTES, AXON_BITS, INPUT_HEAD, MAX_OUTPUTS, ChipInfo, Command,
+                  EventWord, Region, Status)
 from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS
 
 __all__ = ["HEADER_PAYLOAD_BYTES", "RequestCheck", "RequestChecker", "RunEventChecker"]
@@ -43,7 +44,8 @@ def _check_info(info):
 
 class RequestChecker(wiring.Component):
     """A request's header in; its verdict out: OK, COMMAND, LENGTH, ARGUMENT or ADDRESS, the
-    first that applies (a RUN's events are checked apart, by :class:`RunEventChecker`).
+    first that applies (a RUN's events and an INPUT's axons are checked apart, by
+    :class:`RunEventChecker`; INPUT's tiles here).
 
     Two cycles of checks, each a register's worth of logic (the header's fields are 32 bits
     wide): in the ``measure`` cycle the checker registers what it measures of the fields (the
@@ -110,6 +112,10 @@ class RequestChecker(wiring.Component):
                              argument_ok.eq(p(6, 4) >= 1), range_count.eq(p(6, 4))]
             with m.Case(Command.RUN):
                 m.d.comb += [is_command.eq(1), length_ok.eq((plen >= 2) & ~plen[0])]
+            with m.Case(Command.INPUT):
+                m.d.comb += [is_command.eq(1),
+                             length_ok.eq((plen >= INPUT_HEAD.size) & ~plen[0]),
+                             argument_ok.eq(p(0, 8) != 0)]
             with m.Case(Command.OUTPUTS):
                 m.d.comb += [is_command.eq(1), length_ok.eq(plen == 2),
                              argument_ok.eq(p(0, 2) <= MAX_OUTPUTS)]
@@ -135,8 +141,10 @@ class RequestChecker(wiring.Component):
         form_q, size_q = Signal(4), Signal(region_bits)
         end_q = Signal(region_bits + 1)     # one past the last word addressed
         fits_q, memory_q = Signal(), Signal()
+        beyond_q = Signal()         # INPUT names a tile past the last
         with m.If(request.measure):
             m.d.sync += [form_q.eq(form), size_q.eq(size), memory_q.eq(memory_command),
+                         beyond_q.eq((cmd == Command.INPUT) & (p(0, 8) >> n_tiles != 0)),
                          end_q.eq(offset_f[:region_bits] + range_count[:region_bits]),
                          fits_q.eq((offset_f >> region_bits == 0)
                                    & (range_count >> region_bits == 0))]
@@ -148,7 +156,7 @@ class RequestChecker(wiring.Component):
         verdict = Signal(4)
         with m.If(form_q != Status.OK):
             m.d.comb += verdict.eq(form_q)
-        with m.Elif(memory_q & ~in_range):
+        with m.Elif((memory_q & ~in_range) | beyond_q):
             m.d.comb += verdict.eq(Status.ADDRESS)
         with m.Else():
             m.d.comb += verdict.eq(Status.OK)
@@ -159,14 +167,16 @@ class RequestChecker(wiring.Component):
 
 class RunEventChecker(wiring.Component):
     """The bytes the frame receiver stores in; whether every event of the frame, taken as a
-    RUN request, is on the chip (the tile exists and has the axon) out.
+    RUN request, is on the chip (the tile exists and has the axon), or, taken as an INPUT
+    request, whether every axon is on every tile it names, out.
 
-    An event is the little-endian pair of bytes at body offsets 4 + 2k, 5 + 2k. The checker
-    cannot tell the CRC, the last pair of an even-length frame, from an event, so
+    A RUN event is the little-endian pair of bytes at body offsets 4 + 2k, 5 + 2k; an INPUT
+    axon the pair at 12 + 2k, 13 + 2k, after the tiles (offsets 2-9) and the ticks. The
+    checker cannot tell the CRC, the last pair of an even-length frame, from an event, so
     ``events_ok`` covers every pair but the last (an odd length is a LENGTH NAK anyway).
     The stored bytes are registered before they are checked: the receiver's unescaping is
     already a long path from the UART. The executor wants the verdict only many cycles after
-    the frame's last byte.
+    the frame's last byte. INPUT's tiles past the last are the :class:`RequestChecker`'s.
 
     Parameters
     ----------
@@ -181,8 +191,8 @@ class RunEventChecker(wiring.Component):
     release : In(1)
         The frame is released: the next one starts afresh.
     events_ok : Out(1, init=1)
-        Every event of the frame so far, but the last pair, is on the chip; final two cycles
-        after the frame's last byte is stored.
+        Every event (axon) of the frame so far, but the last pair, is on the chip; final two
+        cycles after the frame's last byte is stored.
     """
 
     def __init__(self, info: ChipInfo):
@@ -199,36 +209,56 @@ class RunEventChecker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         info = self.info
-        # RUN's events are checked as the frame arrives (the tile must exist and have the
-        # axon), so that RUN injects them in one pass. An event is the little-endian pair of
-        # bytes at body offsets 4 + 2k, 5 + 2k; the receiver cannot tell the CRC, the last
-        # pair of an even-length frame, from an event, so ``events_ok`` covers every pair but
-        # the last, whose verdict waits in ``pair_ok`` (an odd length is a LENGTH NAK anyway).
-        # The stored bytes are registered first: the receiver's unescaping is already a long
-        # path from the UART, and the check (a tile's axon count) would follow it. The verdict
-        # is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come first).
-        # Axon counts indexed by the event's (x, y) bits themselves, 0 outside the mesh: no
-        # ``y * cols + x`` (a multiplier when the mesh is not a power of two wide).
-        x_bits, y_bits = EventWord["x"].shape.width, EventWord["y"].shape.width
-        axons = Array(
-            Const(info.tiles[y * info.cols + x].axons
-                  if x < info.cols and y < info.rows else 0, AXON_BITS + 1)
-            for y in range(1 << y_bits) for x in range(1 << x_bits))
+        n_tiles = len(info.tiles)
+        # RUN's events and INPUT's axons are checked as the frame arrives, so that they are
+        # injected in one pass. The stored bytes are registered first: the receiver's
+        # unescaping is already a long path from the UART, and the check would follow it. The
+        # verdict is due many cycles after the frame's last byte (HEADER, MEASURE, CHECK come
+        # first).
         stored = Signal()
         stored_addr, stored_data = Signal(FRAME_ADDR_BITS), Signal(8)
         m.d.sync += [stored.eq(self.store), stored_addr.eq(self.store_addr),
                      stored_data.eq(self.store_data)]
         low_byte = Signal(8)
         pair = Cat(low_byte, stored_data)
+
+        # RUN: axon counts indexed by the event's (x, y) bits themselves, 0 outside the mesh:
+        # no ``y * cols + x`` (a multiplier when the mesh is not a power of two wide).
+        x_bits, y_bits = EventWord["x"].shape.width, EventWord["y"].shape.width
+        axons = Array(
+            Const(info.tiles[y * info.cols + x].axons
+                  if x < info.cols and y < info.rows else 0, AXON_BITS + 1)
+            for y in range(1 << y_bits) for x in range(1 << x_bits))
         pair_event = EventWord(pair)
-        pair_axon, pair_x, pair_y = pair_event.axon, pair_event.x, pair_event.y
-        pair_check = Signal()
-        m.d.comb += pair_check.eq(pair_axon < axons[Cat(pair_x, pair_y)])
+        run_check = Signal()
+        m.d.comb += run_check.eq(pair_event.axon < axons[Cat(pair_event.x, pair_event.y)])
+
+        # INPUT: the tiles' bits as they arrive (offsets 2 on), and the fewest axons of a tile
+        # among them, registered: the first axon comes three bytes after the last tile byte.
+        # The fewest is found by trying the tiles' axon counts from the smallest up.
+        is_input = Signal()
+        tiles = Signal(n_tiles)
+        with m.If(stored & (stored_addr == 1)):
+            m.d.sync += is_input.eq(stored_data == Command.INPUT)
+        for b in range(-(-n_tiles // 8)):
+            with m.If(stored & (stored_addr == 2 + b)):
+                m.d.sync += tiles[8 * b: 8 * b + 8].eq(stored_data)
+        limit = Signal(AXON_BITS + 1)
+        for count in sorted({t.axons for t in info.tiles}, reverse=True):
+            having = Cat(tiles[k] for k in range(n_tiles) if info.tiles[k].axons == count)
+            with m.If(having.any()):
+                m.d.sync += limit.eq(count)
+        input_check = Signal()
+        m.d.comb += input_check.eq(pair < limit)
+
+        first_pair = Signal(FRAME_ADDR_BITS)   # the high byte of the first event or axon
+        m.d.comb += first_pair.eq(Mux(is_input, INPUT_HEAD.size + 3, 5))
         pair_ok, events_ok = Signal(init=1), self.events_ok
         with m.If(stored):
             m.d.sync += low_byte.eq(stored_data)
-            with m.If(stored_addr[0] & (stored_addr >= 5)):
-                m.d.sync += [pair_ok.eq(pair_check), events_ok.eq(events_ok & pair_ok)]
+            with m.If(stored_addr[0] & (stored_addr >= first_pair)):
+                m.d.sync += [pair_ok.eq(Mux(is_input, input_check, run_check)),
+                             events_ok.eq(events_ok & pair_ok)]
         with m.If(self.release):   # the frame is released: the next one starts afresh
             m.d.sync += [pair_ok.eq(1), events_ok.eq(1)]
         return m

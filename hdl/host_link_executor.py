@@ -7,8 +7,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .abi import (ADDRESS_BYTES, MAX_FRAME, MAX_OUTPUTS, OUTPUT_BYTES, AERPacket, ChipInfo,
-                  Command, EventWord, OutputRecord, PacketKind, Region, Status)
+from .abi import (ADDRESS_BYTES, INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, OUTPUT_BYTES, AERPacket,
+                  ChipInfo, Command, EventWord, OutputRecord, PacketKind, Region, Status)
 from .core import Handshake
 from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
@@ -36,11 +36,12 @@ class CommandExecutor(wiring.Component):
     """The link's state machine: a received frame in, executed, its response out.
 
     It reads the header from the frame buffer, has it checked (``request``), and acts only if
-    the frame arrived whole (``frame.payload.status``), the header passed and, for RUN, every
-    event did (``events_ok``); otherwise it answers a NAK. A memory command goes through the
-    chip bus one word at a time; RUN injects its events into the host port, raises ``tick``
-    once per tick, and answers once the chip is quiet and its last outputs have landed in the
-    output queue. The response goes out piece by piece (``piece``, ``values``: see
+    the frame arrived whole (``frame.payload.status``), the header passed and, for RUN and
+    INPUT, every event or axon did (``events_ok``); otherwise it answers a NAK. A memory
+    command goes through the chip bus one word at a time; RUN injects its events into the host
+    port (INPUT each axon to every tile it names, in tile order), raises ``tick`` once per
+    tick, and answers once the chip is quiet and its last outputs have landed in the output
+    queue. The response goes out piece by piece (``piece``, ``values``: see
     :class:`~spikefab.hdl.host_link_frames.ResponsePath`); once the sender has every byte, the
     frame is released (``frame.ready``).
 
@@ -159,6 +160,10 @@ class CommandExecutor(wiring.Component):
         remaining = Signal(range(count_limit + 1))
         word = hdr[-word_bits:]
         event = EventWord(hdr[-EventWord.size:])
+        # INPUT: the tiles it names, and those its current axon has still to go to.
+        n_tiles = len(info.tiles)
+        inputting = Signal()
+        input_tiles, fanout = Signal(n_tiles), Signal(n_tiles)
         resetting = Signal()
         ticks_left = Signal(16)
         settle = Signal(2)
@@ -200,8 +205,18 @@ class CommandExecutor(wiring.Component):
         m.d.comb += [req.tile.eq(tile), req.region.eq(region), req.offset.eq(offset),
                      req.data.eq(word)]
 
+        # An INPUT axon goes to the lowest tile left in ``fanout`` (the axon is the pair's low
+        # bits, where a RUN event has it; the checks kept the rest zero).
+        lowest = Signal(n_tiles)
+        m.d.comb += lowest.eq(fanout & -fanout)
+        fan_x = Signal.like(event.x)
+        fan_y = Signal.like(event.y)
+        for k in range(n_tiles):
+            with m.If(lowest[k]):
+                m.d.comb += [fan_x.eq(k % info.cols), fan_y.eq(k // info.cols)]
         m.d.comb += [self.host_in.payload.kind.eq(PacketKind.EVENT),
-                     self.host_in.payload.x.eq(event.x), self.host_in.payload.y.eq(event.y),
+                     self.host_in.payload.x.eq(Mux(inputting, fan_x, event.x)),
+                     self.host_in.payload.y.eq(Mux(inputting, fan_y, event.y)),
                      self.host_in.payload.body.event.axon.eq(event.axon)]
 
         # For OUTPUTS' count (the events asked for, or as many as are queued): whether fewer
@@ -220,7 +235,8 @@ class CommandExecutor(wiring.Component):
             resetting=resetting, ticks_left=ticks_left, settle=settle, quiet=quiet,
             status=status, frames=frames, bad_frames=bad_frames, naks=naks, cycles=cycles,
             cycles_q=cycles_q, outputs_fewer=outputs_fewer, outputs_none=outputs_none, p=p,
-            gather=gather)
+            gather=gather, inputting=inputting, input_tiles=input_tiles, fanout=fanout,
+            lowest=lowest)
         self._response(m, s)
         with m.FSM() as fsm:
             self._take_request(m, s)
@@ -297,7 +313,7 @@ class CommandExecutor(wiring.Component):
                 m.d.sync += [frames.eq(frames + 1), ptr.eq(0), s.j.eq(0),
                              s.length.eq(self.frame.payload.length),
                              rx_status.eq(self.frame.payload.status),
-                             s.resetting.eq(0)]
+                             s.resetting.eq(0), s.inputting.eq(0)]
                 m.next = "HEADER"
         with m.State("HEADER"):
             s.gather(12, "MEASURE", s.hdr[:12 * 8])
@@ -315,7 +331,7 @@ class CommandExecutor(wiring.Component):
             with m.Elif(request.verdict != Status.OK):
                 m.d.sync += status.eq(request.verdict)
                 m.next = "NAK"
-            with m.Elif((cmd == Command.RUN) & ~self.events_ok):
+            with m.Elif(((cmd == Command.RUN) | (cmd == Command.INPUT)) & ~self.events_ok):
                 m.d.sync += status.eq(Status.ADDRESS)
                 m.next = "NAK"
             with m.Else():
@@ -340,6 +356,13 @@ class CommandExecutor(wiring.Component):
                         m.d.sync += [ptr.eq(4),
                                      remaining.eq((request.payload_length - 2) >> 1),
                                      s.ticks_left.eq(p(0, 2))]
+                        m.next = "EVENTS"
+                    with m.Case(Command.INPUT):
+                        m.d.sync += [ptr.eq(2 + INPUT_HEAD.size),
+                                     remaining.eq((request.payload_length
+                                                   - INPUT_HEAD.size) >> 1),
+                                     s.ticks_left.eq(p(8, 2)), s.inputting.eq(1),
+                                     s.input_tiles.eq(p(0, 8))]
                         m.next = "EVENTS"
                     with m.Case(Command.OUTPUTS):
                         m.d.sync += remaining.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
@@ -448,8 +471,11 @@ class CommandExecutor(wiring.Component):
         for quiet, OUTPUTS, and RESET's emptying of the output queue."""
         info, remaining, ticks_left, settle = self.info, s.remaining, s.ticks_left, s.settle
         quiet, outputs = s.quiet, self.outputs
-        # RUN (its events checked on arrival): inject the events, then run the ticks.
+        # RUN and INPUT (their events checked on arrival): inject the events, then run the
+        # ticks. An INPUT axon is one event per tile it names.
+        fanout = s.fanout
         with m.State("EVENTS"):
+            m.d.sync += fanout.eq(s.input_tiles)
             with m.If(remaining == 0):
                 m.next = "TICKS"
             with m.Else():
@@ -459,8 +485,10 @@ class CommandExecutor(wiring.Component):
         with m.State("EVENT"):
             m.d.comb += self.host_in.valid.eq(1)
             with m.If(self.host_in.ready):
-                m.d.sync += remaining.eq(remaining - 1)
-                m.next = "EVENTS"
+                m.d.sync += fanout.eq(fanout & ~s.lowest)
+                with m.If(~s.inputting | (fanout == s.lowest)):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    m.next = "EVENTS"
         with m.State("TICKS"):
             with m.If(ticks_left == 0):
                 m.next = "WAIT_QUIET"

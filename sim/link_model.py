@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..firmware.protocol import (SlipDecoder, frame, pack_outputs, parse_body,
-                                 parse_memory_request, parse_outputs_request, parse_run,
-                                 run_answer)
+                                 parse_input, parse_memory_request, parse_outputs_request,
+                                 parse_run, run_answer)
 from ..hdl.abi import (COUNTER_BITS, COUNTERS, MAX_OUTPUTS, REGISTERS, ROUTE_INDEX_BITS, TICK_BITS,
                        ChipInfo, Command, CoreMemoryMap, LinkStatus, ProtocolError, Region,
                        Register, ResetMode, RouteDest, RouteEntry, Status, unpack_route_dest,
@@ -161,6 +161,10 @@ class LinkModel:
                     raise ProtocolError(Status.ADDRESS, f"event {(x, y, axon)} is outside "
                                                         f"the chip")
             self._run(events, ticks)
+            return run_answer(self._ticks, len(self.outputs))
+        if command is Command.INPUT:
+            tiles, ticks, axons = parse_input(payload)
+            self._run(info.input_events(tiles, axons), ticks)
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.OUTPUTS:
             most = parse_outputs_request(payload)

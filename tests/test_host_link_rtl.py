@@ -2,8 +2,8 @@
 
 Two chips (2 x 1 meshes, the cores on clocks 9.7x and 1.7x slower than the mesh; one with
 narrow memory words, one with the ULX3S profile's 16-byte words and registered synapse reads)
-each get a seeded sequence of requests: every command, random memory traffic over every region, a network that spikes,
-and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
+each get a seeded sequence of requests: every command, random memory traffic over every region,
+a network that spikes (fed by RUN and INPUT), and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
 same events; their order within a tick may differ), and after every bad frame the whole chip
 state, read back, must be unchanged.
 """
@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from spikefab.firmware.protocol import SlipDecoder, frame, parse_body, slip_encode
+from spikefab.firmware.protocol import (SlipDecoder, frame, input_payload, parse_body,
+                                        slip_encode)
 from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
                               Region, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
@@ -168,7 +169,16 @@ def test_rtl_host_link_equals_model(build, base_seed):
                       for x in (rng.randrange(2) for _ in range(rng.randint(0, 10)))]
             payload = (rng.randint(0, 2)).to_bytes(2, "little") + b"".join(
                 e.to_bytes(2, "little") for e in events)
-            [(_, status, answer)] = s.send(s.request(Command.RUN, payload), what="RUN")
+            if rng.random() < 0.5:
+                [(_, status, answer)] = s.send(s.request(Command.RUN, payload), what="RUN")
+            else:   # the same input to one tile or both, each axon on every tile named
+                tiles = rng.randint(1, 3)
+                limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
+                axons = [rng.randrange(limit) for _ in range(rng.randint(0, 10))]
+                [(_, status, answer)] = s.send(s.request(
+                    Command.INPUT, input_payload(tiles, rng.randint(0, 2), axons)),
+                    what="INPUT")
+            assert status == Status.OK, (seed, status)
             if rng.random() < 0.5:
                 [(_, _, answer)] = s.send(s.request(
                     Command.OUTPUTS, rng.randint(0, 6).to_bytes(2, "little")), what="OUTPUTS")
@@ -216,6 +226,15 @@ def test_rtl_host_link_equals_model(build, base_seed):
                 for e in [(0, 0, 1), (1, 0, 2), (1, 0, 8), (0, 0, 3)])),
             "address-event-tile": s.request(Command.RUN, (0).to_bytes(2, "little")
                                             + pack_event_word(0, 1, 0).to_bytes(2, "little")),
+            "length-input": s.request(Command.INPUT, input_payload(3, 1)[:-1]),
+            "length-input-odd": s.request(Command.INPUT, input_payload(3, 1, [1]) + b"\x00"),
+            "argument-input": s.request(Command.INPUT, input_payload(0, 1, [1])),
+            "address-input-tile": s.request(Command.INPUT, input_payload(0b101, 1, [1])),
+            "address-input-tile-high": s.request(Command.INPUT, input_payload(1 << 63, 1)),
+            # Tile 0 has every axon below 24, tile 1 below 8: one axon too many for the pair.
+            "address-input-axon": s.request(Command.INPUT, input_payload(
+                3, 1, [0, 7, info.tiles[1].axons, 2])),
+            "address-input-axon-high": s.request(Command.INPUT, input_payload(1, 0, [1 << 15])),
             "garbage": bytes(rng.getrandbits(8) | 1 for _ in range(40)) + bytes([END]),
         }
         for name, data in bad.items():
@@ -229,6 +248,9 @@ def test_rtl_host_link_equals_model(build, base_seed):
         [(_, status, _)] = s.send(s.request(Command.RUN, (0).to_bytes(2, "little") + b"".join(
             pack_event_word(0, 0, a).to_bytes(2, "little") for a in (1, 2))), what="run after bad")
         assert status == Status.OK, f"a good RUN refused after bad ones (seed {seed})"
+        [(_, status, _)] = s.send(s.request(Command.INPUT, input_payload(
+            1, 0, [info.tiles[1].axons])), what="input after bad")
+        assert status == Status.OK, f"a good INPUT refused after bad ones (seed {seed})"
         assert s.snapshot() != before
         assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",
                                "ARGUMENT", "ADDRESS"}, s.naks

@@ -12,10 +12,10 @@ import struct
 import pytest
 
 from conftest import BASE_SEED
-from spikefab.firmware.protocol import slip_encode, unpack_outputs
-from spikefab.hdl.abi import (MAX_PAYLOAD, REGISTERS, ChipInfo, Command, CoreShape, LinkStatus,
-                              ProtocolError, Region, Register, Status, pack_event_word,
-                              unpack_event_word)
+from spikefab.firmware.protocol import input_payload, slip_encode, unpack_outputs
+from spikefab.hdl.abi import (MAX_PAYLOAD, PROTOCOL_VERSION, REGISTERS, ChipInfo, Command,
+                              CoreShape, LinkStatus, ProtocolError, Region, Register, Status,
+                              pack_event_word, unpack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
 
@@ -323,7 +323,7 @@ def test_tile_numbering_and_positions_on_a_2x2_chip():
 
 def test_info_and_status_decoders_refuse_malformed_answers():
     data = INFO.encode()
-    for bad in (b"", data[:10], b"XPKF" + data[4:], data[:4] + bytes([2]) + data[5:],
+    for bad in (b"", data[:10], b"XPKF" + data[4:], data[:4] + bytes([PROTOCOL_VERSION + 1]) + data[5:],
                 data[:-1], data + b"\0"):
         with pytest.raises(ProtocolError):
             ChipInfo.decode(bad)
@@ -334,3 +334,25 @@ def test_info_and_status_decoders_refuse_malformed_answers():
             LinkStatus.decode(bad)
     with pytest.raises(ProtocolError):
         unpack_outputs(bytes(5))
+
+
+def test_input_is_the_run_of_its_events(base_seed):
+    """INPUT feeds each axon to every tile it names, tile by tile in bit order: the same answer
+    and the same chip as the RUN of those events, from random states."""
+    for trial in range(20):
+        seed = base_seed + 400 + trial
+        rng = random.Random(seed)
+        a, b = Client(), Client()
+        random_state(a, random.Random(seed))
+        random_state(b, random.Random(seed))
+        assert a.snapshot() == b.snapshot()
+        tiles = rng.randint(1, 3)
+        limit = min(INFO.tiles[k].axons for k in TILES if tiles >> k & 1)
+        axons = [rng.randrange(limit) for _ in range(rng.randint(0, 12))]
+        ticks = rng.randint(0, 3)
+        events = [(k % INFO.cols, k // INFO.cols, axon) for axon in axons
+                  for k in TILES if tiles >> k & 1]
+        assert INFO.input_events(tiles, axons) == events
+        got = a.ok(Command.INPUT, input_payload(tiles, ticks, axons))
+        assert got == struct.pack("<IH", *b.run(ticks, events)), seed
+        assert a.snapshot() == b.snapshot(), seed

@@ -12,9 +12,9 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import BASE_SEED, ends_inside_escape
-from spikefab.firmware.protocol import frame, slip_encode
-from spikefab.hdl.abi import (ADDRESS_BYTES, END, ESC, ESC_END, ESC_ESC, MAX_FRAME, MAX_OUTPUTS,
-                              ChipInfo, Command, Region, Register, Status, pack_event_word,
+from spikefab.firmware.protocol import frame, input_payload, slip_encode
+from spikefab.hdl.abi import (ADDRESS_BYTES, END, ESC, ESC_END, ESC_ESC, INPUT_HEAD, MAX_FRAME,
+                              MAX_OUTPUTS, ChipInfo, Command, Region, Register, Status, pack_event_word,
                               unpack_event_word)
 
 from link_client import (HEADER, INFO, TILES, WB, Client, crc_body, slip_inner, tally, random_word,
@@ -38,6 +38,7 @@ def _valid_requests(rng: random.Random) -> list[tuple[int, bytes]]:
         (Command.FILL, struct.pack(HEADER + "I", k, Region.BIAS, 0, 3)
          + (9).to_bytes(WB, "little")),
         (Command.RUN, struct.pack("<HHH", 3, pack_event_word(0, 0, 1), pack_event_word(1, 0, 3))),
+        (Command.INPUT, input_payload(3, 2, [1, 3, 0])),
         (Command.OUTPUTS, struct.pack("<H", 100)),
     ]
 
@@ -94,6 +95,7 @@ def _nak_cases(rng: random.Random):
             Command.FILL: struct.pack(HEADER + "I", 0, Region.MEMBRANE, 0, 2)
             + bytes(range(1, WB + 3)),
             Command.RUN: struct.pack("<HHH", 2, pack_event_word(0, 0, 1), 0) + b"\x00",
+            Command.INPUT: input_payload(3, 2, [1, 0]) + b"\x00",
             Command.OUTPUTS: struct.pack("<H", 5) + b"\x00\x00"}
     valid_length = {Command.INFO: lambda n: n == 0, Command.STATUS: lambda n: n == 0,
                     Command.RESET: lambda n: n == 0,
@@ -102,6 +104,7 @@ def _nak_cases(rng: random.Random):
                     Command.READ: lambda n: n == ADDRESS_BYTES + 2,
                     Command.FILL: lambda n: n == ADDRESS_BYTES + 4 + WB,
                     Command.RUN: lambda n: n >= 2 and n % 2 == 0,
+                    Command.INPUT: lambda n: n >= INPUT_HEAD.size and n % 2 == 0,
                     Command.OUTPUTS: lambda n: n == 2}
     for command, payload in full.items():
         for n in range(len(payload) + 1):
@@ -120,6 +123,10 @@ def _nak_cases(rng: random.Random):
             struct.pack(HEADER + "I", 0, 7, 0, 0) + bytes(WB), Status.ARGUMENT)
     for n in (MAX_OUTPUTS + 1, 0xFFFF):
         request(f"ARGUMENT OUTPUTS {n}", Command.OUTPUTS, struct.pack("<H", n), Status.ARGUMENT)
+    # INPUT naming no tile (whatever its axons: the argument comes before the address).
+    for axons in ([], [1], [0xFFFF]):
+        request(f"ARGUMENT INPUT no tile {axons}", Command.INPUT, input_payload(0, 1, axons),
+                Status.ARGUMENT)
 
     # ADDRESS: tiles, regions, offsets and ends outside the chip, for WRITE, READ and FILL.
     def address(tile, region, offset, count):
@@ -156,6 +163,17 @@ def _nak_cases(rng: random.Random):
             good.insert(rng.randint(0, len(good)), bad)
             request(f"ADDRESS RUN {unpack_event_word(bad)} ticks {ticks}", Command.RUN,
                     struct.pack(f"<H{len(good)}H", ticks, *good), Status.ADDRESS)
+    # INPUT: a tile past the last, or one axon that a tile of the set lacks (tile 0 has 8,
+    # tile 1 has 4), anywhere among good ones: ADDRESS, and none injected.
+    for tiles in (1 << len(INFO.tiles), 0b111, 1 << 63, 0xFFFF_FFFF_FFFF_FFFF):
+        request(f"ADDRESS INPUT tiles 0x{tiles:x}", Command.INPUT, input_payload(tiles, 1, [0]),
+                Status.ADDRESS)
+    for tiles, bad in ((1, 8), (2, 4), (3, 4), (3, 7), (1, 1 << 10), (3, 0xFFFF)):
+        for ticks in (0, 3):
+            good = [rng.randrange(4) for _ in range(4)]
+            good.insert(rng.randint(0, len(good)), bad)
+            request(f"ADDRESS INPUT tiles {tiles} axon {bad} ticks {ticks}", Command.INPUT,
+                    input_payload(tiles, ticks, good), Status.ADDRESS)
     return cases
 
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from conftest import BASE_SEED, ends_inside_escape, record_checked
-from spikefab.firmware.protocol import SlipDecoder, crc16, frame, parse_body, slip_encode
+from spikefab.firmware.protocol import (AXONS_PER_INPUT, SlipDecoder, crc16, frame,
+                                        input_payload, parse_body, parse_input, slip_encode)
 from spikefab.hdl.abi import (CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, MAX_FRAME, MAX_OUTPUTS,
                               MAX_PAYLOAD, Command, ProtocolError, Status)
 
@@ -108,6 +109,18 @@ def test_slip_round_trip(body):
         if byte == ESC:
             assert k + 1 < len(inner) and inner[k + 1] in (ESC_END, ESC_ESC)
     assert SlipDecoder().feed(wire) == ([(body, None)] if body else [])
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.integers(0, (1 << 64) - 1), st.integers(0, 0xFFFF),
+       st.lists(st.integers(0, 0xFFFF), max_size=AXONS_PER_INPUT))
+def test_input_payload_round_trip_and_length(tiles, ticks, axons):
+    payload = input_payload(tiles, ticks, axons)
+    assert parse_input(payload) == (tiles, ticks, axons)
+    frame(1, 9, payload)   # the most axons still fit a frame
+    for cut in (payload[:9], payload[:-1]) if axons else (payload[:9],):
+        with pytest.raises(ProtocolError):
+            parse_input(cut)
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)

@@ -19,7 +19,8 @@ __all__ = [
     "Command", "Status", "EventWord", "OutputRecord", "pack_event_word", "unpack_event_word",
     "PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME",
     "OVERHEAD", "MAX_PAYLOAD", "OUTPUT_BYTES", "MAX_OUTPUTS", "ADDRESS", "READ_COUNT",
-    "FILL_COUNT", "RUN_TICKS", "EVENT", "RUN_ANSWER", "OUTPUTS_MAX", "ADDRESS_BYTES",
+    "FILL_COUNT", "RUN_TICKS", "EVENT", "INPUT_TILES", "INPUT_HEAD", "RUN_ANSWER", "OUTPUTS_MAX",
+    "ADDRESS_BYTES",
     "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
 ]
 
@@ -34,6 +35,7 @@ class Command(enum.IntEnum, shape=8):
     OUTPUTS = 0x06
     STATUS = 0x07
     RESET = 0x08
+    INPUT = 0x09
 
 
 class Status(enum.IntEnum, shape=8):
@@ -81,7 +83,7 @@ def unpack_event_word(word: int) -> tuple[int, int, int]:
 
 # ---- the host link's frames ----
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: SLIP (RFC 1055) framing bytes.
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
@@ -101,6 +103,9 @@ READ_COUNT = struct.Struct("<H")     #: READ: words to read
 FILL_COUNT = struct.Struct("<I")     #: FILL: words to fill
 RUN_TICKS = struct.Struct("<H")      #: RUN: ticks to run after injecting
 EVENT = struct.Struct("<H")          #: RUN: one :data:`EventWord`
+INPUT_TILES = struct.Struct("<Q")    #: INPUT: the tiles it feeds, bit ``y * cols + x``
+#: INPUT's fields before its axons: the tiles, then the ticks to run after injecting.
+INPUT_HEAD = struct.Struct("<QH")
 RUN_ANSWER = struct.Struct("<IH")    #: RUN's answer: the chip's tick count, outputs pending
 OUTPUTS_MAX = struct.Struct("<H")    #: OUTPUTS: most events to take
 #: The bytes of a memory address in WRITE/READ/FILL.
@@ -226,6 +231,27 @@ class ChipInfo:
 
     def accepts_event(self, x: int, y: int, axon: int) -> bool:
         return x < self.cols and y < self.rows and axon < self.tiles[y * self.cols + x].axons
+
+    def input_events(self, tiles: int, axons) -> list[tuple[int, int, int]]:
+        """The events an INPUT request stands for: axon ``a`` of every tile whose bit is set in
+        ``tiles`` (bit ``y * cols + x``), tile by tile in bit order, for each ``a`` of
+        ``axons`` in turn. Raises :class:`ProtocolError`: ARGUMENT for no tile, ADDRESS for a
+        bit past the last tile or an axon some tile of the set does not have."""
+        if tiles == 0:
+            raise ProtocolError(Status.ARGUMENT, "INPUT names no tile")
+        if tiles >> len(self.tiles):
+            raise ProtocolError(Status.ADDRESS, f"INPUT names tiles past the last of "
+                                                f"{len(self.tiles)} (mask 0x{tiles:x})")
+        places = [(k % self.cols, k // self.cols) for k in range(len(self.tiles))
+                  if tiles >> k & 1]
+        limit = min(self.tiles[k].axons for k in range(len(self.tiles)) if tiles >> k & 1)
+        events = []
+        for axon in axons:
+            if not 0 <= axon < limit:
+                raise ProtocolError(Status.ADDRESS, f"input axon {axon}: a tile of the set has "
+                                                    f"{limit} axons")
+            events += [(x, y, axon) for x, y in places]
+        return events
 
 
 @dataclass(frozen=True)
