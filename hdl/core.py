@@ -16,7 +16,7 @@ from .synapse import SynapseMemory
 
 __all__ = ["AxonEvent", "NeuronSpike", "Handshake", "LIFCore"]
 
-LANE_CHOICES = (1, 2, 4, 8, 16)
+LANE_CHOICES = (1, 2, 4, 8, 16, 32)
 
 #: The counters that ``dsp_counters`` puts in DSP blocks on an iCE40 (three per core: a
 #: two-core UP5K chip has two DSP blocks left for the chip's tick count and the link's clock).
@@ -77,7 +77,7 @@ class LIFCore(wiring.Component):
     shape : CoreShape
         ``A``, ``N``, ``w_bits``, ``v_bits``, ``events_per_tick``.
     lanes : int
-        ``P``, weights read per cycle: 1, 2, 4, 8 or 16.
+        ``P``, weights read per cycle: 1, 2, 4, 8, 16 or 32.
     memory : MemoryStyle
         Where the synapses live (:class:`~spikefab.hdl.abi.MemoryStyle`, or its name).
     spike_fifo_depth : int

@@ -54,8 +54,10 @@ def _select(one_hot: Value, values: list) -> Value:
 class RouterNode(wiring.Component):
     """The router of tile ``(x, y)`` of a ``cols`` x ``rows`` mesh.
 
-    Every input port has a queue of ``fifo_depth`` packets; every output port a register, so
-    each port moves one packet per cycle at full rate. The head packet of each queue goes to the
+    Every input port has a queue of ``fifo_depth`` packets; every output port a register. With
+    3 or more an input takes a packet every cycle; with 2 every other cycle at most (the queue
+    is a register behind a one-entry queue, which refuses a write while full even in a cycle
+    it is read: ``SyncFIFOBuffered``). The head packet of each queue goes to the
     port XY routing dictates (EVENT packets to their core's LOCAL port, OUTPUT packets to the
     HOST port of the tile named by ``host``); each output grants the requesting inputs round
     robin, so no input waits more than five grants of that output. XY routing on a mesh has no

@@ -203,24 +203,36 @@ class RouteExpander(wiring.Component):
                                             init=[], attrs=attrs)
         m.submodules.dests = dests = Memory(shape=RouteDest, depth=dests_depth,
                                             init=[], attrs=attrs)
+        # The chip bus's requests come from across the die: registered here first, so that
+        # its decoded enables do not reach into the tables' (LUT RAM's) address and enable
+        # logic in the same cycle. A write lands a cycle later; the bus's next request comes
+        # later still, so a read after a write sees it.
         iw, dw = index.write_port(), dests.write_port()
-        m.d.comb += [iw.addr.eq(self.index_write.addr), iw.data.eq(self.index_write.data),
-                     iw.en.eq(self.index_write.en),
-                     dw.addr.eq(self.dest_write.addr), dw.data.eq(self.dest_write.data),
-                     dw.en.eq(self.dest_write.en)]
+        for port, bus in ((iw, self.index_write), (dw, self.dest_write)):
+            m.d.sync += [port.addr.eq(bus.addr), port.data.eq(bus.data), port.en.eq(bus.en)]
         ir, dr = index.read_port(), dests.read_port()
         m.d.comb += [ir.en.eq(0), dr.en.eq(0)]
 
-        # Bus reads of the tables. A read is issued in one cycle (``*_bus``: the port is the
-        # bus's); its data, on the port's output in the next cycle (``*_pending``), is
-        # registered there and acknowledged in the cycle after (block RAM's read data comes
-        # late in the cycle; the bus multiplexes every table behind it). A request is not
-        # issued again while pending or in its acknowledge cycle, so each is served once.
+        # Bus reads of the tables. A request (registered, as the writes are) is issued in one
+        # cycle (``*_bus``: the port is the bus's); its data, on the port's output in the
+        # next cycle (``*_pending``), is registered there and acknowledged in the cycle after
+        # (block RAM's read data comes late in the cycle; the bus multiplexes every table
+        # behind it). A request is not issued again while pending, in its acknowledge cycle or
+        # the cycle after (when the registered request still shows the one acknowledged), so
+        # each is served once.
+        index_req = Signal.like(self.index_read.addr)
+        dest_req = Signal.like(self.dest_read.addr)
+        index_en, dest_en = Signal(), Signal()
+        index_acked, dest_acked = Signal(), Signal()
+        m.d.sync += [index_req.eq(self.index_read.addr), index_en.eq(self.index_read.en),
+                     dest_req.eq(self.dest_read.addr), dest_en.eq(self.dest_read.en),
+                     index_acked.eq(self.index_read.ack), dest_acked.eq(self.dest_read.ack)]
         index_bus, dest_bus = Signal(), Signal()
         index_pending, dest_pending = Signal(), Signal()
         dest_held = Signal()  # the destination port holds data a send still needs
-        m.d.comb += [index_bus.eq(self.index_read.en & ~index_pending & ~self.index_read.ack),
-                     dest_bus.eq(self.dest_read.en & ~dest_pending & ~self.dest_read.ack
+        m.d.comb += [index_bus.eq(index_en & ~index_pending & ~self.index_read.ack
+                                  & ~index_acked),
+                     dest_bus.eq(dest_en & ~dest_pending & ~self.dest_read.ack & ~dest_acked
                                  & ~dest_held)]
         m.d.sync += [index_pending.eq(index_bus), dest_pending.eq(dest_bus),
                      self.index_read.ack.eq(index_pending), self.dest_read.ack.eq(dest_pending)]
@@ -229,9 +241,9 @@ class RouteExpander(wiring.Component):
         with m.If(dest_pending):
             m.d.sync += self.dest_read.data.eq(dr.data)
         with m.If(index_bus):
-            m.d.comb += [ir.addr.eq(self.index_read.addr), ir.en.eq(1)]
+            m.d.comb += [ir.addr.eq(index_req), ir.en.eq(1)]
         with m.If(dest_bus):
-            m.d.comb += [dr.addr.eq(self.dest_read.addr), dr.en.eq(1)]
+            m.d.comb += [dr.addr.eq(dest_req), dr.en.eq(1)]
 
         tick = self.tick
         neuron = Signal(8)

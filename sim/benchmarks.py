@@ -102,13 +102,15 @@ def run_benchmarks(*, quick: bool = False, progress=None) -> str:
         r = golden_throughput(batch)
         lines.append(f"| batch {batch} | {r['neuron_updates_per_second']:,.0f} | "
                      f"{r['images_per_second']:,.0f} | {r['encode_images_per_second']:,.0f} |")
-    lines += ["", "| router node (6 ports, all inputs offering, outputs ready) | packets/cycle "
-              "| per port | busiest output |", "|---|---|---|---|"]
+    lines += ["", "| router node (6 ports, all inputs offering, outputs ready) | input queue "
+              "| packets/cycle | per port | busiest output |", "|---|---|---|---|---|"]
     for traffic in ("uniform", "hot-spot"):
-        say(f"router node throughput, {traffic} traffic (Amaranth simulation) ...")
-        r = router_throughput(traffic, cycles=500 if quick else 2000)
-        lines.append(f"| {traffic} | {r['packets_per_cycle']:.2f} | {r['per_port']:.2f} | "
-                     f"{r['busiest_output']:.2f} |")
+        for depth in (2, 3):
+            say(f"router node throughput, {traffic} traffic, queues of {depth} "
+                f"(Amaranth simulation) ...")
+            r = router_throughput(traffic, cycles=500 if quick else 2000, fifo_depth=depth)
+            lines.append(f"| {traffic} | {depth} | {r['packets_per_cycle']:.2f} | "
+                         f"{r['per_port']:.2f} | {r['busiest_output']:.2f} |")
     say("router latency per hop ...")
     lines.append(f"\nrouter latency per hop, no contention: {router_latency()} cycles")
     if not quick:
@@ -206,14 +208,17 @@ def link_table(r: dict) -> str:
     ])
 
 
-def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1) -> dict:
-    """Packets per cycle through the 6-port centre node of a 3 x 3 mesh (Amaranth simulator):
-    every input always offers a packet, every output is always ready. ``uniform``: each packet
+def router_throughput(traffic: str, *, cycles: int = 2000, seed: int = 1,
+                      fifo_depth: int = 2) -> dict:
+    """Packets per cycle through the 6-port centre node of a 3 x 3 mesh (Amaranth simulator)
+    with input queues of ``fifo_depth``: every input always offers a packet, every output is
+    always ready. ``uniform``: each packet
     goes to a random tile (or the host); ``hot-spot``: every packet goes to the local core."""
     from amaranth.sim import Simulator
     from ..hdl.abi import pack_event, pack_output
     from ..hdl.router import RouterNode
-    node = RouterNode(x=1, y=1, cols=3, rows=3, axons=[[16] * 3] * 3, host=(1, 1))
+    node = RouterNode(x=1, y=1, cols=3, rows=3, axons=[[16] * 3] * 3, host=(1, 1),
+                      fifo_depth=fifo_depth)
     rng = np.random.default_rng(seed)
     delivered = {port: 0 for port in node.ports}
 

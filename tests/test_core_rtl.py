@@ -56,7 +56,9 @@ REGISTERED = [("ulx3s-layer1-reg", CoreShape(1024, 128, w_bits=8), 16, "block", 
               ("one-row-budget-reg", CoreShape(16, 8, w_bits=8, events_per_tick=10), 8,
                "block", 3),
               ("one-lane-v12-reg", CoreShape(24, 5, w_bits=8, v_bits=12), 1, "block", 3),
-              ("w4-ragged-row-reg", CoreShape(100, 37, w_bits=4), 4, "spram", 3)]
+              ("w4-ragged-row-reg", CoreShape(100, 37, w_bits=4), 4, "spram", 3),
+              # A hidden core of mnist-wide's ULX3S chip: 32 lanes of 4-bit weights.
+              ("ulx3s-85f-w4-reg", CoreShape(784, 250, w_bits=4), 32, "block", 2)]
 
 CONFIGS = CORNERS + random_configs(BASE_SEED, 6) + REGISTERED
 
