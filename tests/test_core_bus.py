@@ -158,7 +158,7 @@ def test_an_accumulator_write_clears_that_neuron_alone(lanes):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(shape=(4, 4)), TypeError, r"shape must be a CoreShape, not \(4, 4\)"),
-    (dict(lanes=3), ValueError, r"lanes must be one of \(1, 2, 4, 8, 16\), not 3"),
+    (dict(lanes=3), ValueError, r"lanes must be one of \(1, 2, 4, 8, 16, 32\), not 3"),
     (dict(memory="dram"), ValueError, r"memory must be a MemoryStyle \('block', 'spram'\), "
                                       r"not 'dram'"),
     (dict(spike_fifo_depth=3), ValueError, r"spike_fifo_depth must be 0 or an integer in \[4, 256\]"),

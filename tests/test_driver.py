@@ -226,3 +226,33 @@ def test_input_spikes_reach_every_core_of_layer_0_through_input(base_seed):
     golden = GoldenChip(chip_info)
     golden.load(image)
     _assert_same(got, golden.run(spikes), seed)
+
+
+def test_a_one_core_input_layer_gets_run_events(base_seed):
+    """Layer 0 on one core: RUN events (2 bytes a spike, no tile set), the same answers."""
+    from spikefab.firmware.mapper import generate_mapping
+    from spikefab.firmware.protocol import Command, parse_run
+    seed = base_seed + 24
+    model = random_model([30, 24, 5], seed=seed)
+    image = compile_model(model, generate_mapping(model))
+    assert len(image.input_tiles) == 1
+    chip_info = image.chip_profile().info()
+    link = Link(ModelTransport(chip_info))
+    commands, events = [], []
+    batch = link.batch
+
+    def recording(requests):
+        commands.extend(c for c, _ in requests)
+        events.extend(e for c, p in requests if c == Command.RUN for e in parse_run(p)[1])
+        return batch(requests)
+
+    link.batch = recording
+    chip = LinkChip(link, target="model")
+    chip.load(image)
+    spikes = _spikes(seed, 6, 2, image.inputs)
+    got = chip.run(spikes)
+    assert Command.INPUT not in commands and len(events) == spikes.sum(), seed
+    assert {(x, y) for x, y, _ in events} == {tuple(image.input_tiles[0])}, seed
+    golden = GoldenChip(chip_info)
+    golden.load(image)
+    _assert_same(got, golden.run(spikes), seed)
