@@ -205,8 +205,7 @@ def _generate(model: Model, style: BoardChip | None, lanes: int, memory: MemoryS
                                          destinations=destinations)
         else:
             configs[s.tile] = TileConfig(
-                shape, lanes=(style.output_lanes if s.layer == last
-                              else style.hidden_lanes(model.w_bits)),
+                shape, lanes=style.output_lanes if s.layer == last else style.lanes,
                 memory=MemoryStyle.BLOCK, destinations=destinations,
                 register_reads=style.register_reads)
     if style is not None and style.spram:
@@ -223,7 +222,7 @@ def _generate(model: Model, style: BoardChip | None, lanes: int, memory: MemoryS
     recurrent = "".join("r" if layer.recurrent is not None else "" for layer in model.layers)
     label = f"{sizes_text}{'-' + recurrent if recurrent else ''}-w{model.w_bits}"
     where = f"the {style.board}" if style else "no board"
-    used_lanes = lanes if style is None else style.hidden_lanes(model.w_bits)
+    used_lanes = lanes if style is None else style.lanes
     profile = ChipProfile(
         name=name or (f"{style.board}-{label}" if style else f"generated-{label}"),
         description=f"generated for a {sizes_text} network ({where}): {cores} cores on a "

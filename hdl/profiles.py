@@ -223,13 +223,6 @@ class BoardChip:
     lut_ram: bool = False         #: small memories may go to LUT RAM when block RAM is short
     spram_words: int = 0          #: words of the SPRAM (16-bit words, ``spram_count`` of them)
     spram_count: int = 0
-    #: Weights per cycle on the hidden layers' cores when weights are 4 bits (None: ``lanes``):
-    #: twice ``lanes`` reads rows as wide as 8-bit weights have, in the same block RAMs.
-    w4_lanes: int | None = None
-
-    def hidden_lanes(self, w_bits: int) -> int:
-        """Weights per cycle on the cores of the hidden layers, for weights of ``w_bits``."""
-        return self.w4_lanes if w_bits == 4 and self.w4_lanes else self.lanes
 
     def _memory(self, depth: int, width: int) -> int:
         if depth <= self.lut_depth:
@@ -281,9 +274,9 @@ BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
               block_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)), lut_depth=8,
               spram_words=16384, spram_count=4),
     BoardChip(board="ulx3s-85f", lanes=16, output_lanes=16, spram=False, register_reads=True,
-              router_fifo_depth=3, dsp_counters=False, max_cores=16, block_count=208,
+              router_fifo_depth=2, dsp_counters=False, max_cores=16, block_count=208,
               block_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
-              lut_depth=64, lut_ram=True, w4_lanes=32),
+              lut_depth=64, lut_ram=True),
 )}
 
 

