@@ -192,6 +192,21 @@ def test_raster_plot(tmp_path, base_seed):
     assert (tmp_path / "raster.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _recording_chip(image):
+    """A LinkChip on the link model of ``image``'s chip, and the list of every request
+    ``(command, payload)`` its link sends."""
+    link = Link(ModelTransport(image.chip_profile().info()))
+    sent = []
+    batch = link.batch
+
+    def recording(requests):
+        sent.extend(requests)
+        return batch(requests)
+
+    link.batch = recording
+    return LinkChip(link, target="model"), sent
+
+
 def test_input_spikes_reach_every_core_of_layer_0_through_input(base_seed):
     """With layer 0 split over cores, the driver sends each input spike once, in INPUT frames
     that name every core of layer 0 (the chip sends it to each in turn); the answers equal
@@ -203,27 +218,19 @@ def test_input_spikes_reach_every_core_of_layer_0_through_input(base_seed):
     image = compile_model(model, generate_mapping(model, neurons_per_core=8))
     tiles = [tuple(t) for t in image.input_tiles]
     assert len(tiles) == 3, tiles
-    chip_info = image.chip_profile().info()
-    link = Link(ModelTransport(chip_info))
-    sent, runs = [], []
-    batch = link.batch
-
-    def recording(requests):
-        sent.extend(parse_input(p) for c, p in requests if c == Command.INPUT)
-        runs.extend(p for c, p in requests if c == Command.RUN)
-        return batch(requests)
-
-    link.batch = recording
-    chip = LinkChip(link, target="model")
+    chip, sent = _recording_chip(image)
     chip.load(image)
     spikes = _spikes(seed, 6, 3, image.inputs)
     got = chip.run(spikes)
-    mask = sum(1 << chip_info.tile_index(x, y) for x, y in tiles)
-    assert {t for t, _, _ in sent} == {mask}, (seed, sent[:2])
-    assert sum(len(axons) for _, _, axons in sent) == spikes.sum(), seed
-    assert sum(ticks for _, ticks, _ in sent) == spikes.shape[0] * spikes.shape[1], seed
+    inputs = [parse_input(p) for c, p in sent if c == Command.INPUT]
+    info = chip.info
+    mask = sum(1 << info.tile_index(x, y) for x, y in tiles)
+    assert {t for t, _, _ in inputs} == {mask}, (seed, inputs[:2])
+    assert sum(len(axons) for _, _, axons in inputs) == spikes.sum(), seed
+    assert sum(ticks for _, ticks, _ in inputs) == spikes.shape[0] * spikes.shape[1], seed
+    runs = [p for c, p in sent if c == Command.RUN]
     assert len(runs) == spikes.shape[1] * bool(image.drain_ticks), seed   # drain only
-    golden = GoldenChip(chip_info)
+    golden = GoldenChip(info)
     golden.load(image)
     _assert_same(got, golden.run(spikes), seed)
 
@@ -236,23 +243,13 @@ def test_a_one_core_input_layer_gets_run_events(base_seed):
     model = random_model([30, 24, 5], seed=seed)
     image = compile_model(model, generate_mapping(model))
     assert len(image.input_tiles) == 1
-    chip_info = image.chip_profile().info()
-    link = Link(ModelTransport(chip_info))
-    commands, events = [], []
-    batch = link.batch
-
-    def recording(requests):
-        commands.extend(c for c, _ in requests)
-        events.extend(e for c, p in requests if c == Command.RUN for e in parse_run(p)[1])
-        return batch(requests)
-
-    link.batch = recording
-    chip = LinkChip(link, target="model")
+    chip, sent = _recording_chip(image)
     chip.load(image)
     spikes = _spikes(seed, 6, 2, image.inputs)
     got = chip.run(spikes)
-    assert Command.INPUT not in commands and len(events) == spikes.sum(), seed
+    events = [e for c, p in sent if c == Command.RUN for e in parse_run(p)[1]]
+    assert Command.INPUT not in {c for c, _ in sent} and len(events) == spikes.sum(), seed
     assert {(x, y) for x, y, _ in events} == {tuple(image.input_tiles[0])}, seed
-    golden = GoldenChip(chip_info)
+    golden = GoldenChip(chip.info)
     golden.load(image)
     _assert_same(got, golden.run(spikes), seed)
