@@ -7,9 +7,9 @@ The protocol is defined once, in :mod:`spikefab.firmware.protocol`; this is its 
   checking the CRC on the fly, and holds the frame until the executor is done with it, so a
   frame is only acted upon once it is known to be whole and correct: **a bad frame never
   changes state**.
-* :class:`~spikefab.hdl.host_link_checks.RunEventChecker` checks RUN's events as the receiver
-  stores them; :class:`~spikefab.hdl.host_link_checks.RequestChecker` checks the header
-  (command, length, arguments, address range).
+* :class:`~spikefab.hdl.host_link_checks.RunEventChecker` checks RUN's events and INPUT's
+  axons as the receiver stores them; :class:`~spikefab.hdl.host_link_checks.RequestChecker`
+  checks the header (command, length, arguments, address range, INPUT's tiles).
 * :class:`~spikefab.hdl.host_link_executor.CommandExecutor` reads the header, acts only on
   a request found valid in every respect, and executes it on the chip's bus, host port and
   tick handshake.
