@@ -49,8 +49,9 @@ class LIFCore(wiring.Component):
     **Events.** An accepted event for axon ``a < A`` reads the ``R = ceil(N / P)`` synapse words
     of row ``a``, ``P`` weights per cycle, and adds them into the accumulators ``I``: ``R``
     cycles per event when events come back to back (the next one is accepted with the last
-    row). An event for ``a >= A``, or one beyond ``events_per_tick`` in a tick, is dropped and
-    counted in one cycle and touches nothing.
+    row). ``I`` wraps at ``accumulator_bits``, so its sums do not depend on arrival order (an
+    event past ``events_per_tick`` in a tick is delivered and counted in ``OVER_BUDGET``). An
+    event for ``a >= A`` is dropped and counted in one cycle and touches nothing.
 
     **Update.** A transfer on ``update`` starts the end-of-tick update and *completes* (``ready``
     high for one cycle) when every neuron has been updated and every spike has left through
@@ -214,7 +215,7 @@ class LIFCore(wiring.Component):
             up.threshold.eq(regs.threshold), up.leak.eq(regs.leak), up.reset.eq(regs.reset_mode),
             regs.count.events.eq(ev.delivered), regs.count.sops.eq(ev.delivered),
             regs.count.drop_range.eq(ev.dropped_range),
-            regs.count.drop_budget.eq(ev.dropped_budget),
+            regs.count.over_budget.eq(ev.over_budget),
             regs.count.ticks.eq(up.done), ev.new_tick.eq(up.done),
         ]
 

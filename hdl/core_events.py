@@ -20,10 +20,12 @@ class EventEngine(wiring.Component):
     ``P`` weights per cycle, added into the accumulators ``I``.
 
     The core's state machine drives it. ``take`` accepts the event offered on ``events`` (it
-    is ``events.ready``). An event for an axon ``a < A``, within the tick's budget
-    (``events_per_tick`` delivered since ``new_tick``), is delivered: the engine loads the
-    address of its row's first synapse word. An event for ``a >= A``, or one past the budget,
-    is dropped and only counted. ``deliver`` tells beforehand which it will be.
+    is ``events.ready``). An event for an axon ``a < A`` is delivered: the engine loads the
+    address of its row's first synapse word. An event for ``a >= A`` is dropped and only
+    counted. ``deliver`` tells beforehand which it will be. The adders into I are
+    ``accumulator_bits`` wide and wrap, so the sums do not depend on the events' order however
+    many arrive; one past the tick's budget (``events_per_tick`` delivered since ``new_tick``)
+    is also counted as ``over_budget``.
 
     In every cycle ``run`` is high the engine reads the next synapse word of the row and the
     accumulator row ``r`` its ``P`` weights go to; the sums are written back in the next
@@ -39,7 +41,7 @@ class EventEngine(wiring.Component):
     reads several. With ``register_reads`` the synapse word passes a register first (in the
     synapse memory: block RAM's read data is late in the cycle), and the I row is read a
     cycle later (``reg_valid``, ``reg_row``) so that both words reach the adders together.
-    The count of events delivered in the tick (``delivered``) enforces the budget.
+    The count of events delivered in the tick stops at the budget and tells the events past it.
 
     Parameters
     ----------
@@ -55,7 +57,7 @@ class EventEngine(wiring.Component):
     take : In(1)
         Accept the event on ``events`` in this cycle: deliver it or drop it.
     deliver : Out(1)
-        The event on ``events`` is in range and within the budget: taking it delivers it.
+        The event on ``events`` is in range: taking it delivers it.
     run : In(1)
         Read the next synapse word of the event being delivered (the core's EVENT state).
     last : Out(1)
@@ -64,9 +66,9 @@ class EventEngine(wiring.Component):
         No sum is still to be written to I.
     new_tick : In(1)
         The tick is over: the budget starts again.
-    delivered, dropped_range, dropped_budget : Out(1)
+    delivered, dropped_range, over_budget : Out(1)
         In the cycle an event is taken: delivered (counts ``EVENTS`` and ``SOPS``), dropped
-        for its axon (``DROP_RANGE``), dropped for the budget (``DROP_BUDGET``).
+        for its axon (``DROP_RANGE``), delivered past the budget (``OVER_BUDGET``).
     syn_rd : In(ReadPort.Signature)
         Reads of the synapse memory (a :class:`~spikefab.hdl.synapse.SynapseMemory`):
         ``data`` is its ``r_data``.
@@ -91,7 +93,7 @@ class EventEngine(wiring.Component):
             "new_tick": In(1),
             "delivered": Out(1),
             "dropped_range": Out(1),
-            "dropped_budget": Out(1),
+            "over_budget": Out(1),
             "syn_rd": In(ReadPort.Signature(
                 addr_width=ceil_log2(mm.synapse_words),
                 shape=data.ArrayLayout(signed(shape.w_bits), mm.lanes))),
@@ -105,11 +107,11 @@ class EventEngine(wiring.Component):
         mm = self.memory_map
         shape, rows, lanes = mm.shape, mm.rows, mm.lanes
         syn_rd, i_rd, i_wr = self.syn_rd, self.i_rd, self.i_wr
-        delivered = Signal(range(shape.events_per_tick + 1))  # in-range events this tick
+        delivered = Signal(range(shape.events_per_tick + 1))  # this tick's, up to the budget
         axon = self.events.payload.axon
         m.d.comb += [
             self.events.ready.eq(self.take),
-            self.deliver.eq((axon < shape.axons) & (delivered < shape.events_per_tick)),
+            self.deliver.eq(axon < shape.axons),
         ]
 
         # ---- a one-stage read-add-write pipeline over the rows ----
@@ -146,15 +148,13 @@ class EventEngine(wiring.Component):
             with m.If(self.take):
                 with m.If(axon >= shape.axons):
                     m.d.comb += self.dropped_range.eq(1)
-                with m.Elif(delivered >= shape.events_per_tick):
-                    m.d.comb += self.dropped_budget.eq(1)
                 with m.Else():
-                    m.d.sync += [
-                        ev_addr.eq(axon * rows),
-                        ev_row.eq(0),
-                        delivered.eq(delivered + 1),
-                    ]
+                    m.d.sync += [ev_addr.eq(axon * rows), ev_row.eq(0)]
                     m.d.comb += self.delivered.eq(1)
+                    with m.If(delivered == shape.events_per_tick):
+                        m.d.comb += self.over_budget.eq(1)
+                    with m.Else():
+                        m.d.sync += delivered.eq(delivered + 1)
 
         # accept_event in both branches, not once after them: each register's next value is
         # then one decision tree, whose hold path yosys sees and maps to the flip-flop's enable.

@@ -57,7 +57,7 @@ class CoreRegisters(wiring.Component):
         The register at ``offset``, zero-extended.
     count : In(StructLayout)
         One bit per counter, named as the register (``events``, ``sops``, ``ticks``,
-        ``drop_range``, ``drop_budget``): the counter steps in this cycle.
+        ``drop_range``, ``over_budget``): the counter steps in this cycle.
     threshold, leak, reset_mode : Out
         The parameters (``reset_mode`` is the ``RESET`` register), for the LIF datapath.
     """

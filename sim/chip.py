@@ -123,15 +123,8 @@ class ChipModel:
 
     def _deliver(self, tile, counts: np.ndarray) -> None:
         """A tick's events for one core, for every run (``counts`` may cover only the first
-        axons). A run that brings the core more events than ``events_per_tick`` gets them one
-        by one, lowest axon first, so the excess is dropped and counted as in the hardware;
-        *which* events the hardware drops depends on their order of arrival, so such runs are
-        not bit-exact (the compiler never builds them)."""
-        core = self.cores[tile]
-        over = core.accumulate(counts)
-        for b in np.flatnonzero(over):
-            core.deliver(np.repeat(np.arange(counts.shape[1]), counts[b].astype(np.int64)),
-                         run=int(b))
+        axons). Their order does not matter (docs/semantics.md, "Event budget")."""
+        self.cores[tile].deliver_spikes(counts)
 
     def deliver_pending(self) -> None:
         """Deliver the events the last update's spikes were routed to, without updating.

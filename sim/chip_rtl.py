@@ -189,7 +189,7 @@ def expected_chip(scenario: ChipScenario) -> ChipResult:
     for tile, core in model.cores.items():
         c = core.counters
         counters[tile] = {"events": c.events, "sops": c.sops, "ticks": c.ticks,
-                          "drop_range": c.drop_range, "drop_budget": c.drop_budget}
+                          "drop_range": c.drop_range, "over_budget": c.over_budget}
     return ChipResult(outputs=outputs, v={t: c.v[0].copy() for t, c in model.cores.items()},
                       counters=counters, mesh_drops=model.mesh_drops)
 

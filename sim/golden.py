@@ -7,12 +7,12 @@ carry many images at once.
 
 Semantics of one core (all integers are two's complement):
 
-1. **Delivery.** An event for axon ``a`` does ``I[n] += W[a][n]`` for every neuron ``n``. At most
-   ``events_per_tick`` in-range events are delivered per tick; later ones are dropped and counted,
-   and so are events for axons ``a >= A``. The accumulator ``I`` is exactly wide enough for the
-   event budget (:attr:`CoreShape.accumulator_bits`), so it never overflows and, within the
-   budget, delivery order cannot change a result (past it, which events are dropped depends
-   on their order: docs/semantics.md, "Event budget").
+1. **Delivery.** An event for axon ``a < A`` does ``I[n] += W[a][n]`` for every neuron ``n``;
+   an event for ``a >= A`` is dropped and counted. ``I`` is ``accumulator_bits`` wide: it
+   holds the sum of ``events_per_tick`` (``E``) weights of either extreme exactly, and it
+   wraps (two's complement, modulo ``2**accumulator_bits``), so the sum is the same in every
+   order of arrival, however many events a tick brings. Events past ``E`` in a tick are
+   delivered and counted in ``over_budget`` (docs/semantics.md, "Event budget").
 2. **Update**, at the end of every tick, for every neuron::
 
        L  = V if k == 0 else V - (V >> k)      # >> is arithmetic: floor division by 2**k
@@ -33,7 +33,7 @@ from ..hdl.abi import CoreShape, Register, ResetMode, check_int
 
 __all__ = [
     "NeuronConfig", "CoreCounters",
-    "CoreModel", "lif_update", "saturate", "decode",
+    "CoreModel", "lif_update", "saturate", "wrap", "decode",
 ]
 
 @dataclass(frozen=True)
@@ -74,6 +74,13 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
+def wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    """Integers reduced to the signed ``bits``-wide range modulo ``2**bits`` (two's complement
+    wrap-around, as a ``bits``-wide adder does)."""
+    half = 1 << (bits - 1)
+    return ((np.asarray(x) + half) & ((half << 1) - 1)) - half
+
+
 def lif_update(v: np.ndarray, i: np.ndarray, b: np.ndarray, config: NeuronConfig,
                v_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """One update of rule 2 on arrays of any (broadcastable) shape.
@@ -106,7 +113,7 @@ class CoreCounters:
     sops: int = 0          #: synaptic operations: events times N
     ticks: int = 0         #: updates performed
     drop_range: int = 0    #: events for an axon >= A
-    drop_budget: int = 0   #: in-range events beyond ``events_per_tick`` in one tick
+    over_budget: int = 0   #: in-range events past ``events_per_tick`` in one tick
 
 
 class CoreModel:
@@ -128,8 +135,8 @@ class CoreModel:
     v : ndarray, shape ``(batch, N)``, int32
         Membranes; may be set directly (e.g. to start from a given state).
     i : ndarray, shape ``(batch, N)``, int32
-        Accumulators of the current tick (int32 holds every legal core's, see
-        :func:`lif_update`).
+        Accumulators of the current tick, in the signed ``accumulator_bits`` range (int32
+        holds every legal core's, see :func:`lif_update`).
     counters : CoreCounters
     """
 
@@ -148,12 +155,12 @@ class CoreModel:
         self._delivered = np.zeros(batch, dtype=np.int64)  # in-range events this tick
         self.counters = CoreCounters()
         # Exact float matmul is much faster than int matmul; it is exact while every partial sum
-        # is an integer the float's mantissa holds (2**24 for float32, 2**53 for float64).
+        # is an integer the float's mantissa holds (below 2**24 for float32, 2**53 for float64).
+        # A tick with more events than that falls back to int64.
         bound = shape.events_per_tick * -shape.w_min
         self._mm_dtype = np.float32 if bound < (1 << 24) else np.float64
-        # One more column of ones: the same product counts each run's events.
-        self._weights_mm = np.hstack([self.weights, np.ones((shape.axons, 1), np.int64)]
-                                     ).astype(self._mm_dtype)
+        self._exact_bound = 1 << (24 if self._mm_dtype is np.float32 else 53)
+        self._weights_mm = self.weights.astype(self._mm_dtype)
 
     @staticmethod
     def _check_array(name, value, shape, lo, hi) -> np.ndarray:
@@ -168,46 +175,28 @@ class CoreModel:
         return array.astype(np.int64)
 
     def deliver(self, axons: Iterable[int], run: int = 0) -> None:
-        """Deliver events, in order, to run ``run`` of the batch (rule 1, budget included)."""
+        """Deliver events, in order, to run ``run`` of the batch (rule 1)."""
         shape = self.shape
         for axon in axons:
             axon = int(axon)
             if not 0 <= axon < shape.axons:
                 self.counters.drop_range += 1
-            elif self._delivered[run] >= shape.events_per_tick:
-                self.counters.drop_budget += 1
-            else:
-                self.i[run] += self.weights[axon]
-                self._delivered[run] += 1
-                self.counters.events += 1
-                self.counters.sops += shape.neurons
+                continue
+            if self._delivered[run] >= shape.events_per_tick:
+                self.counters.over_budget += 1
+            self.i[run] = wrap(self.i[run].astype(np.int64) + self.weights[axon],
+                               shape.accumulator_bits)
+            self._delivered[run] += 1
+            self.counters.events += 1
+            self.counters.sops += shape.neurons
 
     def deliver_spikes(self, spikes: np.ndarray) -> None:
         """Deliver one tick of axon spikes for the whole batch at once.
 
         ``spikes`` has shape ``(batch, k)`` with ``k <= A`` (axons ``k ..`` get no events) and
-        holds 0/1 (or event counts per axon). A run whose events would exceed the budget
-        raises, and nothing is delivered: its result would depend on order, so use
-        :meth:`deliver` for it.
+        holds 0/1 (or event counts per axon). The same as :meth:`deliver` of those events in
+        any order.
         """
-        product, count, over = self._product(spikes)
-        if over.any():
-            raise ValueError(
-                f"run {int(np.flatnonzero(over)[0])} exceeds events_per_tick="
-                f"{self.shape.events_per_tick}; deliver its events in order with deliver()")
-        self._apply(product, count)
-
-    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
-        """Like :meth:`deliver_spikes`, but a run whose events would exceed the budget gets
-        none of them; returns which runs those were, shape ``(batch,)``, bool."""
-        product, count, over = self._product(spikes)
-        if over.any():
-            product[over] = 0
-            count[over] = 0
-        self._apply(product, count)
-        return over
-
-    def _product(self, spikes):
         spikes = np.asarray(spikes)
         if spikes.ndim != 2 or spikes.shape[0] != self.batch or \
                 spikes.shape[1] > self.shape.axons:
@@ -215,18 +204,26 @@ class CoreModel:
                              f"{self.shape.axons}, not {spikes.shape}")
         if spikes.size and spikes.min() < 0:
             raise ValueError("spikes must hold non-negative event counts")
-        # Exact: every sum is an integer the float's mantissa holds (see __init__); the last
-        # column counts the events.
-        product = spikes.astype(self._mm_dtype, copy=False) @ self._weights_mm[:spikes.shape[1]]
-        count = product[:, -1].astype(np.int64)
-        return product, count, self._delivered + count > self.shape.events_per_tick
-
-    def _apply(self, product, count) -> None:
-        self.i += product[:, :-1].astype(np.int32)
+        shape = self.shape
+        count = spikes.sum(axis=1, dtype=np.int64)
+        if int(count.max(initial=0)) * -shape.w_min < self._exact_bound:
+            # Exact: every partial sum is an integer the float's mantissa holds (see
+            # __init__); within the budget nothing wraps either.
+            product = (spikes.astype(self._mm_dtype, copy=False)
+                       @ self._weights_mm[:spikes.shape[1]]).astype(np.int64)
+        else:
+            product = spikes.astype(np.int64) @ self.weights[:spikes.shape[1]]
+        if (self._delivered + count > shape.events_per_tick).any():
+            self.i = wrap(self.i + product, shape.accumulator_bits).astype(np.int32)
+        else:   # within the budget I holds the sum exactly
+            self.i += product.astype(np.int32)
+        self.counters.over_budget += int(np.clip(
+            self._delivered + count - np.maximum(self._delivered, shape.events_per_tick),
+            0, None).sum())
         self._delivered += count
         total = int(count.sum())
         self.counters.events += total
-        self.counters.sops += total * self.shape.neurons
+        self.counters.sops += total * shape.neurons
 
     def update(self) -> np.ndarray:
         """End the tick (rule 2) for every run; returns the spikes, shape ``(batch, N)``, bool."""

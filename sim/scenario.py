@@ -196,7 +196,8 @@ def random_scenario(shape: CoreShape, seed: int, *, ticks: int = 200,
                     name: str | None = None) -> CoreScenario:
     """A seeded random scenario that reaches the corners: saturation at both ends, theta = 1
     and theta = max, k = 0 and k = v_bits - 1, ticks with every axon, empty ticks, weights at
-    +-max, out-of-range axons and over-budget ticks. The ``seed`` alone decides everything."""
+    +-max, out-of-range axons and over-budget ticks (where the accumulator may wrap). The
+    ``seed`` alone decides everything."""
     rng = np.random.Generator(np.random.PCG64(seed))
     A, N = shape.axons, shape.neurons
     flavour = rng.integers(0, 4)  # 0: uniform weights, 1: +-max only, 2: sparse, 3: excitatory
@@ -269,6 +270,8 @@ def corner_scenarios(shape: CoreShape, seed: int, *, ticks: int = 40) -> list[Co
     membrane sits at the top of its range. ``saturate-low``: the same at -max with theta = max,
     so V ends at the bottom. ``theta1-k<max>``: theta = 1 with the strongest leak and zero reset.
     ``out-of-range``: every tick mixes axons >= A (when A < 1024) into a mostly empty stream.
+    ``over-budget-wrap`` (when ``events_per_tick <= 64``): weights at +max and three times the
+    budget's events in every tick, so the accumulator wraps.
     """
     rng = np.random.Generator(np.random.PCG64(seed))
     A, N = shape.axons, shape.neurons
@@ -302,4 +305,9 @@ def corner_scenarios(shape: CoreShape, seed: int, *, ticks: int = 40) -> list[Co
                               rng.integers(0, A, size=int(rng.integers(0, 2)))])
               for _ in range(ticks)]),
     ]
+    budget = shape.events_per_tick
+    if budget <= 64:
+        scenarios.append(make(
+            "over-budget-wrap", full * shape.w_max, NeuronConfig(shape.v_max, 0), np.zeros(N),
+            [rng.integers(0, A, size=3 * budget) for _ in range(8)]))
     return scenarios

@@ -84,7 +84,7 @@ def test_register_table_agrees_with_the_golden_models_validation():
     shape = CoreShape(8, 4, v_bits=10)
     assert [r for r in Register] == list(REGISTERS)
     assert COUNTERS == (Register.EVENTS, Register.SOPS, Register.TICKS, Register.DROP_RANGE,
-                        Register.DROP_BUDGET)
+                        Register.OVER_BUDGET)
     for register in (Register.THRESHOLD, Register.LEAK, Register.RESET):
         spec = REGISTERS[register]
         for value in range(-2, (1 << shape.v_bits) + 2):

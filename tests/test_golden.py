@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from spikefab.sim.scenario import Pattern
-from spikefab.sim.golden import CoreModel, NeuronConfig, decode, lif_update
+from spikefab.sim.golden import CoreModel, NeuronConfig, decode, lif_update, wrap
 from spikefab.hdl.abi import CoreShape, ResetMode
 
 
@@ -49,15 +49,29 @@ class TestCore:
         assert m.update()[0].tolist() == [True, False]
         assert m.v[0].tolist() == [4, -6] and m.i[0].tolist() == [0, 0]
 
-    def test_out_of_range_and_over_budget_events_are_dropped_and_counted(self):
+    def test_out_of_range_events_are_dropped_and_over_budget_ones_counted(self):
         m = _model([[1], [2], [4]], threshold=100, events_per_tick=2)
         m.deliver([3, 1023, 0, 1, 2])
-        assert m.i[0].tolist() == [3]
+        assert m.i[0].tolist() == [7]
         c = m.counters
-        assert (c.events, c.sops, c.drop_range, c.drop_budget) == (2, 2, 2, 1)
+        assert (c.events, c.sops, c.drop_range, c.over_budget) == (3, 3, 2, 1)
         m.update()
         m.deliver([2])  # the budget is per tick
         assert m.i[0].tolist() == [4] and m.counters.ticks == 1
+        assert m.counters.over_budget == 1
+
+    def test_past_the_budget_the_accumulator_wraps(self):
+        # E = 1 with 4-bit weights: I is 4 bits wide, -8 .. 7.
+        m = _model([[7], [7], [-8]], w_bits=4, threshold=100, events_per_tick=1)
+        assert m.shape.accumulator_bits == 4
+        m.deliver([0, 1])
+        assert m.i[0].tolist() == [-2]                 # 14 wraps to 14 - 16
+        m.deliver([2, 2])
+        assert m.i[0].tolist() == [-2]                 # -2 - 16 = -18 wraps to -2
+        assert m.counters.over_budget == 3
+
+    def test_wrap_is_twos_complement(self):
+        assert wrap(np.array([7, 8, -8, -9, 16, -17]), 4).tolist() == [7, -8, -8, 7, 0, -1]
 
     def test_accumulator_width_covers_the_budget(self):
         shape = CoreShape(axons=1024, neurons=1, w_bits=8)
@@ -84,27 +98,39 @@ class TestCore:
         b.deliver(np.repeat(np.arange(12), counts[0]))
         assert np.array_equal(a.i, b.i) and a.counters == b.counters
 
-    def test_matrix_delivery_refuses_an_over_budget_tick(self):
-        m = _model([[1], [1]], events_per_tick=1)
-        with pytest.raises(ValueError, match="exceeds events_per_tick=1"):
-            m.deliver_spikes(np.array([[1, 1]]))
+    @pytest.mark.parametrize("seed", range(6))
+    def test_over_budget_delivery_is_the_same_in_any_order(self, seed):
+        """Past the budget the accumulator wraps: the matrix product, the events one by one
+        and the events shuffled give the same I and counters."""
+        rng = np.random.default_rng(seed)
+        w_bits = int(rng.choice([4, 8]))
+        lim = 1 << (w_bits - 1)
+        w = rng.integers(-lim, lim, size=(9, 5))
+        budget = int(rng.integers(1, 6))
+        batch = 3
+        shape = CoreShape(axons=9, neurons=5, w_bits=w_bits, events_per_tick=budget)
+        counts = rng.integers(0, 40, size=(batch, 9))
+        bulk = CoreModel(shape, w, NeuronConfig(100, 0), batch=batch)
+        bulk.deliver_spikes(counts[:, :4])                 # two calls in one tick
+        bulk.deliver_spikes(counts)
+        one = CoreModel(shape, w, NeuronConfig(100, 0), batch=batch)
+        for b in range(batch):
+            events = np.concatenate([np.repeat(np.arange(4), counts[b, :4]),
+                                     np.repeat(np.arange(9), counts[b])])
+            one.deliver(rng.permutation(events), run=b)
+        assert np.array_equal(bulk.i, one.i), f"seed {seed}"
+        assert bulk.counters == one.counters, f"seed {seed}"
+        total = counts.sum(1) + counts[:, :4].sum(1)
+        assert bulk.counters.over_budget == int(np.clip(total - budget, 0, None).sum())
+        exact = counts[:, :4] @ w[:4] + counts @ w
+        assert np.array_equal(bulk.i, wrap(exact, shape.accumulator_bits))
 
-    def test_refused_tick_changes_nothing(self):
-        m = _model([[1], [1]], events_per_tick=1)
-        m.deliver([0])
-        before = (m.i.copy(), m._delivered.copy(), m.counters)
-        with pytest.raises(ValueError, match="exceeds events_per_tick=1"):
-            m.deliver_spikes(np.array([[0, 1]]))
-        assert np.array_equal(m.i, before[0]) and m.counters == before[2]
-
-    def test_accumulate_skips_only_the_over_budget_runs(self):
-        w = np.array([[3, 1], [5, -2]])
-        shape = CoreShape(axons=2, neurons=2, events_per_tick=2)
-        m = CoreModel(shape, w, NeuronConfig(100, 0), batch=3)
-        over = m.accumulate(np.array([[1, 1], [2, 1], [0, 1]]))
-        assert over.tolist() == [False, True, False]
-        assert m.i.tolist() == [[8, -1], [0, 0], [5, -2]]
-        assert m.counters.events == 3 and m.counters.sops == 6
+    def test_a_tick_past_the_float_bound_is_exact(self):
+        shape = CoreShape(axons=2, neurons=1, events_per_tick=1)
+        m = CoreModel(shape, [[-128], [127]], NeuronConfig(100, 0))
+        counts = np.array([[1 << 20, 3]])                  # 2**27 weights: float32 is inexact
+        m.deliver_spikes(counts)
+        assert m.i[0].tolist() == [int(wrap(-128 * (1 << 20) + 3 * 127, 8))]
 
     def test_narrow_delivery_means_the_first_axons(self):
         rng = np.random.default_rng(3)

@@ -15,7 +15,7 @@ import pytest
 from spikefab.firmware.protocol import (SlipDecoder, frame, input_payload, parse_body,
                                         slip_encode)
 from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
-                              Region, Status, pack_event_word)
+                              Region, Register, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import SimLink, link_build
@@ -256,3 +256,43 @@ def test_rtl_host_link_equals_model(build, base_seed):
                                "ARGUMENT", "ADDRESS"}, s.naks
     record_checked("host-link", host_link_exchanges=s.exchanges,
                    host_link_naks=sum(s.naks.values()))
+
+
+def test_fan_in_past_the_budget_is_order_free(build):
+    """Found by fuzzing: 25 routed events (23 for axon 0, 2 for axon 1: the route count wraps
+    around the 16-entry table) reach a core whose budget is 24. The RTL kept the first 24 to
+    arrive and the model chose its own 24, so they disagreed; now every event is delivered (I
+    wraps at its width) and both answer I[0] = 2 (W[1][0] = 1), EVENTS = 25, OVER_BUDGET = 1."""
+    model = LinkModel(build.info)
+    wb = model.info.word_bytes
+    tile = model.info.tiles[0]
+    assert tile.events_per_tick == 24
+    rows = -(-tile.neurons // tile.lanes)   # synapse words per axon
+
+    def write(seq, region, offset, word):
+        return frame(seq, Command.WRITE, _address(0, region, offset) + word.to_bytes(wb, "little"))
+
+    frames = [
+        write(1, Region.BIAS, 0, 2047),                  # = the threshold at reset: it spikes
+        write(2, Region.ROUTE_INDEX, 0, 0 | 25 << 10),   # start 0, 25 destinations
+        write(3, Region.ROUTE_DEST, 0, 0 | 1 << 6),      # (0, 0) axon 1; the rest axon 0
+        write(4, Region.SYNAPSE, rows, 1),               # W[1][0] = 1
+        frame(5, Command.RUN, (1).to_bytes(2, "little")),
+        frame(6, Command.READ, _address(0, Region.ACCUMULATOR, 0) + (1).to_bytes(2, "little")),
+        frame(7, Command.READ, _address(0, Region.REGISTER, Register.EVENTS)
+              + (5).to_bytes(2, "little")),
+    ]
+    if wb == 4:   # the frames as the fuzzer found them
+        assert b"".join(frames[:6]).hex() == (
+            "c00102000200000000ff070000d094c0" "c0020200050000000000640000ed38c0"
+            "c0030200060000000040000000ea3ec0" "c00402000002000000010000002f73c0"
+            "c0050501001fbbc0" "c006030003000000000100ab8ec0")
+    with SimLink(build, periods_ps={"core_0_0": 97_000, "core_1_0": 17_000}) as link:
+        s = Session(link, model, seed=0)
+        answers = [s.send(data, what=f"frame {k + 1}") for k, data in enumerate(frames)]
+    assert all(status == Status.OK for [(_, status, _)] in answers)
+    assert int.from_bytes(answers[5][0][2], "little") == 2
+    counters = answers[6][0][2]
+    events, _, _, _, over_budget = (int.from_bytes(counters[k:k + wb], "little")
+                                    for k in range(0, 5 * wb, wb))
+    assert (events, over_budget) == (25, 1)

@@ -88,8 +88,10 @@ class CoreShape:
     v_bits : int
         Width of the signed, saturating membrane (and of the bias): 8 to 24; 16 by default.
     events_per_tick : int or None
-        Most in-range events delivered per tick; further ones are dropped and counted. The
-        accumulator width follows from it. ``None`` means ``A`` (every axon once per tick).
+        ``E``, the in-range events per tick the accumulator holds exactly: its width follows
+        from it. Further events are still delivered, and counted in ``OVER_BUDGET``; the
+        accumulator wraps, so the result stays independent of arrival order (docs/semantics.md,
+        "Event budget"). ``None`` means ``A`` (every axon once per tick).
 
     Raises
     ------
@@ -131,14 +133,9 @@ class CoreShape:
 
     @property
     def accumulator_bits(self) -> int:
-        """Width of ``I``: holds ``events_per_tick`` weights of either extreme, so it never
-        overflows."""
+        """Width of ``I``: holds ``events_per_tick`` weights of either extreme, so within the
+        budget it never wraps."""
         return signed_bits(self.events_per_tick * self.w_min, self.events_per_tick * self.w_max)
-
-    @property
-    def counter_bits(self) -> int:
-        """Width of the per-tick event counter that enforces the budget."""
-        return self.events_per_tick.bit_length()
 
 
 # ---- enums ----
@@ -209,7 +206,7 @@ class Register(enum.IntEnum, shape=3):
     SOPS = 4
     TICKS = 5
     DROP_RANGE = 6
-    DROP_BUDGET = 7
+    OVER_BUDGET = 7
 
 
 @dataclass(frozen=True)
@@ -257,11 +254,12 @@ REGISTERS: dict[Register, RegisterSpec] = {spec.register: spec for spec in (
     RegisterSpec(Register.THRESHOLD, False, "theta: a neuron spikes when V' >= theta"),
     RegisterSpec(Register.LEAK, False, "leak shift k: L = V - (V >>> k); 0 is no leak"),
     RegisterSpec(Register.RESET, False, "a ResetMode: V' after a spike"),
-    RegisterSpec(Register.EVENTS, True, "events delivered (in range and within the budget)"),
+    RegisterSpec(Register.EVENTS, True, "events delivered (every in-range event)"),
     RegisterSpec(Register.SOPS, True, "synaptic operations: N per delivered event"),
     RegisterSpec(Register.TICKS, True, "updates done"),
     RegisterSpec(Register.DROP_RANGE, True, "events for an axon the core does not have"),
-    RegisterSpec(Register.DROP_BUDGET, True, "in-range events past events_per_tick in a tick"),
+    RegisterSpec(Register.OVER_BUDGET, True,
+                 "in-range events past events_per_tick in a tick (delivered; I may wrap)"),
 )}
 assert list(REGISTERS) == list(Register)
 
