@@ -8,7 +8,8 @@ What every board gets:
   zero for a few microseconds after configuration);
 * the host link on the board's USB UART (8N1 at ``baudrate``), behind a receive queue of
   ``rx_fifo_depth`` bytes (the driver keeps one frame in flight);
-* LEDs: green blinks with link traffic, red lights for a second after a NAK.
+* LEDs: green blinks with link traffic, red lights for a second after a NAK or a byte the
+  UART lost (also counted in STATUS ``line_errors``).
 
 The gateware between the pins is exactly what ``tests/test_host_link_rtl.py`` simulates, so the
 driver's ``serial:PORT`` transport works unchanged.
@@ -17,6 +18,7 @@ driver's ``serial:PORT`` transport works unchanged.
 from __future__ import annotations
 
 import enum
+import math
 
 from amaranth.hdl import *
 from amaranth.lib import wiring
@@ -52,9 +54,9 @@ class BoardTop(Elaboratable):
     rx_fifo_depth : int
         Bytes of receive queue. The frame receiver takes a byte every cycle except while it
         holds a finished frame, and the driver's serial transport sends nothing then (one
-        frame in flight: it waits for the answer), so a few bytes are enough; a host that
-        sends anyway overruns the queue, which lights the error LED and costs the frame its
-        CRC (NAK), never state.
+        frame in flight: it waits for the answer), so two bytes are enough; a host that
+        sends anyway overruns the queue, which lights the error LED, counts in STATUS
+        (``line_errors``) and costs the frame its CRC (NAK), never state.
     pll : bool
         Without it the chip runs straight from the oscillator pin, at a nominal
         ``clock_mhz``: the form the post-synthesis simulation uses (a PLL has no simulation
@@ -69,7 +71,7 @@ class BoardTop(Elaboratable):
     osc_mhz = None
 
     def __init__(self, *, profile: str | ChipProfile, clock_mhz: float,
-                 baudrate: int = 3_000_000, rx_fifo_depth: int = 4, pll: bool = True):
+                 baudrate: int = 3_000_000, rx_fifo_depth: int = 2, pll: bool = True):
         self.profile = profile if isinstance(profile, ChipProfile) else get_profile(profile)
         if self.profile.board not in (None, self.name):
             raise ValueError(f"chip {self.profile.name!r} was generated for the "
@@ -86,8 +88,12 @@ class BoardTop(Elaboratable):
         self.baudrate = baudrate
         self.divisor = divisor
         self.rx_fifo_depth = rx_fifo_depth
+        # The link drops a half-received frame after 2**(k-1) to 2**k silent cycles: 20 to
+        # 40 ms here, far longer than a USB adapter pauses inside a frame.
+        self.timeout_log2 = math.ceil(math.log2(self.clock_mhz * 1e6 * 0.02)) + 1
         self.system = ChipSystem(self.profile.chip(clocking=Clocking.SINGLE),
-                                 output_depth=self.profile.output_depth)
+                                 output_depth=self.profile.output_depth,
+                                 timeout_log2=self.timeout_log2)
 
     def make_pll(self, clock_mhz: float):
         raise NotImplementedError
@@ -144,6 +150,7 @@ class BoardTop(Elaboratable):
         else:
             wiring.connect(m, uart.rx_bytes, system.rx)
         wiring.connect(m, system.tx, uart.tx_bytes)
+        m.d.comb += system.line_error.eq(uart.overrun | uart.framing_error)
 
         activity, error = self.leds(platform)
         traffic = (uart.rx_bytes.valid & uart.rx_bytes.ready) | \

@@ -10,7 +10,7 @@ from ..hdl.core import LANE_CHOICES
 from .cli_args import (BOARD_NAMES, CHIP_CHOICES, PROFILE_HELP, RESET_NAMES, USER_PROFILES,
                        CommandError, _check_build_root, _check_folder, _check_output,
                        _compile_profile, _hidden_sizes, _int_from, _non_negative, _note, _positive,
-                       _positive_number, _rtl_cached, _run_profile, _target)
+                       _positive_number, _probability, _rtl_cached, _run_profile, _target)
 
 __all__ = ["main", "run"]
 
@@ -117,10 +117,38 @@ def _cmd_run(args) -> int:
                            split=args.split, first=args.first, count=args.count,
                            steps=args.steps, seed=args.seed,
                            profile=args.profile, board=args.board, progress=not args.json,
-                           baudrate=args.baud, plot=args.plot, on_chip=on_chip)
+                           baudrate=args.baud, plot=args.plot, on_chip=on_chip,
+                           timeout=args.timeout)
     except LinkError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _cmd_standin(args) -> int:
+    from ..sim.standin import FAULT_KINDS, BoardStandIn, LineFaults
+    from .run import load_network
+    image, _ = load_network(args.model, profile=args.profile, seed=0, board=args.board)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
+    faults = LineFaults(rate=args.faults, seed=args.fault_seed, kinds=kinds)
+    with BoardStandIn(image.chip_profile().info(), kind="socket" if args.socket else "pty",
+                      port=args.socket or 0, faults=faults) as board:
+        print(f"the golden {image.profile} chip, as a board, at {board.path}"
+              + (f", behind a line that damages {args.faults:.2%} of the bytes"
+                 if args.faults else ""), flush=True)
+        print(f"  spikefab run --target serial:{board.path} --model {args.model}"
+              + (f" --profile {args.profile}" if args.profile else "")
+              + (f" --board {args.board}" if args.board else "")
+              + ("  --timeout 0.3" if args.faults else ""), flush=True)
+        print("(Ctrl-C to stop)", flush=True)
+        try:
+            board.thread.join()
+        except KeyboardInterrupt:
+            pass
+        applied = board.faults_applied()
+    if args.faults:
+        print(f"faults applied: {', '.join(f'{k} {v}' for k, v in applied.items())}",
+              file=sys.stderr)
     return 0
 
 
@@ -417,12 +445,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baud", type=_positive, default=3_000_000,
                      help="serial targets only: the bitstream's rate, as built with spikefab "
                      "build --baud (default: %(default)s)")
+    run.add_argument("--timeout", type=_positive_number(" of seconds"), default=2.0,
+                     metavar="S", help="serial targets only: how long to wait for an answer "
+                     "before sending the request again (default: %(default)s)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--plot", metavar="PNG", help="draw the spike raster (input, layers, "
                      "output) of the first image into PNG (needs matplotlib); the spikes are "
                      "the golden model's whatever the --target: a chip's inner layers cannot "
                      "be read back (default: no plot)")
     run.set_defaults(run=_cmd_run)
+
+    standin = sub.add_parser("standin", help="serve a chip's golden model as a board does, "
+                             "on a pseudo-terminal or a TCP socket, for --target serial:..., "
+                             "optionally behind a noisy line")
+    standin.add_argument("--model", default="mnist-accurate", metavar="M",
+                         help="the model whose chip to serve, as spikefab run --model takes "
+                         "it (default: %(default)s)")
+    standin.add_argument("--profile", type=_run_profile, default=None,
+                         metavar="{" + ",".join(CHIP_CHOICES) + "}", help=PROFILE_HELP)
+    standin.add_argument("--board", choices=BOARD_NAMES, help="as spikefab run --board "
+                         "(default: no board; --profile decides)")
+    standin.add_argument("--socket", type=_positive, metavar="PORT", help="serve on "
+                         "127.0.0.1:PORT (serial:socket://127.0.0.1:PORT) (default: a pty)")
+    standin.add_argument("--faults", type=_probability, default=0.0, metavar="RATE",
+                         help="the fraction of bytes, either way, that the line damages "
+                         "(default: %(default)s)")
+    standin.add_argument("--kinds", metavar="K,K", help="the faults, some of flip, drop, "
+                         "duplicate, delay, cut (default: all)")
+    standin.add_argument("--fault-seed", type=_non_negative, default=0, metavar="S",
+                         help="the line's random seed (default: %(default)s)")
+    standin.set_defaults(run=_cmd_standin)
 
     build = sub.add_parser("build", help="build a board's bitstream (YoWASP) and report its "
                            "resources and Fmax; or program a board")

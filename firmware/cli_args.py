@@ -75,6 +75,17 @@ def _hidden_sizes(text: str):
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+def _probability(text: str) -> float:
+    """An argparse type: a fraction in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
+    return value
+
+
 def _positive_number(unit: str = ""):
     """An argparse type: a finite number > 0 (``unit`` names it in the message)."""
     def parse(text: str) -> float:

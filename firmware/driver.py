@@ -28,7 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..hdl.abi import (ADDRESS_BYTES, COUNTER_BITS, MAX_OUTPUTS, MAX_PAYLOAD, TICK_BITS,
+from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, COUNTER_BITS, EVENT, INPUT_HEAD, MAX_OUTPUTS,
+                       MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX, READ_COUNT, RUN_TICKS, TICK_BITS,
                        ChipInfo, Command, LinkStatus, ProtocolError, Region, Register, Status,
                        to_signed)
 from ..sim.golden import decode
@@ -36,8 +37,8 @@ from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, frame, inpu
                        outputs_payload, parse_body, parse_run_answer, read_payload, run_payload,
                        unpack_outputs, write_payload)
 
-__all__ = ["LinkError", "Transport", "SerialTransport", "Link", "image_frames", "RunResult",
-           "check_spikes", "ChipBase", "LinkChip"]
+__all__ = ["LinkError", "Transport", "SerialTransport", "Link", "LinkCounters", "image_frames",
+           "RunResult", "check_spikes", "ChipBase", "LinkChip"]
 
 
 #: Output ticks wrap at the field's width.
@@ -48,10 +49,16 @@ class LinkError(RuntimeError):
     """The chip did not answer, answered with a NAK, or answered something malformed."""
 
 
+def _name(command) -> str:
+    return Command(command).name if command in Command._value2member_map_ else hex(command)
+
+
 # ---- transports ----
 
 class Transport(Protocol):
-    """What a :class:`Link` sends its frames through."""
+    """What a :class:`Link` sends its frames through: an in-process transport that loses
+    nothing (:meth:`exchange`), or a line (:class:`SerialTransport`: ``send``, ``read_frame``,
+    ``drain`` and ``timeout``), which the link drives frame by frame."""
 
     #: Most frames one :meth:`exchange` may carry (None: any number).
     window: int | None
@@ -64,8 +71,10 @@ class Transport(Protocol):
 
 
 class SerialTransport:
-    """A board on a serial port (pyserial). One frame in flight at a time: the chip holds one
-    request while it works, and a UART has no flow control."""
+    """A board on a serial port (pyserial; ``socket://HOST:PORT`` and other pyserial URLs
+    too). One frame in flight at a time: the chip holds one request while it works, and a
+    UART has no flow control. :class:`Link` drives it frame by frame (:meth:`send`,
+    :meth:`read_frame`, :meth:`drain`) so that it can recover from a bad line."""
     window = 1
 
     def __init__(self, port: str, *, baudrate: int = 3_000_000, timeout: float = 2.0):
@@ -74,29 +83,43 @@ class SerialTransport:
         except ImportError:
             raise LinkError("the serial target needs pyserial: pip install pyserial") from None
         try:
-            self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+            self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.01)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open serial port {port!r}: {exc}. Is the board plugged "
                             f"in, and is this its port?") from None
         self.port = port
         self.timeout = timeout
+        self._decoder = SlipDecoder()
+        self._frames: list = []
 
-    def exchange(self, data: bytes) -> bytes:
-        expected = len(SlipDecoder().feed(data))
+    def send(self, data: bytes) -> None:
         self.serial.write(data)
-        decoder, answer = SlipDecoder(), bytearray()
-        got = 0
-        deadline = time.monotonic() + self.timeout
-        while got < expected:
+
+    def read_frame(self, timeout: float):
+        """The next frame the chip sends, ``(body, error)``, or None after ``timeout`` seconds
+        without one."""
+        deadline = time.monotonic() + timeout
+        while not self._frames:
             chunk = self.serial.read(4096)
             if chunk:
-                answer += chunk
-                got += len(decoder.feed(chunk))
-                deadline = time.monotonic() + self.timeout
+                self._frames += self._decoder.feed(chunk)
             elif time.monotonic() > deadline:
-                raise LinkError(f"no answer from {self.port} within {self.timeout} s: is the "
-                                f"board connected and programmed with a spikefab bitstream?")
-        return bytes(answer)
+                return None
+        return self._frames.pop(0)
+
+    def drain(self, quiet: float = 0.02) -> int:
+        """Throw away whatever the chip is still sending, until the line has been quiet for
+        ``quiet`` seconds; the bytes thrown away (frames already cut included)."""
+        dropped = sum(len(body) for body, _ in self._frames) + len(self._frames)
+        self._frames.clear()
+        last = time.monotonic()
+        while time.monotonic() - last < quiet:
+            chunk = self.serial.read(4096)
+            if chunk:
+                dropped += len(chunk)
+                last = time.monotonic()
+        self._decoder.discard()
+        return dropped
 
     def close(self):
         self.serial.close()
@@ -104,20 +127,64 @@ class SerialTransport:
 
 # ---- the protocol client ----
 
-class Link:
-    """Requests and answers over a transport."""
+#: NAKs that mean the request was damaged on the way (it did nothing; send it again).
+LINE_NAKS = (Status.CRC, Status.SHORT, Status.OVERSIZE, Status.ESCAPE)
+#: Requests whose payload may be split over several requests with the same effect.
+_SPLITTABLE = (Command.WRITE, Command.RUN, Command.INPUT, Command.READ, Command.OUTPUTS)
+#: The smallest payload a frame is cut to on a bad line (bytes).
+MIN_FRAME_PAYLOAD = 24
 
-    def __init__(self, transport):
+
+@dataclass
+class LinkCounters:
+    """What a :class:`Link` did to get its answers through."""
+    requests: int = 0      #: requests answered OK
+    retries: int = 0       #: requests sent again (same seq: the chip answers a repeat once)
+    resyncs: int = 0       #: times the line was drained of bytes nobody asked for
+    stray: int = 0         #: answers skipped: another seq, a NAK for noise, a corrupted frame
+    splits: int = 0        #: requests cut in smaller ones for a bad line
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Link:
+    """Requests and answers over a transport.
+
+    Over a transport that offers :meth:`SerialTransport.read_frame` (a board's line), every
+    request is sent alone and its answer waited for: answers with another seq, NAKs for line
+    noise are skipped; a request refused as damaged (CRC, SHORT, OVERSIZE, ESCAPE), left
+    unanswered or answered with a corrupted frame is sent again with the same seq (the chip
+    answers a repeat without executing it twice), after draining the line, at most
+    ``retries`` times; and the frames get shorter while the line keeps damaging them (a WRITE,
+    RUN, INPUT or READ then goes as several requests with the same effect, RUN and INPUT only
+    if the chip refused the long one, since it may have run otherwise). :attr:`counters` says
+    what that took. Other transports (the simulator, the model) lose nothing: their requests are
+    pipelined and any surprise is an error.
+    """
+
+    def __init__(self, transport, *, retries: int = 20):
         self.transport = transport
+        self.retries = retries
+        self.counters = LinkCounters()
+        self.frame_payload = MAX_PAYLOAD   # the most payload a frame carries (bad line: less)
+        self._good = 0
         self._seq = 0
+        self.info = None
         self.info = ChipInfo.decode(self.request(Command.INFO))
 
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 255 + 1     # seq 0 is reserved for NAKs of unreadable frames
+        return self._seq
+
     def _frame(self, command, payload=b"") -> tuple[int, bytes]:
-        self._seq = (self._seq + 1) & 0xFF
-        return self._seq, frame(self._seq, command, payload)
+        seq = self._next_seq()
+        return seq, frame(seq, command, payload)
 
     def batch(self, requests: list[tuple[int, bytes]]) -> list[bytes]:
         """Send requests (pipelined where the transport allows); their OK payloads, in order."""
+        if hasattr(self.transport, "read_frame"):
+            return [self._over_the_line(c, p) for c, p in requests]
         window = self.transport.window or len(requests) or 1
         answers = []
         for k in range(0, len(requests), window):
@@ -134,11 +201,121 @@ class Link:
                 if got_seq != seq:
                     raise LinkError(f"answer for request {got_seq}, expected {seq}")
                 if status != Status.OK:
-                    name = Command(command).name if command in Command._value2member_map_ \
-                        else hex(command)
-                    raise LinkError(f"the chip refused {name}: {Status(status).describe()}")
+                    raise LinkError(f"the chip refused {_name(command)}: "
+                                    f"{Status(status).describe()}")
                 answers.append(payload)
+                self.counters.requests += 1
         return answers
+
+    # ---- a bad line ----
+    def _over_the_line(self, command, payload) -> bytes:
+        """One request over a line that may lose, damage or add bytes: its OK payload."""
+        pieces = self._split(command, payload)
+        if len(pieces) > 1:
+            self.counters.splits += 1
+            answers = [self._over_the_line(command, piece) for piece in pieces]
+            return b"".join(answers) if command in (Command.READ, Command.OUTPUTS) \
+                else answers[-1]
+        seq, data = self._frame(command, payload)
+        transport = self.transport
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.counters.retries += 1
+                if transport.drain():
+                    self.counters.resyncs += 1
+            transport.send(data)
+            outcome = self._answer(seq, command)
+            if isinstance(outcome, bytes):
+                self._line_ok()
+                return outcome
+            self._line_bad()
+            # Smaller requests (new seqs) do the same if this one was refused unexecuted, or
+            # if doing it twice is harmless (the same words written, or read).
+            again_is_harmless = outcome == "damaged" or command in (Command.WRITE, Command.READ)
+            if again_is_harmless and len(self._split(command, payload)) > 1:
+                return self._over_the_line(command, payload)
+        raise LinkError(f"no good answer to {_name(command)} from {getattr(transport, 'port', '')} "
+                        f"after {self.retries + 1} tries: the line is too noisy or the board "
+                        f"stopped answering ({self.counters.retries} retries so far)")
+
+    def _answer(self, seq: int, command):
+        """Wait for the answer to ``seq``: its payload, or "damaged" (a NAK for line damage:
+        nothing done) or "lost" (no answer in time, or a corrupted one)."""
+        transport = self.transport
+        deadline = time.monotonic() + transport.timeout
+        while True:
+            got = transport.read_frame(max(deadline - time.monotonic(), 0.0))
+            if got is None:
+                return "lost"
+            body, error = got
+            try:
+                got_seq, status, payload = parse_body(body, error)
+            except ProtocolError:
+                # Most likely our answer, damaged (the chip sends nothing unasked): ask again
+                # at once rather than wait out the timeout.
+                self.counters.stray += 1
+                return "lost"
+            if got_seq != seq:
+                self.counters.stray += 1     # an old answer, or a NAK for noise
+                continue
+            if status == Status.OK:
+                self.counters.requests += 1
+                return payload
+            if status in LINE_NAKS:
+                return "damaged"
+            raise LinkError(f"the chip refused {_name(command)}: {Status(status).describe()}")
+
+    def _line_ok(self) -> None:
+        self._good += 1
+        if self._good >= 16 and self.frame_payload < MAX_PAYLOAD:
+            self.frame_payload = min(MAX_PAYLOAD, self.frame_payload * 2)
+            self._good = 0
+
+    def _line_bad(self) -> None:
+        self._good = 0
+        self.frame_payload = max(MIN_FRAME_PAYLOAD, self.frame_payload // 2)
+
+    def _split(self, command, payload) -> list[bytes]:
+        """``payload`` as the payloads of requests that fit :attr:`frame_payload` (request
+        and answer) and do together what it does; ``[payload]`` when it fits or cannot be
+        split."""
+        budget = self.frame_payload
+        if self.info is None or command not in _SPLITTABLE:
+            return [payload]
+        wb = self.info.word_bytes
+        if command == Command.WRITE:
+            per = max(1, (budget - ADDRESS_BYTES) // wb)
+            tile, region, offset = ADDRESS.unpack_from(payload)
+            words = payload[ADDRESS_BYTES:]
+            n = len(words) // wb
+            if n <= per:
+                return [payload]
+            return [ADDRESS.pack(tile, region, offset + k) + words[k * wb:(k + per) * wb]
+                    for k in range(0, n, per)]
+        if command == Command.READ:
+            tile, region, offset = ADDRESS.unpack_from(payload)
+            (count,) = READ_COUNT.unpack_from(payload, ADDRESS_BYTES)
+            per = max(1, budget // wb)
+            if count <= per:
+                return [payload]
+            return [read_payload(tile, region, offset + k, min(per, count - k))
+                    for k in range(0, count, per)]
+        if command == Command.OUTPUTS:   # "up to": fewer is the same request, answered less
+            (most,) = OUTPUTS_MAX.unpack(payload)
+            return [outputs_payload(min(most, max(1, budget // OUTPUT_BYTES)))]
+        head = RUN_TICKS.size if command == Command.RUN else INPUT_HEAD.size
+        items = payload[head:]
+        per = max(1, (budget - head) // EVENT.size)
+        if len(items) // EVENT.size <= per:
+            return [payload]
+        chunks = [items[k:k + per * EVENT.size] for k in range(0, len(items), per * EVENT.size)]
+        if command == Command.RUN:
+            (ticks,) = RUN_TICKS.unpack_from(payload)
+            return [RUN_TICKS.pack(0 if k < len(chunks) - 1 else ticks) + c
+                    for k, c in enumerate(chunks)]
+        tiles, ticks = INPUT_HEAD.unpack_from(payload)
+        return [INPUT_HEAD.pack(tiles, 0 if k < len(chunks) - 1 else ticks) + c
+                for k, c in enumerate(chunks)]
 
     def request(self, command, payload=b"") -> bytes:
         return self.batch([(command, payload)])[0]
@@ -185,6 +362,7 @@ class RunResult:
     sops: int = 0                  #: synaptic operations, all images
     cycles: int | None = None      #: mesh clock cycles, all images (the chip's own count)
     seconds: float = 0.0
+    link: dict | None = None       #: what the link did to get through (LinkCounters, a line)
 
     @property
     def images(self) -> int:
@@ -257,7 +435,8 @@ class LinkChip(ChipBase):
         input_tiles = sum(1 << info.tile_index(x, y) for x, y in image.input_tiles)
         one_tile = image.input_tiles[0] if len(image.input_tiles) == 1 else None
         start, sops0 = time.perf_counter(), self._sops()
-        cycles0 = link.status().cycles
+        status0 = link.status()
+        counters0 = link.counters.as_dict()
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
         outputs = []
@@ -296,10 +475,19 @@ class LinkChip(ChipBase):
                     to_signed(w, info.tiles[tile].v_bits) for w in words]
             if progress:
                 progress(b + 1, count)
+        mask = (1 << COUNTER_BITS) - 1
+        status = link.status()
+        lost = (status.output_drops - status0.output_drops) & mask
+        if lost:
+            raise LinkError(f"the chip's output queue ({info.output_depth} events) overflowed "
+                            f"during the run: {lost} output events were dropped, so the counts "
+                            f"would be wrong. The network spikes more at its outputs than "
+                            f"this chip keeps between reads")
         # The model behind ModelTransport has no clock (its count stays 0).
-        cycles = (link.status().cycles - cycles0) & ((1 << COUNTER_BITS) - 1) or None
+        cycles = (status.cycles - status0.cycles) & mask or None
+        used = {k: v - counters0[k] for k, v in link.counters.as_dict().items()}
         return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs,
-                         self._sops() - sops0, cycles, time.perf_counter() - start)
+                         self._sops() - sops0, cycles, time.perf_counter() - start, used)
 
     def close(self):
         self.link.transport.close()

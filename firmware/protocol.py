@@ -15,11 +15,28 @@ its ends stream byte by byte in the gateware: the encoder needs no look-ahead bu
 ``crc`` is CRC-16/GENIBUS (polynomial 0x1021, initial value 0xFFFF, no reflection, final XOR
 0xFFFF) of everything before it, sent high byte first; run over a whole correct body, the
 register (before the final XOR) ends at the residue :data:`CRC_RESIDUE`. The final XOR matters:
-without it the residue is 0, and zero bytes appended to a frame would still check. Every request gets exactly one response with the request's ``seq``: ``status`` is
+without it the residue is 0, and zero bytes appended to a frame would still check. Every
+request gets exactly one response with the request's ``seq``: ``status`` is
 :attr:`Status.OK` with the command's answer as payload, or a NAK reason (:class:`Status`) with
-the request's command byte as payload. A request that is not answered OK changed nothing; a
-frame so broken that its ``seq`` is unknown (too short) is answered with ``seq`` 0. All
+the request's command byte as payload. A request that is not answered OK changed nothing. All
 multi-byte integers are little-endian, except the CRC.
+
+**Sequence numbers and repeats.** A request's ``seq`` is 1 to 255: 0 (:data:`~spikefab.hdl.abi.NO_SEQ`) is the
+``seq`` of the NAK for a frame so broken that its ``seq`` is unknown (too short), and a request
+carrying it is refused (``SEQUENCE``). The chip remembers the ``seq`` and command of the last
+request it answered OK. A request with the same ``seq`` and command (the same request, sent
+again because its answer was lost) is a **repeat**: it is answered as the first time without being
+executed again: WRITE, FILL and RESET answer OK, RUN and INPUT the tick count and pending
+outputs (unchanged since), OUTPUTS the same events again; INFO, READ and STATUS, which change
+nothing, are executed afresh. STATUS counts repeats. A host therefore sends each new request
+with a new ``seq`` (the driver counts 1 to 255 and round again) and repeats one only with its
+own ``seq``; a new session begins with a request that changes nothing (the driver's INFO),
+in case the chip's last request had the ``seq`` and command of its first.
+
+**Timeout.** A frame left half sent (a host that stopped mid-frame, an ``END`` lost on the
+line) is dropped, without an answer, once the line has been silent for the chip's inter-byte
+timeout (tens of milliseconds on a board); STATUS counts these. So is the half frame a host
+leaves when it omits the leading ``END``, as long as it pauses before its next frame.
 
 **Memory words** are :attr:`ChipInfo.word_bytes` bytes each (the chip bus's data width rounded
 up to bytes); signed values are two's complement in that width and read back sign-extended.
@@ -40,9 +57,10 @@ RESET             (none)                                             (none)
 
 * ``tile`` is ``y * cols + x``; ``region`` is a :class:`Region`; ``offset`` counts words from
   the region's start; every word addressed must lie inside the region, else ``ADDRESS``.
-* RUN injects its events into the current tick, then runs ``ticks`` ticks (0 = inject only),
-  and answers when the chip is quiet (every output of the last update is queued) with the
-  chip's tick count and the number of output events waiting. An event is an
+* RUN injects its events into the current tick, then runs ``ticks`` ticks (0 = inject only,
+  at most :data:`~spikefab.hdl.abi.MAX_RUN_TICKS`, else ``ARGUMENT``), and answers when the chip is quiet (every
+  output of the last update is queued) with the chip's tick count and the number of output
+  events waiting. An event is an
   :data:`~spikefab.hdl.abi.EventWord`; one for a missing tile or axon gets ``ADDRESS`` (and
   none of the frame's events is injected).
 * INPUT is the RUN of the events its axons stand for: axon ``a`` of every tile whose bit
@@ -52,7 +70,9 @@ RESET             (none)                                             (none)
   past the last tile, or an axon that a tile of the set lacks, is ``ADDRESS`` (nothing
   injected).
 * OUTPUTS takes up to ``max`` output events off the chip's output queue (oldest first), each
-  an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`.
+  an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`. The events
+  it answers with stay in the queue, no longer pending, until the next request that passes
+  its checks and is not its repeat: a repeated OUTPUTS answers them again.
 * RESET zeroes every membrane and accumulator and empties the output queue; weights,
   parameters, routes and counters stay.
 
@@ -117,11 +137,23 @@ class SlipDecoder:
     :meth:`feed` returns the frames completed by the bytes given: each is ``(body, error)``,
     where ``error`` is None, :attr:`Status.OVERSIZE` (``body`` holds the first
     :data:`MAX_FRAME` bytes) or :attr:`Status.ESCAPE`. Empty frames are skipped.
+    :attr:`pending` says whether a frame is half received; :meth:`discard` drops it.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME):
         self.max_frame = max_frame
         self._body = bytearray()
+        self._escaped = False
+        self._error = None
+
+    @property
+    def pending(self) -> bool:
+        """Bytes of a frame not yet ended have been received."""
+        return bool(self._body) or self._escaped or self._error is not None
+
+    def discard(self) -> None:
+        """Forget the frame being received (as the chip does when the line falls silent)."""
+        self._body.clear()
         self._escaped = False
         self._error = None
 

@@ -88,7 +88,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
               steps: int | None = None, seed: int = 0, profile: str | None = None,
               board: str | None = None,
               progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None,
-              on_chip=None) -> dict:
+              on_chip=None, timeout: float = 2.0) -> dict:
     """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
     bundled slice) and return the report dict. ``on_chip``, if given, is called with the chip
     (:class:`~spikefab.hdl.profiles.ChipProfile`) before the target is opened."""
@@ -111,7 +111,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
     chip_profile = image.chip_profile()
     if on_chip:
         on_chip(chip_profile)
-    with open_chip(target, profile=chip_profile, baudrate=baudrate) as chip:
+    with open_chip(target, profile=chip_profile, baudrate=baudrate, timeout=timeout) as chip:
         chip.load(image)
         result = chip.run(spikes, progress=_Progress(progress), outputs=False)
     correct = int((result.predictions == labels).sum())
@@ -149,6 +149,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         "seconds": result.seconds,
         "images_per_second": count / result.seconds if result.seconds else None,
         "encode_seconds": encode_seconds,
+        "link": result.link,
         "operations": operations.as_dict(),
         "plot": plotted,
     }
@@ -166,9 +167,20 @@ def format_report(report: dict) -> str:
         f"{report['images'] / (report['seconds'] + report['encode_seconds']):.1f} "
         f"with rate encoding",
         f"cycles per image: {'n/a' if cycles is None else f'{cycles:,.0f}'}",
+        *_link_line(report),
         str(_operations(report["operations"])),
         *_plot_line(report),
     ])
+
+
+def _link_line(report: dict) -> list[str]:
+    """What the host link needed to get through, when it needed anything."""
+    link = report.get("link")
+    if not link or not (link["retries"] or link["stray"] or link["splits"]):
+        return []
+    return [f"host link: {link['requests']:,} requests, {link['retries']:,} sent again, "
+            f"{link['resyncs']:,} resyncs, {link['stray']:,} stray answers skipped, "
+            f"{link['splits']:,} split for the line"]
 
 
 def _plot_line(report: dict) -> list[str]:

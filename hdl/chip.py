@@ -145,7 +145,7 @@ class Chip(wiring.Component):
                                  register_reads=c.register_reads, lut_ram=c.lut_ram,
                                  spike_fifo_depth=0 if clocking == Clocking.SINGLE else
                                  LIFDatapath.LATENCY + int(c.register_reads) + 1,
-                                 dsp_counters=self.dsp_counters)
+                                 dsp_counters=self.dsp_counters, routed=True)
                       for t, c in self.tiles.items()}
         self.request_layout = chip_request_layout(self.tiles)
         hooks = ({"mesh_stall": In(cols * rows), "rw_collision": Out(cols * rows)}

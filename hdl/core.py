@@ -98,6 +98,10 @@ class LIFCore(wiring.Component):
     dsp_counters : bool
         On an iCE40 platform, the counters of :data:`DSP_COUNTERS` are DSP blocks
         (:class:`~spikefab.hdl.counter.Counter`); the same counters otherwise.
+    routed : bool
+        Every event comes through a router, which drops those for an axon the core does not
+        have (a chip's core): ``DROP_RANGE`` could never count, so it is not built and reads
+        0, as it would.
 
     Members
     -------
@@ -122,7 +126,7 @@ class LIFCore(wiring.Component):
     def __init__(self, shape: CoreShape, *, lanes: int = 8,
                  memory: MemoryStyle = MemoryStyle.BLOCK, spike_fifo_depth: int = 8,
                  register_reads: bool = False, lut_ram: bool = False,
-                 dsp_counters: bool = False):
+                 dsp_counters: bool = False, routed: bool = False):
         if not isinstance(shape, CoreShape):
             raise TypeError(f"shape must be a CoreShape, not {shape!r}")
         if lanes not in LANE_CHOICES:
@@ -141,6 +145,7 @@ class LIFCore(wiring.Component):
         self.register_reads = bool(register_reads)
         self.lut_ram = bool(lut_ram)
         self.dsp_counters = bool(dsp_counters)
+        self.routed = bool(routed)
         self.memory_map = CoreMemoryMap(shape, lanes)
         super().__init__({
             "events": In(stream.Signature(AxonEvent)),
@@ -196,7 +201,8 @@ class LIFCore(wiring.Component):
         # The units, which the state machine below runs.
         m.submodules.registers = regs = CoreRegisters(
             shape, offset_bits=mm.offset_bits, data_bits=mm.data_bits,
-            dsp_counters=DSP_COUNTERS if self.dsp_counters else ())
+            dsp_counters=DSP_COUNTERS if self.dsp_counters else (),
+            absent=(Register.DROP_RANGE,) if self.routed else ())
         m.submodules.event_engine = ev = EventEngine(mm, register_reads=self.register_reads)
         m.submodules.update_engine = up = UpdateEngine(
             mm, spike_fifo_depth=self.spike_fifo_depth, register_reads=self.register_reads)

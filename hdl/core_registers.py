@@ -44,6 +44,8 @@ class CoreRegisters(wiring.Component):
         Width of ``data``: the core bus's word.
     dsp_counters : collection of Register
         The counters to build in DSP blocks on an iCE40 (``Counter(dsp=True)``).
+    absent : collection of Register
+        Counters that cannot count where the core is used: not built, they read 0.
 
     Members
     -------
@@ -63,9 +65,10 @@ class CoreRegisters(wiring.Component):
     """
 
     def __init__(self, shape: CoreShape, *, offset_bits: int, data_bits: int,
-                 dsp_counters=()):
+                 dsp_counters=(), absent=()):
         self.shape = shape
         self.dsp_counters = frozenset(dsp_counters)
+        self.absent = frozenset(absent)
         members = {
             "offset": In(offset_bits),
             "data": In(data_bits),
@@ -87,6 +90,8 @@ class CoreRegisters(wiring.Component):
                   for reg, spec in REGISTERS.items() if not spec.counter}
         counters = {}
         for reg in COUNTERS:
+            if reg in self.absent:
+                continue
             step = shape.neurons if reg == Register.SOPS else 1   # a delivered event is N SOPs
             counters[reg] = counter = Counter(COUNTER_BITS, step_width=bits_for(step),
                                               dsp=reg in self.dsp_counters)

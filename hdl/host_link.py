@@ -60,6 +60,9 @@ class HostLink(wiring.Component):
         The chip this link drives (its tiles decide the address checks and INFO).
     output_depth : int
         Output events kept for OUTPUTS; further ones are dropped and counted.
+    timeout_log2 : int
+        A half-received frame is dropped after between ``2 ** (timeout_log2 - 1)`` and
+        ``2 ** timeout_log2`` silent cycles (boards: tens of milliseconds).
 
     Members
     -------
@@ -69,13 +72,16 @@ class HostLink(wiring.Component):
         Bytes to the host.
     host_in, host_out, tick, quiet, bus, mesh_drops, ticks
         To the chip's members of the same names.
+    line_error : In(1)
+        One cycle for each byte the UART lost (a framing error or an overrun): counted in
+        STATUS.
     busy : Out(1)
         A frame is being received, executed or answered.
     nak : Out(1)
         One cycle for every NAK sent (e.g. an error LED).
     """
 
-    def __init__(self, chip: Chip, *, output_depth: int = 256):
+    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21):
         if not isinstance(chip, Chip):
             raise TypeError(f"chip must be a Chip, not {chip!r}")
         if isinstance(output_depth, bool) or not isinstance(output_depth, int) \
@@ -84,6 +90,7 @@ class HostLink(wiring.Component):
                              f"not {output_depth!r}")
         self.chip = chip
         self.output_depth = output_depth
+        self.timeout_log2 = timeout_log2
         self.info = chip_info(cols=chip.cols, rows=chip.rows, host=chip.host, tiles=chip.tiles,
                               output_depth=output_depth)
         bus_signature = chip.signature.members["bus"].signature.flip()
@@ -92,6 +99,7 @@ class HostLink(wiring.Component):
             "tx": Out(stream.Signature(8)),
             "host_in": Out(stream.Signature(AERPacket)),
             "host_out": In(stream.Signature(AERPacket)),
+            "line_error": In(1),
             **chip_ports(bus_signature),
         })
 
@@ -102,7 +110,8 @@ class HostLink(wiring.Component):
         m.submodules.run_events = run_events = RunEventChecker(info)
         m.submodules.checker = checker = RequestChecker(info)
         m.submodules.executor = executor = CommandExecutor(
-            info, self.bus.signature, dsp_counters=chip.dsp_counters)
+            info, self.bus.signature, dsp_counters=chip.dsp_counters,
+            timeout_log2=self.timeout_log2)
         m.submodules.outputs = outputs = OutputQueue(self.output_depth,
                                                      registered=chip.registered_reads)
         m.submodules.response = response = ResponsePath(executor.pieces)
@@ -119,7 +128,9 @@ class HostLink(wiring.Component):
                      executor.events_ok.eq(run_events.events_ok)]
         wiring.connect(m, receiver.frame, executor.frame)
         m.d.comb += [receiver.read_addr.eq(executor.read_addr),
-                     executor.read_data.eq(receiver.read_data)]
+                     executor.read_data.eq(receiver.read_data),
+                     receiver.silence.eq(executor.silence),
+                     executor.line_error.eq(self.line_error)]
         wiring.connect(m, executor.request, checker.request)
 
         # Its execution on the chip, whose output events wait in the output queue.
@@ -130,7 +141,11 @@ class HostLink(wiring.Component):
         wiring.connect(m, outputs.events, executor.outputs)
         m.d.comb += [executor.quiet.eq(self.quiet), executor.arriving.eq(self.host_out.valid),
                      executor.mesh_drops.eq(self.mesh_drops), executor.ticks.eq(self.ticks),
-                     executor.pending.eq(outputs.pending),
+                     executor.pending.eq(outputs.pending), executor.taken.eq(outputs.taken),
+                     outputs.commit.eq(executor.commit), outputs.rewind.eq(executor.rewind),
+                     outputs.clear.eq(executor.clear), outputs.mark.eq(executor.mark),
+                     outputs.rollback.eq(executor.rollback),
+                     executor.overflowed.eq(outputs.overflowed),
                      executor.output_drops.eq(outputs.output_drops)]
 
         # Its response, piece by piece, into the sender.

@@ -11,8 +11,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .abi import (ADDRESS_BYTES, AXON_BITS, INPUT_HEAD, MAX_OUTPUTS, ChipInfo, Command,
-                  EventWord, Region, Status)
+from .abi import (ADDRESS_BYTES, AXON_BITS, INPUT_HEAD, MAX_OUTPUTS, MAX_RUN_TICKS, ChipInfo,
+                  Command, EventWord, Region, Status)
 from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS
 
 __all__ = ["HEADER_PAYLOAD_BYTES", "RequestCheck", "RequestChecker", "RunEventChecker"]
@@ -111,11 +111,12 @@ class RequestChecker(wiring.Component):
                 m.d.comb += [is_command.eq(1), length_ok.eq(plen == ADDRESS_BYTES + 4 + wb),
                              argument_ok.eq(p(6, 4) >= 1), range_count.eq(p(6, 4))]
             with m.Case(Command.RUN):
-                m.d.comb += [is_command.eq(1), length_ok.eq((plen >= 2) & ~plen[0])]
+                m.d.comb += [is_command.eq(1), length_ok.eq((plen >= 2) & ~plen[0]),
+                             argument_ok.eq(p(0, 2) <= MAX_RUN_TICKS)]
             with m.Case(Command.INPUT):
                 m.d.comb += [is_command.eq(1),
                              length_ok.eq((plen >= INPUT_HEAD.size) & ~plen[0]),
-                             argument_ok.eq(p(0, 8) != 0)]
+                             argument_ok.eq((p(0, 8) != 0) & (p(8, 2) <= MAX_RUN_TICKS))]
             with m.Case(Command.OUTPUTS):
                 m.d.comb += [is_command.eq(1), length_ok.eq(plen == 2),
                              argument_ok.eq(p(0, 2) <= MAX_OUTPUTS)]

@@ -7,8 +7,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .abi import (ADDRESS_BYTES, INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, OUTPUT_BYTES, AERPacket,
-                  ChipInfo, Command, EventWord, OutputRecord, PacketKind, Region, Status)
+from .abi import (ADDRESS_BYTES, INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, NO_SEQ, OUTPUT_BYTES,
+                  AERPacket, ChipInfo, Command, EventWord, OutputRecord, PacketKind, Region,
+                  Status)
 from .core import Handshake
 from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
@@ -36,8 +37,14 @@ class CommandExecutor(wiring.Component):
     """The link's state machine: a received frame in, executed, its response out.
 
     It reads the header from the frame buffer, has it checked (``request``), and acts only if
-    the frame arrived whole (``frame.payload.status``), the header passed and, for RUN and
-    INPUT, every event or axon did (``events_ok``); otherwise it answers a NAK. A memory
+    the frame arrived whole (``frame.payload.status``), its seq is not 0, the header passed
+    and, for RUN and INPUT, every event or axon did (``events_ok``); otherwise it answers a
+    NAK. A request with the seq and command of the last one answered OK is a repeat
+    (:mod:`spikefab.firmware.protocol`, "Sequence numbers and repeats"): WRITE, FILL and RESET
+    are answered OK, RUN and INPUT with the chip's tick count and pending outputs, and OUTPUTS
+    with the same events (the output queue rewound), none executed again; INFO, READ and
+    STATUS are executed again. Any other request that passes its checks commits the output
+    queue: the events sent by the last OUTPUTS are gone. A memory
     command goes through the chip bus one word at a time; RUN injects its events into the host
     port (INPUT each axon to every tile it names, in tile order), raises ``tick`` once per
     tick, and answers once the chip is quiet and its last outputs have landed in the output
@@ -60,6 +67,9 @@ class CommandExecutor(wiring.Component):
         :class:`~spikefab.hdl.chip.Chip`'s ``bus`` member).
     dsp_counters : bool
         Count the clock in a DSP block (where the chip's counters are: an iCE40).
+    timeout_log2 : int
+        The line's inter-byte timeout is between ``2 ** (timeout_log2 - 1)`` and
+        ``2 ** timeout_log2`` cycles: ``silence`` strobes every ``2 ** (timeout_log2 - 1)``.
 
     Members
     -------
@@ -76,8 +86,14 @@ class CommandExecutor(wiring.Component):
         To :class:`~spikefab.hdl.host_link_frames.ResponsePath` (the layouts of
         :func:`~spikefab.hdl.host_link_frames.response_layouts` for :attr:`pieces`).
         ``select`` follows the state alone (:attr:`PIECE_STATES`).
-    outputs : In(stream.Signature(AERPacket)), pending : In(16), output_drops : In(32)
+    outputs : In(stream.Signature(AERPacket)), pending, taken : In(16), output_drops : In(32)
         From :class:`~spikefab.hdl.host_link_outputs.OutputQueue`.
+    commit, rewind, clear, mark, rollback : Out(1), overflowed : In(1)
+        To and from the output queue: a RUN's outputs are kept all or none.
+    silence : Out(1)
+        The receiver's timeout strobe.
+    line_error : In(1)
+        A byte lost by the UART (a framing error or an overrun): counted.
     arriving : In(1)
         An output event is on its way from the chip to the output queue (``host_out.valid``).
     host_in, tick, quiet, bus, mesh_drops, ticks
@@ -89,23 +105,28 @@ class CommandExecutor(wiring.Component):
     """
 
     #: The states that send each piece of the response.
-    PIECE_STATES = {"ok": ("DECIDE", "RESPOND_OK", "RUN_ANSWER"), "nak": ("NAK",),
-                    "info": ("INFO_SEND",), "ticks": ("SEND_TICKS",), "drops": ("STATUS_A",),
-                    "pending": ("PENDING",), "frames": ("STATUS_C",), "naks": ("STATUS_D",),
-                    "word": ("READ_RESPONSE",), "output": ("OUTPUTS",)}
+    PIECE_STATES = {"ok": ("DECIDE", "RESPOND_OK", "RUN_ANSWER", "OUTPUTS_AGAIN"),
+                    "nak": ("NAK",), "info": ("INFO_SEND",), "ticks": ("SEND_TICKS",),
+                    "drops": ("STATUS_A",), "pending": ("PENDING",), "frames": ("STATUS_C",),
+                    "naks": ("STATUS_D",), "word": ("READ_RESPONSE",), "output": ("OUTPUTS",)}
 
-    def __init__(self, info: ChipInfo, bus: wiring.Signature, *, dsp_counters: bool = False):
+    def __init__(self, info: ChipInfo, bus: wiring.Signature, *, dsp_counters: bool = False,
+                 timeout_log2: int = 21):
         if not isinstance(info, ChipInfo):
             raise TypeError(f"info must be a ChipInfo, not {info!r}")
         if not isinstance(bus, wiring.Signature) or set(bus.members) != {"req", "resp"}:
             raise TypeError(f"bus must be the chip bus's signature (req, resp), not {bus!r}")
         if not isinstance(dsp_counters, bool):
             raise TypeError(f"dsp_counters must be a bool, not {dsp_counters!r}")
+        if isinstance(timeout_log2, bool) or not isinstance(timeout_log2, int) \
+                or not 2 <= timeout_log2 <= 31:
+            raise ValueError(f"timeout_log2 must be an integer in [2, 31], not {timeout_log2!r}")
         self.info = info
         self.dsp_counters = dsp_counters
+        self.timeout_log2 = timeout_log2
         #: The pieces of the responses: name -> bytes.
         self.pieces = {"ok": 2, "nak": 3, "info": 1, "ticks": 4, "drops": 8, "pending": 2,
-                       "frames": 8, "naks": 8, "word": info.word_bytes, "output": OUTPUT_BYTES}
+                       "frames": 4, "naks": 8, "word": info.word_bytes, "output": OUTPUT_BYTES}
         piece, values = response_layouts(self.pieces)
         super().__init__({
             "frame": In(stream.Signature(ReceivedFrame)),
@@ -117,7 +138,16 @@ class CommandExecutor(wiring.Component):
             "values": Out(values),
             "outputs": In(stream.Signature(AERPacket)),
             "pending": In(16),
+            "taken": In(16),
+            "commit": Out(1),
+            "rewind": Out(1),
+            "clear": Out(1),
+            "mark": Out(1),
+            "rollback": Out(1),
+            "overflowed": In(1),
             "output_drops": In(32),
+            "silence": Out(1),
+            "line_error": In(1),
             "arriving": In(1),
             "host_in": Out(stream.Signature(AERPacket)),
             **chip_ports(bus),
@@ -175,12 +205,26 @@ class CommandExecutor(wiring.Component):
         quiet = Signal()
         m.d.sync += quiet.eq(self.quiet)
         status = Signal(8)
-        frames, bad_frames, naks = Signal(32), Signal(32), Signal(32)
+        frames, bad_frames, naks = Signal(16), Signal(16), Signal(16)
+        # Repeats: the seq and command of the last request answered OK (seq 0: none yet, as no
+        # request may carry it; a command that passes the checks fits 4 bits), and whether
+        # this one repeats it (from CHECK on).
+        last_seq, last_cmd = Signal(8, init=NO_SEQ), Signal(4)
+        is_repeat, skip, bad_frame, refused, runs = (
+            Signal(name=n) for n in ("is_repeat", "skip", "bad_frame", "refused", "runs"))
+        line_errors = Signal(16)
+        m.d.sync += line_errors.eq(line_errors + self.line_error)
         # The clock count: in a DSP block where the chip's counters are (an iCE40).
         m.submodules.cycles = cycle_counter = Counter(32, dsp=self.dsp_counters)
         m.d.comb += [cycle_counter.en.eq(1), cycle_counter.step.eq(1)]
-        cycles, cycles_q = cycle_counter.value, Signal(32)
+        # STATUS's copy of the clock count, which must hold still while it is sent: kept in
+        # the header's payload bytes, which STATUS (no payload) leaves free.
+        cycles, cycles_q = cycle_counter.value, hdr[16:48]
         m.d.comb += self.read_addr.eq(ptr)
+        # The line's timeout strobe: each flip of a bit of the clock count.
+        timer_bit = Signal()
+        m.d.sync += timer_bit.eq(cycles[self.timeout_log2 - 1])
+        m.d.comb += self.silence.eq(timer_bit != cycles[self.timeout_log2 - 1])
 
         # The frame buffer's bytes, registered: block RAM's read data arrives late in the
         # cycle, and each byte goes to one of many places.
@@ -236,7 +280,9 @@ class CommandExecutor(wiring.Component):
             status=status, frames=frames, bad_frames=bad_frames, naks=naks, cycles=cycles,
             cycles_q=cycles_q, outputs_fewer=outputs_fewer, outputs_none=outputs_none, p=p,
             gather=gather, inputting=inputting, input_tiles=input_tiles, fanout=fanout,
-            lowest=lowest)
+            lowest=lowest, last_seq=last_seq, last_cmd=last_cmd, is_repeat=is_repeat,
+            skip=skip, bad_frame=bad_frame, refused=refused, runs=runs,
+            line_errors=line_errors)
         self._response(m, s)
         with m.FSM() as fsm:
             self._take_request(m, s)
@@ -277,7 +323,7 @@ class CommandExecutor(wiring.Component):
                      values.drops.eq(Cat(self.mesh_drops, self.output_drops)),
                      values.pending.eq(self.pending),
                      values.frames.eq(Cat(s.frames, s.bad_frames)),
-                     values.naks.eq(Cat(s.naks, s.cycles_q)),
+                     values.naks.eq(Cat(s.naks, s.cycles_q, s.line_errors)),
                      values.word.eq(self.bus.resp.payload), values.output.eq(out_record)]
         s.sent = set()
 
@@ -322,25 +368,49 @@ class CommandExecutor(wiring.Component):
             m.next = "CHECK"
         with m.State("CHECK"):
             m.d.comb += request.check.eq(1)
+            # What DECIDE decides by, as far as it is known here, registered: one bit each
+            # there, not comparisons ahead of the response's first byte.
+            pure = (cmd == Command.INFO) | (cmd == Command.READ) | (cmd == Command.STATUS)
+            repeat = (s.seq == s.last_seq) & (cmd[:4] == s.last_cmd)
+            m.d.sync += [s.is_repeat.eq(repeat), s.skip.eq(repeat & ~pure),
+                         s.bad_frame.eq(rx_status != Status.OK),
+                         s.refused.eq((rx_status != Status.OK) | (s.seq == NO_SEQ)),
+                         s.runs.eq((cmd == Command.RUN) | (cmd == Command.INPUT))]
             m.next = "DECIDE"
         with m.State("DECIDE"):
             m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
-            with m.If(rx_status != Status.OK):
-                m.d.sync += [status.eq(rx_status), bad_frames.eq(bad_frames + 1)]
+            with m.If(s.refused):
+                # A bad frame (its own status), or seq 0.
+                m.d.sync += [status.eq(Mux(s.bad_frame, rx_status, Status.SEQUENCE)),
+                             bad_frames.eq(bad_frames + s.bad_frame)]
                 m.next = "NAK"
             with m.Elif(request.verdict != Status.OK):
                 m.d.sync += status.eq(request.verdict)
                 m.next = "NAK"
-            with m.Elif(((cmd == Command.RUN) | (cmd == Command.INPUT)) & ~self.events_ok):
+            with m.Elif(s.runs & ~self.events_ok):
                 m.d.sync += status.eq(Status.ADDRESS)
                 m.next = "NAK"
+            with m.Elif(s.skip):
+                # The first answer again, nothing executed.
+                with m.Switch(cmd):
+                    with m.Case(Command.RUN, Command.INPUT):
+                        m.next = "RUN_ANSWER"
+                    with m.Case(Command.OUTPUTS):
+                        m.d.comb += self.rewind.eq(1)
+                        m.d.sync += remaining.eq(self.taken)
+                        m.next = "OUTPUTS_AGAIN"
+                    with m.Default():
+                        m.next = "RESPOND_OK"
             with m.Else():
+                with m.If(~s.is_repeat):
+                    m.d.comb += self.commit.eq(1)
+                    m.d.sync += [s.last_seq.eq(s.seq), s.last_cmd.eq(cmd[:4])]
                 with m.Switch(cmd):
                     with m.Case(Command.INFO):
                         m.d.sync += s.rom_addr.eq(0)
                         send("ok", 0, "INFO_READ")
                     with m.Case(Command.STATUS):
-                        m.d.sync += s.cycles_q.eq(s.cycles)   # holds still while it is sent
+                        m.d.sync += s.cycles_q.eq(s.cycles)
                         send("ok", 0, "SEND_TICKS")
                     with m.Case(Command.WRITE):
                         m.d.sync += [ptr.eq(2 + ADDRESS_BYTES),
@@ -353,11 +423,13 @@ class CommandExecutor(wiring.Component):
                         m.d.sync += remaining.eq(p(6, 2))
                         send("ok", 0, "READ_REQUEST")
                     with m.Case(Command.RUN):
+                        m.d.comb += self.mark.eq(1)
                         m.d.sync += [ptr.eq(4),
                                      remaining.eq((request.payload_length - 2) >> 1),
                                      s.ticks_left.eq(p(0, 2))]
                         m.next = "EVENTS"
                     with m.Case(Command.INPUT):
+                        m.d.comb += self.mark.eq(1)
                         m.d.sync += [ptr.eq(2 + INPUT_HEAD.size),
                                      remaining.eq((request.payload_length
                                                    - INPUT_HEAD.size) >> 1),
@@ -371,6 +443,8 @@ class CommandExecutor(wiring.Component):
                         m.d.sync += s.resetting.eq(1)
                         m.next = "WAIT_QUIET"
 
+        with m.State("OUTPUTS_AGAIN"):
+            send("ok", remaining == 0, "OUTPUTS")
         with m.State("NAK"):
             with m.If(send("nak", 1, "FINISH")):
                 m.d.sync += naks.eq(naks + 1)
@@ -519,6 +593,8 @@ class CommandExecutor(wiring.Component):
                                                     for t in info.tiles)[0])]
                     m.next = "BUS_WRITE"
                 with m.Else():
+                    # A run's outputs are kept all or none (see OutputQueue).
+                    m.d.comb += self.rollback.eq(self.overflowed)
                     m.next = "RUN_ANSWER"
         with m.State("RUN_ANSWER"):
             s.send("ok", 0, "SEND_TICKS")
@@ -531,7 +607,5 @@ class CommandExecutor(wiring.Component):
                     m.d.comb += outputs.ready.eq(1)
                     m.d.sync += remaining.eq(remaining - 1)
         with m.State("FLUSH"):
-            with m.If(self.pending != 0):
-                m.d.comb += outputs.ready.eq(1)
-            with m.Else():
-                m.next = "RESPOND_OK"
+            m.d.comb += self.clear.eq(1)
+            m.next = "RESPOND_OK"

@@ -47,6 +47,11 @@ def _crc_byte(m, crc, byte):
 class FrameReceiver(wiring.Component):
     """SLIP bytes in; whole frames held in a buffer for the executor.
 
+    A frame half received when the line falls silent is dropped: ``silence`` strobes (one
+    cycle every ``P`` cycles) mark the time, and a frame still in progress (a byte stored or an
+    error seen since the last ``END``) at a strobe with no byte taken since the one before is
+    forgotten, unanswered (``timed_out``): so after between ``P`` and ``2 P`` silent cycles.
+
     Members
     -------
     bytes : In(stream.Signature(8))
@@ -59,6 +64,10 @@ class FrameReceiver(wiring.Component):
     store : Out(1), store_addr : Out(FRAME_ADDR_BITS), store_data : Out(8)
         The buffer's write port: ``store_data`` is written at ``store_addr`` this cycle (an
         unescaped byte of the frame being received), for checks made as the frame arrives.
+    silence : In(1)
+        The timeout's strobe.
+    timed_out : Out(1)
+        One cycle when a half-received frame is dropped.
     """
 
     def __init__(self):
@@ -70,6 +79,8 @@ class FrameReceiver(wiring.Component):
             "store": Out(1),
             "store_addr": Out(FRAME_ADDR_BITS),
             "store_data": Out(8),
+            "silence": In(1),
+            "timed_out": Out(1),
         })
 
     def elaborate(self, platform):
@@ -116,6 +127,18 @@ class FrameReceiver(wiring.Component):
 
         m.d.comb += [self.store.eq(wr.en), self.store_addr.eq(wr.addr),
                      self.store_data.eq(wr.data)]
+
+        # The inter-byte timeout: ``quiet`` is set by a strobe and cleared by a byte taken, so a
+        # strobe that finds it set ends a silence of at least one strobe period.
+        quiet = Signal()
+        taken = self.bytes.valid & ~held
+        with m.If(taken):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(self.silence):
+            m.d.sync += quiet.eq(1)
+            with m.If(quiet & ~held & ((length != 0) | (error != 0) | escaped)):
+                m.d.comb += self.timed_out.eq(1)
+                m.d.sync += [length.eq(0), crc.eq(0xFFFF), error.eq(0), escaped.eq(0)]
         m.d.comb += [self.frame.valid.eq(held), self.frame.payload.length.eq(length)]
         with m.If(error != 0):
             m.d.comb += self.frame.payload.status.eq(error)

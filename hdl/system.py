@@ -21,22 +21,27 @@ class ChipSystem(wiring.Component):
     chip : Chip
     output_depth : int
         Output events the link keeps for the host.
+    timeout_log2 : int
+        The link's inter-byte timeout (:class:`HostLink`).
 
     Members
     -------
     rx : In(stream.Signature(8)), tx : Out(stream.Signature(8))
         The protocol's bytes (:mod:`spikefab.firmware.protocol`).
+    line_error : In(1)
+        See :class:`HostLink`.
     busy, nak : Out(1)
         See :class:`HostLink`.
     """
 
-    def __init__(self, chip: Chip, *, output_depth: int = 256):
+    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21):
         self.chip = chip
-        self.link = HostLink(chip, output_depth=output_depth)
+        self.link = HostLink(chip, output_depth=output_depth, timeout_log2=timeout_log2)
         self.info = self.link.info
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
+            "line_error": In(1),
             "busy": Out(1),
             "nak": Out(1),
         })
@@ -52,5 +57,6 @@ class ChipSystem(wiring.Component):
         wiring.connect(m, link.tick, chip.tick)
         wiring.connect(m, link.bus, chip.bus)
         m.d.comb += [link.quiet.eq(chip.quiet), link.mesh_drops.eq(chip.mesh_drops),
-                     link.ticks.eq(chip.ticks), self.busy.eq(link.busy), self.nak.eq(link.nak)]
+                     link.ticks.eq(chip.ticks), link.line_error.eq(self.line_error),
+                     self.busy.eq(link.busy), self.nak.eq(link.nak)]
         return m

@@ -203,30 +203,32 @@ class RouteExpander(wiring.Component):
                                             init=[], attrs=attrs)
         m.submodules.dests = dests = Memory(shape=RouteDest, depth=dests_depth,
                                             init=[], attrs=attrs)
-        # The chip bus's requests come from across the die: registered here first, so that
-        # its decoded enables do not reach into the tables' (LUT RAM's) address and enable
-        # logic in the same cycle. A write lands a cycle later; the bus's next request comes
-        # later still, so a read after a write sees it.
+        # With LUT RAM (a large ECP5 chip) the chip bus's requests, which come from across the
+        # die, are registered here first, so that its decoded enables do not reach into the
+        # tables' address and enable logic in the same cycle; a write then lands a cycle
+        # later, and the bus's next request comes later still, so a read after a write sees
+        # it. Block RAM registers its inputs itself, and the UP5K has no cells to spare.
+        held = m.d.sync if self.lut_ram else m.d.comb
         iw, dw = index.write_port(), dests.write_port()
         for port, bus in ((iw, self.index_write), (dw, self.dest_write)):
-            m.d.sync += [port.addr.eq(bus.addr), port.data.eq(bus.data), port.en.eq(bus.en)]
+            held += [port.addr.eq(bus.addr), port.data.eq(bus.data), port.en.eq(bus.en)]
         ir, dr = index.read_port(), dests.read_port()
         m.d.comb += [ir.en.eq(0), dr.en.eq(0)]
 
-        # Bus reads of the tables. A request (registered, as the writes are) is issued in one
-        # cycle (``*_bus``: the port is the bus's); its data, on the port's output in the
-        # next cycle (``*_pending``), is registered there and acknowledged in the cycle after
-        # (block RAM's read data comes late in the cycle; the bus multiplexes every table
-        # behind it). A request is not issued again while pending, in its acknowledge cycle or
-        # the cycle after (when the registered request still shows the one acknowledged), so
-        # each is served once.
+        # Bus reads of the tables. A request (registered with LUT RAM, as the writes are) is
+        # issued in one cycle (``*_bus``: the port is the bus's); its data, on the port's
+        # output in the next cycle (``*_pending``), is registered there and acknowledged in
+        # the cycle after (block RAM's read data comes late in the cycle; the bus multiplexes
+        # every table behind it). A request is not issued again while pending, in its
+        # acknowledge cycle or the cycle after (when a registered request still shows the one
+        # acknowledged), so each is served once.
         index_req = Signal.like(self.index_read.addr)
         dest_req = Signal.like(self.dest_read.addr)
         index_en, dest_en = Signal(), Signal()
         index_acked, dest_acked = Signal(), Signal()
-        m.d.sync += [index_req.eq(self.index_read.addr), index_en.eq(self.index_read.en),
-                     dest_req.eq(self.dest_read.addr), dest_en.eq(self.dest_read.en),
-                     index_acked.eq(self.index_read.ack), dest_acked.eq(self.dest_read.ack)]
+        held += [index_req.eq(self.index_read.addr), index_en.eq(self.index_read.en),
+                 dest_req.eq(self.dest_read.addr), dest_en.eq(self.dest_read.en)]
+        m.d.sync += [index_acked.eq(self.index_read.ack), dest_acked.eq(self.dest_read.ack)]
         index_bus, dest_bus = Signal(), Signal()
         index_pending, dest_pending = Signal(), Signal()
         dest_held = Signal()  # the destination port holds data a send still needs

@@ -7,6 +7,11 @@ gateware's rules for refusing invalid values) and runs ticks with the golden chi
 does, so it stands in for a board (the ``serial`` transport's tests) and is the reference the
 RTL host link is checked against. Output events within one tick may leave the hardware in
 another order; compare those as multisets.
+
+The line's side of the link is modelled too: a request repeated with its ``seq`` and command is
+answered without being executed again (:mod:`spikefab.firmware.protocol`, "Sequence numbers
+and repeats"), and :meth:`LinkModel.idle` stands for the line falling silent, which drops a
+half-received frame.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ import numpy as np
 from ..firmware.protocol import (SlipDecoder, frame, pack_outputs, parse_body,
                                  parse_input, parse_memory_request, parse_outputs_request,
                                  parse_run, run_answer)
-from ..hdl.abi import (COUNTER_BITS, COUNTERS, MAX_OUTPUTS, REGISTERS, ROUTE_INDEX_BITS, TICK_BITS,
-                       ChipInfo, Command, CoreMemoryMap, LinkStatus, ProtocolError, Region,
-                       Register, ResetMode, RouteDest, RouteEntry, Status, unpack_route_dest,
-                       unpack_route_entry)
+from ..hdl.abi import (COUNTER_BITS, COUNTERS, MAX_OUTPUTS, MAX_RUN_TICKS, NO_SEQ, REGISTERS,
+                       ROUTE_INDEX_BITS, TICK_BITS, ChipInfo, Command, CoreMemoryMap, LinkStatus,
+                       ProtocolError, Region, Register, ResetMode, RouteDest, RouteEntry, Status,
+                       unpack_route_dest, unpack_route_entry)
 from .chip import ChipModel, ChipProgram, CoreProgram
 from .golden import NeuronConfig
 
 __all__ = ["LinkModel", "ModelTransport"]
 
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
+SHORT_COUNTER_MASK = 0xFFFF   # the link's own counts in STATUS
+#: Requests that change nothing: a repeat of one is executed afresh.
+_PURE = (Command.INFO, Command.READ, Command.STATUS)
 
 
 class _Tile:
@@ -81,8 +89,12 @@ class LinkModel:
         self.positions = [(k % info.cols, k // info.cols) for k in range(len(info.tiles))]
         self._decoder = SlipDecoder()
         self.outputs: list[tuple[int, int, int, int]] = []
+        #: Events the last OUTPUTS answered with, kept until a request other than its repeat.
+        self.taken: list[tuple[int, int, int, int]] = []
         self.output_drops = 0
         self.frames = self.bad_frames = self.naks = 0
+        self.repeats = self.timeouts = 0
+        self._last = None   # (seq, command) of the last request answered OK
         self._model = None   # built on RUN, dropped on any memory access
         self._ticks = 0
         self._mesh_drops = 0
@@ -99,6 +111,13 @@ class LinkModel:
             out += self.handle(body, error)
         return bytes(out)
 
+    def idle(self) -> None:
+        """The line has been silent for the inter-byte timeout: a frame half received is
+        dropped, unanswered, and counted."""
+        if self._decoder.pending:
+            self._decoder.discard()
+            self.timeouts += 1
+
     def handle(self, body: bytes, error=None) -> bytes:
         """The response frame to one received frame body."""
         self.frames += 1
@@ -107,20 +126,32 @@ class LinkModel:
         except ProtocolError as exc:
             self.bad_frames += 1
             self.naks += 1
-            seq = body[0] if len(body) >= 4 else 0
+            seq = body[0] if len(body) >= 4 else NO_SEQ
             command = body[1] if len(body) >= 4 else 0
             return frame(seq, exc.status, bytes([command]))
         try:
-            answer = self._execute(command, payload)
+            if seq == NO_SEQ:
+                raise ProtocolError(Status.SEQUENCE, "a request with seq 0")
+            command = self._check(command, payload)
         except ProtocolError as exc:
             self.naks += 1
             return frame(seq, exc.status, bytes([command]))
-        return frame(seq, Status.OK, answer)
+        repeat = self._last == (seq, command)
+        if repeat:
+            self.repeats += 1
+            if command not in _PURE:
+                return frame(seq, Status.OK, self._answer_again(command))
+        else:
+            # The events the last OUTPUTS answered with leave the queue for good.
+            self.taken = []
+            self._last = (seq, command)
+        return frame(seq, Status.OK, self._execute(command, payload))
 
     # ---- commands ----
-    def _execute(self, command: int, payload: bytes) -> bytes:
+    def _check(self, command: int, payload: bytes) -> Command:
+        """Refuse a request as the gateware does before executing anything: ``ProtocolError``
+        with the NAK's status. The checks depend on the chip's INFO alone, not its state."""
         info = self.info
-        wb = info.word_bytes
         try:
             command = Command(command)
         except ValueError:
@@ -128,10 +159,51 @@ class LinkModel:
         if command in (Command.INFO, Command.STATUS, Command.RESET):
             if payload:
                 raise ProtocolError(Status.LENGTH, f"{command.name} takes no payload")
-            if command is Command.INFO:
-                return info.encode()
-            if command is Command.STATUS:
-                return self.status().encode()
+        elif command in (Command.WRITE, Command.READ, Command.FILL):
+            request = parse_memory_request(command, payload, info.word_bytes)
+            if command is Command.READ and not 1 <= request.count <= info.max_read_words:
+                raise ProtocolError(Status.ARGUMENT, f"READ of {request.count} words")
+            if command is Command.FILL and request.count < 1:
+                raise ProtocolError(Status.ARGUMENT, "FILL of 0 words")
+            info.check_range(request.tile, request.region, request.offset, request.count)
+        elif command is Command.RUN:
+            ticks, events = parse_run(payload)
+            if ticks > MAX_RUN_TICKS:
+                raise ProtocolError(Status.ARGUMENT, f"RUN of {ticks} ticks")
+            for x, y, axon in events:
+                if not info.accepts_event(x, y, axon):
+                    raise ProtocolError(Status.ADDRESS, f"event {(x, y, axon)} is outside "
+                                                        f"the chip")
+        elif command is Command.INPUT:
+            tiles, ticks, axons = parse_input(payload)
+            if tiles == 0:
+                raise ProtocolError(Status.ARGUMENT, "INPUT names no tile")
+            if ticks > MAX_RUN_TICKS:
+                raise ProtocolError(Status.ARGUMENT, f"INPUT of {ticks} ticks")
+            info.input_events(tiles, axons)
+        elif command is Command.OUTPUTS:
+            most = parse_outputs_request(payload)
+            if most > MAX_OUTPUTS:
+                raise ProtocolError(Status.ARGUMENT, f"OUTPUTS of up to {most} events")
+        return command
+
+    def _answer_again(self, command: Command) -> bytes:
+        """A repeat's answer, the first one's again, without executing anything."""
+        if command in (Command.RUN, Command.INPUT):
+            return run_answer(self._ticks, len(self.outputs))
+        if command is Command.OUTPUTS:
+            return pack_outputs(self.taken)
+        return b""
+
+    def _execute(self, command: Command, payload: bytes) -> bytes:
+        """A checked request, executed; its answer's payload."""
+        info = self.info
+        wb = info.word_bytes
+        if command is Command.INFO:
+            return info.encode()
+        if command is Command.STATUS:
+            return self.status().encode()
+        if command is Command.RESET:
             self._sync_out()
             for k in range(len(self.tiles)):
                 self._v[k][:] = 0
@@ -140,12 +212,7 @@ class LinkModel:
             return b""
         if command in (Command.WRITE, Command.READ, Command.FILL):
             request = parse_memory_request(command, payload, wb)
-            if command is Command.READ and not 1 <= request.count <= info.max_read_words:
-                raise ProtocolError(Status.ARGUMENT, f"READ of {request.count} words")
-            if command is Command.FILL and request.count < 1:
-                raise ProtocolError(Status.ARGUMENT, "FILL of 0 words")
             tile, region, offset = request.tile, request.region, request.offset
-            info.check_range(tile, region, offset, request.count)
             self._sync_out()
             if command is Command.READ:
                 return b"".join(self._read(tile, region, offset + k).to_bytes(wb, "little")
@@ -156,10 +223,6 @@ class LinkModel:
             return b""
         if command is Command.RUN:
             ticks, events = parse_run(payload)
-            for x, y, axon in events:
-                if not info.accepts_event(x, y, axon):
-                    raise ProtocolError(Status.ADDRESS, f"event {(x, y, axon)} is outside "
-                                                        f"the chip")
             self._run(events, ticks)
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.INPUT:
@@ -168,17 +231,15 @@ class LinkModel:
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.OUTPUTS:
             most = parse_outputs_request(payload)
-            if most > MAX_OUTPUTS:
-                raise ProtocolError(Status.ARGUMENT, f"OUTPUTS of up to {most} events")
-            taken, self.outputs = self.outputs[:most], self.outputs[most:]
-            return pack_outputs(taken)
+            self.taken, self.outputs = self.outputs[:most], self.outputs[most:]
+            return pack_outputs(self.taken)
         raise AssertionError(command)
 
     def status(self) -> LinkStatus:
+        short = SHORT_COUNTER_MASK
         return LinkStatus(self._ticks & COUNTER_MASK, self._mesh_drops & COUNTER_MASK,
                           self.output_drops & COUNTER_MASK, len(self.outputs),
-                          self.frames & COUNTER_MASK, self.bad_frames & COUNTER_MASK,
-                          self.naks & COUNTER_MASK)
+                          self.frames & short, self.bad_frames & short, self.naks & short)
 
     # ---- memories ----
     def _read(self, k: int, region: int, offset: int) -> int:
@@ -273,13 +334,18 @@ class LinkModel:
         model = self._model
         for x, y, axon in events:
             model.cores[x, y].deliver([axon])
+        produced = []
         for _ in range(ticks):
-            for x, y, neuron, tick in model.step()[0]:
-                if len(self.outputs) < self.info.output_depth:
-                    self.outputs.append((x, y, neuron, tick & ((1 << TICK_BITS) - 1)))
-                else:
-                    self.output_drops += 1
+            produced += [(x, y, neuron, tick & ((1 << TICK_BITS) - 1))
+                         for x, y, neuron, tick in model.step()[0]]
             model.deliver_pending()
+        # A run's outputs are kept all or none: which of them would fit a full queue depends
+        # on the order they reach the link. (Events an OUTPUTS answered with hold their
+        # places until the next request, which is this run's: none are left by now.)
+        if len(self.outputs) + len(self.taken) + len(produced) <= self.info.output_depth:
+            self.outputs += produced
+        else:
+            self.output_drops += len(produced)
         self._ticks, self._mesh_drops = model.tick, model.mesh_drops
 
 

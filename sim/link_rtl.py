@@ -24,18 +24,25 @@ from amaranth.lib.wiring import In, Out
 from ..hdl.abi import END, Clocking
 from .runner import RTLBuild, SimulationError
 
-__all__ = ["CHUNK", "REQUEST_HEAD", "ANSWER_HEAD", "END_OF_RUN", "ChunkedPort", "SimLink",
-           "link_build", "SimTransport"]
+__all__ = ["CHUNK", "REQUEST_HEAD", "ANSWER_HEAD", "END_OF_RUN", "IDLE", "IDLE_HEAD",
+           "SIM_TIMEOUT_LOG2", "ChunkedPort", "SimLink", "link_build", "SimTransport"]
 
 CHUNK = 64
 
 #: The messages between :class:`SimLink` and the link bench (sim/benches/link_bench.py) over
 #: their socket: a request is ``REQUEST_HEAD`` (its length) and its bytes, a length of
-#: ``END_OF_RUN`` ends the run; an answer is ``ANSWER_HEAD`` (its length, the clock cycles the
-#: request took) and its bytes.
+#: ``END_OF_RUN`` ends the run, and a length of ``IDLE`` is followed by ``IDLE_HEAD`` (cycles
+#: to let pass with the line silent, and whether the link's timeout drops a half frame in
+#: them); an answer is ``ANSWER_HEAD`` (its length, the clock cycles the request took) and its
+#: bytes (none for ``IDLE``).
 REQUEST_HEAD = struct.Struct("<I")
 ANSWER_HEAD = struct.Struct("<IQ")
+IDLE_HEAD = struct.Struct("<QB")
 END_OF_RUN = 0xFFFF_FFFF
+IDLE = 0xFFFF_FFFE
+#: The inter-byte timeout of simulated links, log2 of cycles: short, so that tests can reach
+#: it (the bench feeds a frame's bytes back to back, so only a test's idle can).
+SIM_TIMEOUT_LOG2 = 12
 
 
 class ChunkedPort(wiring.Component):
@@ -101,14 +108,15 @@ class ChunkedPort(wiring.Component):
 
 
 def link_build(chip, *, output_depth: int = 256, label: str = "link",
-               one_clock: bool = False) -> RTLBuild:
+               one_clock: bool = False, timeout_log2: int = SIM_TIMEOUT_LOG2) -> RTLBuild:
     """The RTL build of ``chip`` behind its host link; ``one_clock`` runs every core on the
     mesh's clock (faster to simulate; no ``periods_ps`` then)."""
     from ..hdl.system import ChipSystem
-    system = ChipSystem(chip, output_depth=output_depth)
+    system = ChipSystem(chip, output_depth=output_depth, timeout_log2=timeout_log2)
     build = RTLBuild(ChunkedPort(system, one_clock=one_clock),
                      label + ("-1clk" if one_clock else ""), ports_only=True)
     build.info = system.info
+    build.timeout_log2 = timeout_log2
     build.domains = [] if one_clock else chip.domains
     return build
 
@@ -131,6 +139,7 @@ class SimLink:
     def __init__(self, build: RTLBuild, *, periods_ps: dict | None = None,
                  run_name: str = "link", timeout: float = 600.0):
         self.build = build.build()
+        self.timeout_log2 = build.timeout_log2
         periods = {"sync": 10_000, **{d: 10_000 for d in build.domains}, **(periods_ps or {})}
         self._tmp = tempfile.TemporaryDirectory(prefix="spikefab-link-")
         path = Path(self._tmp.name) / "link.sock"
@@ -176,6 +185,23 @@ class SimLink:
             self._thread.join(timeout=5)
             raise SimulationError(f"the simulation stopped answering ({exc}); "
                                   f"{self._error!r}") from None
+
+    def idle(self, cycles: int) -> None:
+        """Let ``cycles`` mesh cycles pass with the line silent. The link drops a half frame
+        after between ``2 ** (timeout_log2 - 1)`` and ``2 ** timeout_log2`` silent cycles:
+        ``cycles`` must lie outside that range, so that the outcome is known."""
+        low, high = 1 << (self.timeout_log2 - 1), 1 << self.timeout_log2
+        if low <= cycles < high:
+            raise ValueError(f"{cycles} idle cycles may or may not reach the timeout "
+                             f"({low} to {high}): idle fewer than {low} or at least {high}")
+        try:
+            self._conn.sendall(REQUEST_HEAD.pack(IDLE) + IDLE_HEAD.pack(cycles, cycles >= high))
+            length, self.cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
+        except (OSError, ConnectionError) as exc:
+            self._thread.join(timeout=5)
+            raise SimulationError(f"the simulation stopped answering ({exc}); "
+                                  f"{self._error!r}") from None
+        assert length == 0
 
     def _recv(self, n: int) -> bytes:
         chunks = bytearray()

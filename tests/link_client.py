@@ -12,8 +12,8 @@ from collections import Counter
 from conftest import record_checked
 from spikefab.firmware.protocol import (SlipDecoder, crc16, frame, parse_body, slip_encode,
                                         unpack_outputs)
-from spikefab.hdl.abi import (MAX_OUTPUTS, ChipInfo, Command, CoreShape, LinkStatus, Region,
-                              Status, pack_event_word)
+from spikefab.hdl.abi import (END, ESC, MAX_OUTPUTS, ChipInfo, Command, CoreShape, LinkStatus,
+                              Region, Status, pack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
 from spikefab.sim.link_model import LinkModel
@@ -186,8 +186,7 @@ def random_route_index(rng: random.Random) -> int:
 
 def safe_route_dest(rng: random.Random) -> int:
     """A route destination outside the 2 x 1 mesh (x >= 2): spikes routed there are dropped
-    and counted, and never exceed a core's events_per_tick (see
-    test_routed_events_beyond_the_budget_are_dropped)."""
+    and counted (mesh drops), so a random state's ticks stay within every core's budget."""
     return (rng.getrandbits(8 * WB) & ~7) | rng.randint(2, 7)
 
 
@@ -232,3 +231,31 @@ def random_events(rng: random.Random, n: int | None = None) -> list[tuple[int, i
         k = rng.choice(TILES)
         events.append((k % INFO.cols, k // INFO.cols, rng.randrange(INFO.tiles[k].axons)))
     return events
+
+
+def mutate(rng: random.Random, wire: bytes) -> bytes:
+    """A frame as a bad line or a bad host delivers it: bits flipped, a byte dropped or
+    doubled, cut short, a bad escape, an END inside, garbage run into it (its leading END
+    lost), or the head of it joined to a tail of it."""
+    data = bytearray(wire)
+    kind = rng.choice(["flip", "flip", "flip", "drop", "duplicate", "truncate", "escape",
+                       "split", "garbage", "splice"])
+    inner = rng.randrange(1, len(data) - 1)
+    if kind == "flip":
+        for _ in range(rng.choice([1, 1, 2, 3, 8])):
+            data[rng.randrange(1, len(data) - 1)] ^= 1 << rng.randrange(8)
+    elif kind == "drop":
+        del data[inner]
+    elif kind == "duplicate":
+        data.insert(inner, data[inner])
+    elif kind == "truncate":
+        data = data[:inner] + bytes([END])
+    elif kind == "escape":
+        data[inner:inner] = bytes([ESC, rng.choice([0x00, 0x42, END, ESC, 0xDC])])
+    elif kind == "split":
+        data.insert(inner, END)
+    elif kind == "garbage":   # before the frame, with its leading END lost
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 12))) + bytes(data[1:])
+    else:
+        data = data[:inner] + bytes(data[rng.randrange(1, len(data) - 1):])
+    return bytes(data)

@@ -353,7 +353,10 @@ def test_route_words_follow_the_gateware_layouts():
 
 # ---- end to end: the image through the host link, against the model ----
 
-def _request(link, seq, command, payload=b""):
+def _request(link, command, payload=b""):
+    """One request with a seq of its own (1 to 255 in turn: the same seq and command twice
+    would be a repeat, answered but not executed)."""
+    seq = link.test_seq = getattr(link, "test_seq", 0) % 255 + 1
     frames = SlipDecoder().feed(link.receive(frame(seq, command, payload)))
     assert len(frames) == 1
     rseq, status, answer = parse_body(*frames[0])
@@ -361,8 +364,8 @@ def _request(link, seq, command, payload=b""):
     return Status(status), answer
 
 
-def _write(link, tile, region, offset, words, word_bytes, seq=1):
-    status, _ = _request(link, seq, Command.WRITE,
+def _write(link, tile, region, offset, words, word_bytes):
+    status, _ = _request(link, Command.WRITE,
                          MemoryWrite(tile, region, offset, tuple(words)).payload(word_bytes))
     return status
 
@@ -387,7 +390,7 @@ def _scribble(link, rng):
 
 def _load(link, image):
     for n, write in enumerate(image.writes):
-        status, answer = _request(link, n & 0xFF, Command.WRITE,
+        status, answer = _request(link, Command.WRITE,
                                   write.payload(image.info.word_bytes))
         assert status is Status.OK and answer == b"", f"record {n}: {status.name}"
 
@@ -461,7 +464,7 @@ def test_image_through_the_host_link_runs_the_model(base_seed, case):
     # The membranes and accumulators the image zeroed.
     for k, tile in enumerate(info.tiles):
         for region in (Region.MEMBRANE, Region.ACCUMULATOR):
-            status, answer = _request(link, 3, Command.READ,
+            status, answer = _request(link, Command.READ,
                                       bytes([k, region]) + (0).to_bytes(4, "little")
                                       + tile.neurons.to_bytes(2, "little"))
             assert status is Status.OK and not any(answer), f"seed {seed}: tile {k}"
@@ -483,9 +486,9 @@ def test_image_through_the_host_link_runs_the_model(base_seed, case):
             assert (x, y) == output.tile and n < image.classes, f"seed {seed}"
             chip_spikes[tick, n] = True
         words = b"".join(struct.pack("<H", pack_event_word(x, y, a)) for x, y, a in events)
-        status, answer = _request(link, t & 0xFF, Command.RUN, struct.pack("<H", 1) + words)
+        status, answer = _request(link, Command.RUN, struct.pack("<H", 1) + words)
         assert status is Status.OK, f"seed {seed}: RUN at tick {t}: {status.name}"
-        status, answer = _request(link, 4, Command.OUTPUTS, struct.pack("<H", MAX_OUTPUTS))
+        status, answer = _request(link, Command.OUTPUTS, struct.pack("<H", MAX_OUTPUTS))
         assert status is Status.OK
         for x, y, n, tick in unpack_outputs(answer):
             assert (x, y) == output.tile and tick == t, f"seed {seed}"

@@ -2,21 +2,20 @@
 answers spike for spike."""
 
 import json
-import os
-import pty
-import threading
-import tty
 
 import numpy as np
 import pytest
 
 from spikefab.firmware.compiler import compile_model
 from spikefab.firmware.driver import Link, LinkChip, LinkError, SerialTransport
+from spikefab.firmware.protocol import parse_run_answer, run_payload
+from spikefab.hdl.abi import MAX_PAYLOAD, Command, Region
 from spikefab.firmware.targets import open_chip
 from spikefab.firmware.model import random_model
 from spikefab.hdl.profiles import get_profile
 from spikefab.sim.golden_chip import GoldenChip
 from spikefab.sim.link_model import LinkModel, ModelTransport
+from spikefab.sim.standin import BoardStandIn, LineFaults
 
 from conftest import record_checked
 
@@ -72,60 +71,26 @@ def test_sim_equals_golden_spike_for_spike(base_seed):
                    driver_output_events=int(golden.counts.sum()))
 
 
-class _BoardStandIn:
-    """A pty whose far end is the golden chip behind the real codec, like a board on USB."""
-
-    def __init__(self, info, *, answer=True):
-        self.master, slave = pty.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        self.slave = slave
-        self.model = LinkModel(info)
-        self.answer = answer
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            reply = self.model.receive(data)
-            if self.answer and reply:
-                os.write(self.master, reply)
-
-    def close(self):
-        os.close(self.slave)
-        os.close(self.master)
-
-
 def test_serial_transport_against_board_stand_in(base_seed):
     seed = base_seed + 13
     info = get_profile("tiny").info()
     image = _network(seed)
     spikes = _spikes(seed, 8, 3, image.inputs)
-    board = _BoardStandIn(info)
-    try:
+    with BoardStandIn(info) as board:
         chip = LinkChip(Link(SerialTransport(board.path, timeout=2.0)), target="serial")
         chip.load(image)
         result = chip.run(spikes)
         chip.close()
-    finally:
-        board.close()
     _assert_same(result, _golden(image, spikes), seed)
+    assert result.link["retries"] == 0 and result.link["stray"] == 0
 
 
 def test_serial_without_board_is_a_clear_error():
-    board = _BoardStandIn(get_profile("tiny").info(), answer=False)
-    try:
-        with pytest.raises(LinkError, match=r"no answer from .* within 0.3 s: is the board "
-                                            r"connected"):
-            Link(SerialTransport(board.path, timeout=0.3))
-    finally:
-        board.close()
+    with BoardStandIn(get_profile("tiny").info(), answer=False) as board:
+        with pytest.raises(LinkError, match=r"no good answer to INFO from .* after 3 tries: "
+                                            r"the line is too noisy or the board stopped "
+                                            r"answering"):
+            Link(SerialTransport(board.path, timeout=0.2), retries=2)
     with pytest.raises(LinkError, match="cannot open serial port '/nonexistent/tty'"):
         open_chip("serial:/nonexistent/tty", profile="tiny")
 
@@ -253,3 +218,121 @@ def test_a_one_core_input_layer_gets_run_events(base_seed):
     golden = GoldenChip(chip.info)
     golden.load(image)
     _assert_same(got, golden.run(spikes), seed)
+
+
+class _ScriptedLine:
+    """A line to a LinkModel that misbehaves on cue, request by request (counting from 1):
+    ``lose`` answers vanish, ``damage`` requests arrive with a byte flipped, ``stray`` gets a
+    NAK for noise (seq 0) before its answer, ``twice`` gets its answer twice."""
+
+    def __init__(self, info, *, lose=(), damage=(), stray=(), twice=()):
+        self.model = LinkModel(info)
+        self.timeout = 0.05
+        self.lose, self.damage, self.stray, self.twice = map(set, (lose, damage, stray, twice))
+        self.sent = 0
+        self.seqs = []
+        self._frames = []
+
+    def send(self, data):
+        from spikefab.firmware.protocol import SlipDecoder
+        self.sent += 1
+        self.seqs.append(SlipDecoder().feed(data)[0][0][0])
+        if self.sent in self.damage:
+            data = data[:3] + bytes([data[3] ^ 0x01]) + data[4:]
+        answer = self.model.receive(data)
+        frames = SlipDecoder().feed(answer)
+        if self.sent in self.stray:
+            frames = SlipDecoder().feed(self.model.receive(b"\xc0\x01\x02\xc0")) + frames
+        if self.sent in self.twice:
+            frames = frames + frames
+        if self.sent not in self.lose:
+            self._frames += frames
+
+    def read_frame(self, timeout):
+        return self._frames.pop(0) if self._frames else None
+
+    def drain(self):
+        dropped, self._frames = len(self._frames), []
+        return dropped
+
+    def close(self):
+        pass
+
+
+def test_link_recovers_without_running_anything_twice():
+    """Lost answers, damaged requests, stray NAKs and doubled answers: every request gets its
+    own answer, the chip runs each RUN once (a repeat is answered, not run), and the counters
+    say what it took."""
+    info = get_profile("tiny").info()
+    # Requests: 1 INFO, 2 RUN (answer lost), 3 its repeat, 4 RUN (damaged), 5 its resend,
+    # 6 RUN (stray NAK first), 7 RUN (answered twice), 8 STATUS (after the extra answer).
+    line = _ScriptedLine(info, lose={2}, damage={4}, stray={6}, twice={7})
+    link = Link(line)
+    answers = [link.request(Command.RUN, run_payload(1)) for _ in range(4)]
+    assert [parse_run_answer(a)[0] for a in answers] == [1, 2, 3, 4]
+    assert link.status().ticks == 4 and line.model.repeats == 1
+    assert line.seqs == [1, 2, 2, 3, 3, 4, 5, 6]
+    c = link.counters
+    assert (c.retries, c.stray, c.resyncs) == (2, 2, 0)
+
+
+def test_link_never_uses_seq_0():
+    line = _ScriptedLine(get_profile("tiny").info())
+    link = Link(line)
+    for _ in range(300):
+        link.status()
+    assert 0 not in line.seqs and sorted(set(line.seqs)) == list(range(1, 256))
+
+
+def test_a_damaged_long_request_goes_again_in_pieces():
+    """A WRITE refused as damaged (nothing written) is cut in smaller WRITEs; the words land
+    all the same, and the next requests stay smaller while the line is bad."""
+    info = get_profile("tiny").info()
+    line = _ScriptedLine(info, damage={2})
+    link = Link(line)
+    words = list(range(1, 101))
+    link.write(0, Region.SYNAPSE, 0, words)
+    assert link.counters.splits >= 1 and link.frame_payload < MAX_PAYLOAD
+    assert link.read(0, Region.SYNAPSE, 0, 100) == words
+
+
+def test_a_refusal_is_not_retried():
+    line = _ScriptedLine(get_profile("tiny").info())
+    link = Link(line)
+    with pytest.raises(LinkError, match="the chip refused READ: address outside the chip"):
+        link.read(9, Region.SYNAPSE, 0, 1)
+    assert link.counters.retries == 0
+
+
+@pytest.mark.parametrize("kind", ["pty", "socket"])
+def test_noisy_line_gives_the_golden_answers(base_seed, kind):
+    """The board stand-in behind a line that flips, drops, doubles and delays 1 % of the bytes
+    and cuts requests short: the run through ``serial:`` equals golden spike for spike, and
+    the link reports the retries it took."""
+    seed = base_seed + 17
+    info = get_profile("tiny").info()
+    image = _network(seed)
+    spikes = _spikes(seed, 8, 12, image.inputs)
+    faults = LineFaults(rate=0.01, seed=seed, delay=0.06)
+    with BoardStandIn(info, kind=kind, faults=faults, timeout=0.05) as board:
+        chip = LinkChip(Link(SerialTransport(board.path, timeout=0.3)), target="serial")
+        chip.load(image)
+        result = chip.run(spikes)
+        chip.close()
+        applied = board.faults_applied()
+    _assert_same(result, _golden(image, spikes), seed)
+    assert sum(applied.values()) > 20, applied
+    assert result.link["retries"] > 0, result.link
+    record_checked("noisy-line", noisy_line_images=spikes.shape[1],
+                   noisy_line_faults=sum(applied.values()),
+                   noisy_line_retries=result.link["retries"])
+
+
+def test_standin_command_refuses_bad_options(capsys):
+    from spikefab.firmware.cli import main
+    assert main(["standin", "--kinds", "flip,melt"]) == 1
+    assert "fault kinds are some of flip, drop, duplicate, delay, cut; not ['melt']" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["standin", "--faults", "1.5"])
+    assert "expected a fraction from 0 to 1, got '1.5'" in capsys.readouterr().err

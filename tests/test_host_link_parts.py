@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from spikefab.firmware.protocol import SlipDecoder, frame, run_payload
-from spikefab.hdl.abi import (MAX_OUTPUTS, AERPacket, Command, CoreShape, OutputRecord, PacketKind,
+from spikefab.hdl.abi import (MAX_OUTPUTS, MAX_RUN_TICKS, AERPacket, Command, CoreShape, OutputRecord, PacketKind,
                               Region, Status, pack)
 from spikefab.hdl.chip import TileConfig, chip_request_layout
 from spikefab.hdl.host_link import chip_info
@@ -46,39 +46,115 @@ def _body(seq, command, payload):
 @pytest.mark.parametrize("depth, registered", [(1, False), (5, False), (1, True), (2, True),
                                                (6, True)])
 def test_output_queue_keeps_what_it_counts_in_order(base_seed, depth, registered):
-    """Events arriving at random, taken at random: those not dropped come out in order,
-    ``pending`` is the number kept from the cycle after each event comes or goes, and every
-    event dropped is counted. With nothing taken, the whole depth fills before a drop."""
-    rng = random.Random(base_seed + 20 + depth)
+    """Events arriving at random, taken at random, with commits, rewinds and clears between:
+    the events come out in order (a rewind sends those taken since the last commit again),
+    ``pending`` and ``taken`` are the counts from the cycle after each change (two after a
+    take), an event is
+    dropped (and counted) exactly when the queue holds ``depth`` sent or unsent, and with
+    nothing taken the whole depth fills before a drop."""
+    seed = base_seed + 20 + depth
+    rng = random.Random(seed)
     dut = OutputQueue(depth, registered=registered)
     width = AERPacket.size
 
     async def bench(ctx):
-        kept, taken, drops = [], [], 0
+        unsent, sent, drops, seen = [], [], 0, 0
+        took = False   # an event was taken in the cycle before: its counts move in this one
         for phase in ("fill", "random", "drain"):
-            for cycle in range({"fill": 4 * (depth + 2), "random": 600, "drain": 60}[phase]):
+            for cycle in range({"fill": 4 * (depth + 2), "random": 1500, "drain": 80}[phase]):
                 if phase == "fill":
-                    arrive, take = cycle % 4 == 0, False
+                    arrive, take, act = cycle % 4 == 0, False, None
                 else:
-                    arrive, take = phase == "random" and rng.random() < 0.4, rng.random() < 0.5
+                    arrive = phase == "random" and rng.random() < 0.3
+                    take = rng.random() < 0.5
+                    act = None if took else rng.choice(["commit", "rewind", "clear"] + [None] * 12)
                 payload = rng.getrandbits(width)
                 ctx.set(dut.host_out.valid, arrive)
                 ctx.set(dut.host_out.payload.as_value(), payload)
                 ctx.set(dut.events.ready, take)
+                for name in ("commit", "rewind", "clear"):
+                    ctx.set(getattr(dut, name), act == name)
                 assert ctx.get(dut.host_out.ready)
-                if take and ctx.get(dut.events.valid):
-                    taken.append(ctx.get(dut.events.payload.as_value()))
+                valid = ctx.get(dut.events.valid)
+                assert not (valid and act), f"an event offered during {act} (seed {seed})"
+                took = bool(take and valid)
+                if took:
+                    assert ctx.get(dut.events.payload.as_value()) == unsent[0], f"seed {seed}"
+                    sent.append(unsent.pop(0))
+                    seen += 1
+                full = len(unsent) + len(sent) == depth   # as the cycle began
                 await ctx.tick()
+                if act == "commit":
+                    sent = []
+                elif act == "rewind":
+                    unsent, sent = sent + unsent, []
+                elif act == "clear":
+                    unsent, sent = [], []
                 if arrive:
                     dropped = ctx.get(dut.output_drops) - drops
-                    assert dropped in (0, 1)
+                    assert dropped == full, f"seed {seed}"
                     drops += dropped
                     if not dropped:
-                        kept.append(payload)
-                assert ctx.get(dut.pending) == len(kept) - len(taken)
+                        unsent.append(payload)
+                assert (ctx.get(dut.pending), ctx.get(dut.taken)) == \
+                    (len(unsent) + took, len(sent) - took), f"seed {seed}"
             if phase == "fill":
-                assert (len(kept), drops) == (depth, 2)
-        assert taken == kept
+                assert (len(unsent), drops) == (depth, 2)
+        assert seen > 20 and unsent == [], f"seed {seed}"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("depth, registered", [(1, False), (5, True), (8, False)])
+def test_output_queue_keeps_a_runs_events_all_or_none(base_seed, depth, registered):
+    """Runs of events (``mark``, events arriving, then ``rollback`` when one was dropped),
+    with the events taken and committed between runs: a run whose events all fit is kept
+    whole, one that overflows leaves the queue as it was before the run and counts every one
+    of its events as dropped."""
+    seed = base_seed + 30 + depth
+    rng = random.Random(seed)
+    dut = OutputQueue(depth, registered=registered)
+    width = AERPacket.size
+
+    async def bench(ctx):
+        unsent, drops, overflows = [], 0, 0
+        for run in range(60):
+            ctx.set(dut.mark, 1)
+            await ctx.tick()
+            ctx.set(dut.mark, 0)
+            events = [rng.getrandbits(width) for _ in range(rng.randint(0, depth + 1))]
+            for event in events:
+                ctx.set(dut.host_out.valid, 1)
+                ctx.set(dut.host_out.payload.as_value(), event)
+                await ctx.tick()
+                ctx.set(dut.host_out.valid, 0)
+                await ctx.tick().repeat(rng.randrange(1, 3))
+            fits = len(unsent) + len(events) <= depth
+            assert ctx.get(dut.overflowed) == (not fits), f"seed {seed}"
+            if not fits:
+                ctx.set(dut.rollback, 1)
+                await ctx.tick()
+                ctx.set(dut.rollback, 0)
+                drops += len(events)
+                overflows += 1
+            else:
+                unsent += events
+            await ctx.tick()
+            assert ctx.get(dut.pending) == len(unsent), f"seed {seed}"
+            assert ctx.get(dut.output_drops) == drops, f"seed {seed}"
+            for _ in range(rng.randrange(len(unsent) + 1)):   # OUTPUTS, then its commit
+                ctx.set(dut.events.ready, 1)
+                await ctx.tick().until(dut.events.valid)
+                assert ctx.get(dut.events.payload.as_value()) == unsent.pop(0), f"seed {seed}"
+                ctx.set(dut.events.ready, 0)
+            await ctx.tick()   # the last event taken is counted
+            ctx.set(dut.commit, 1)
+            await ctx.tick()
+            ctx.set(dut.commit, 0)
+        assert overflows > 5, f"seed {seed}"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -155,15 +231,16 @@ def _requests(info, rng, n):
             payload = address + rng.choice([count, 0, 1 << 31]).to_bytes(4, "little") \
                 + bytes(rng.getrandbits(8) for _ in range(wb))
         elif command == Command.RUN:
-            payload = run_payload(rng.randrange(2), [(rng.randrange(2), 0, rng.randrange(8))
-                                                     for _ in range(rng.randrange(3))])
+            ticks = rng.choice([0, 1, MAX_RUN_TICKS, MAX_RUN_TICKS + 1, (1 << 16) - 1])
+            payload = run_payload(ticks, [(rng.randrange(2), 0, rng.randrange(8))
+                                          for _ in range(rng.randrange(3))])
         elif command == Command.OUTPUTS:
             payload = rng.choice([0, 3, MAX_OUTPUTS, MAX_OUTPUTS + 1]).to_bytes(2, "little")
         else:
             payload = b""
         if rng.random() < 0.2 and command != Command.RUN:   # a length it does not take
             payload = payload[:rng.randrange(len(payload) + 1)] + bytes(rng.randrange(3))
-        bodies.append(_body(k & 0xFF, command, payload))
+        bodies.append(_body(k % 255 + 1, command, payload))
     return bodies
 
 
@@ -278,7 +355,7 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
     names = list(dut.pieces)
     mesh_drops, output_drops = 0x1234_5678, 0x9ABC_DEF0
     outputs = [(x, 0, n, t) for t, (x, n) in enumerate([(0, 5), (1, 2), (0, 1)])]
-    queue = []
+    queue, sent = [], []   # the output queue: events to send; sent since the last commit
 
     def address(t, region, offset):
         return bytes([t, region]) + offset.to_bytes(4, "little")
@@ -314,6 +391,7 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
             ctx.set(dut.outputs.valid, bool(queue))
             ctx.set(dut.outputs.payload.as_value(), queue[0] if queue else 0)
             ctx.set(dut.pending, len(queue))
+            ctx.set(dut.taken, len(sent))
             noisy = max(noisy - 1, 0)
             if ctx.get(dut.piece.valid) and ctx.get(dut.piece.ready):
                 name = names[ctx.get(dut.piece.payload.select.as_value()).bit_length() - 1]
@@ -346,7 +424,15 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
                     landing.append([delay, pack(AERPacket, kind=PacketKind.OUTPUT, x=x, y=y,
                                                  body={"output": {"neuron": n, "tick": t}})])
             if queue and ctx.get(dut.outputs.ready):
-                queue.pop(0)
+                sent.append(queue.pop(0))
+            if ctx.get(dut.commit):
+                sent.clear()
+            if ctx.get(dut.rewind):
+                queue[:0] = sent
+                sent.clear()
+            if ctx.get(dut.clear):
+                queue.clear()
+                sent.clear()
             seen.naks += ctx.get(dut.nak)
             released, addr = ctx.get(dut.frame.ready), ctx.get(dut.read_addr)
             await ctx.tick()
@@ -388,20 +474,39 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
         # chip with nothing arriving (the chip's quiet seen a cycle late: ``calm`` 6), so that
         # its last spikes have landed, whether the chip went quiet last or a spike came last
         # (seen waiting for quiet or settling).
-        for ticks, sent, spikes in [(3, events, [(outputs[0], 2), (outputs[1], 1)]),
-                                    (2, events[:1], []), (1, [], [(outputs[2], 1)])]:
+        for seq, ticks, injected, spikes in [
+                (5, 3, events, [(outputs[0], 2), (outputs[1], 1)]), (15, 2, events[:1], []),
+                (16, 1, [], [(outputs[2], 1)])]:
             pending = len(queue) + len(spikes)
-            seen = await execute(ctx, _body(5, Command.RUN, run_payload(ticks, sent)),
+            seen = await execute(ctx, _body(seq, Command.RUN, run_payload(ticks, injected)),
                                  spikes=spikes)
-            assert (seen.events, seen.ticks, seen.calm) == (sent, ticks, 6)
-            assert seen.pieces == [("ok", 0, 5), ("ticks", 0, 77), ("pending", 1, pending)]
+            assert (seen.events, seen.ticks, seen.calm) == (injected, ticks, 6)
+            assert seen.pieces == [("ok", 0, seq), ("ticks", 0, 77), ("pending", 1, pending)]
+        # The last RUN again (same seq, same command): answered, not run.
+        seen = await execute(ctx, _body(16, Command.RUN, run_payload(1, [])))
+        assert nothing_done(seen) and seen.pieces == [("ok", 0, 16), ("ticks", 0, 77),
+                                                      ("pending", 1, len(queue))]
+        records = [pack(OutputRecord, x=x, y=y, neuron=n, tick=t) for x, y, n, t in outputs]
         seen = await execute(ctx, _body(6, Command.OUTPUTS, (2).to_bytes(2, "little")))
         assert seen.pieces == [("ok", 0, 6)] + [
-            ("output", int(k == 1), pack(OutputRecord, x=x, y=y, neuron=n, tick=t))
-            for k, (x, y, n, t) in enumerate(outputs[:2])]
-        assert len(queue) == 1
-        seen = await execute(ctx, _body(6, Command.OUTPUTS, (0).to_bytes(2, "little")))
-        assert seen.pieces == [("ok", 1, 6)] and len(queue) == 1
+            ("output", int(k == 1), records[k]) for k in range(2)]
+        assert len(queue) == 1 and len(sent) == 2
+        # Its repeat answers the same events again; the next request forgets them.
+        seen = await execute(ctx, _body(6, Command.OUTPUTS, (2).to_bytes(2, "little")))
+        assert seen.pieces == [("ok", 0, 6)] + [
+            ("output", int(k == 1), records[k]) for k in range(2)]
+        assert len(queue) == 1 and len(sent) == 2
+        seen = await execute(ctx, _body(17, Command.OUTPUTS, (0).to_bytes(2, "little")))
+        assert seen.pieces == [("ok", 1, 17)] and len(queue) == 1 and sent == []
+        # A repeated WRITE writes nothing; seq 0 is refused.
+        body = _body(20, Command.WRITE, address(1, Region.BIAS, 0) + word_bytes[:wb])
+        assert (await execute(ctx, body)).writes == [(1, Region.BIAS, 0, words[0])]
+        seen = await execute(ctx, body)
+        assert nothing_done(seen) and seen.pieces == [("ok", 1, 20)]
+        seen = await execute(ctx, _body(0, Command.WRITE, address(1, Region.BIAS, 0)
+                                        + word_bytes[:wb]))
+        assert nothing_done(seen) and seen.pieces == [
+            ("nak", 1, int.from_bytes(bytes([0, Status.SEQUENCE, Command.WRITE]), "little"))]
         # Refused: a bad CRC, a SHORT frame, a command that takes no payload given one, a
         # RUN whose events are not all on the chip, an address outside the region.
         for body, status, events_ok, nak in [
@@ -421,8 +526,11 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
         assert [p[:2] for p in seen.pieces] == [("ok", 0), ("ticks", 0), ("drops", 0),
                                                 ("pending", 0), ("frames", 0), ("naks", 1)]
         assert [p[2] for p in seen.pieces[1:5]] == [77, mesh_drops | output_drops << 32, 1,
-                                                    15 | 2 << 32]
-        assert seen.pieces[5][2] & 0xFFFF_FFFF == 5
+                                                    20 | 2 << 16]
+        assert seen.pieces[5][2] & 0xFFFF == 6 and seen.pieces[5][2] >> 48 == 0   # no line errors
+        # STATUS again: executed afresh (its frame counted in its own answer).
+        seen = await execute(ctx, _body(12, Command.STATUS, b""))
+        assert seen.pieces[4][2] == 21 | 2 << 16
         seen = await execute(ctx, _body(13, Command.RESET, b""))
         assert seen.writes == [(t, region, k, 0)
                                for t, tile in enumerate(info.tiles)

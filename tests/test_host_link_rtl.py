@@ -8,19 +8,21 @@ same events; their order within a tick may differ), and after every bad frame th
 state, read back, must be unchanged.
 """
 
+import dataclasses
 import random
 
 import pytest
 
 from spikefab.firmware.protocol import (SlipDecoder, frame, input_payload, parse_body,
                                         slip_encode)
-from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, Command, CoreShape,
-                              Region, Register, Status, pack_event_word)
+from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, MAX_RUN_TICKS, Command, CoreShape,
+                              LinkStatus, Region, Register, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import SimLink, link_build
 
 from conftest import record_checked
+from link_client import mutate
 
 TILES = {(0, 0): TileConfig(CoreShape(24, 6, w_bits=8, v_bits=12), lanes=4, destinations=16),
          (1, 0): TileConfig(CoreShape(8, 5, w_bits=4, v_bits=16), lanes=2, destinations=8)}
@@ -51,34 +53,41 @@ class Session:
         self.seq = 0
         self.exchanges = 0
         self.naks = {}
+        self.requests = SlipDecoder()   # the frames sent, as the chip cuts them
 
     def request(self, command, payload=b""):
-        self.seq = (self.seq + 1) & 0xFF
+        self.seq = self.seq % 255 + 1
         return frame(self.seq, command, payload)
 
     def send(self, data: bytes, *, what: str):
         got, want = self.link.exchange(data), self.model.receive(data)
         self.exchanges += 1
+        sent = self.requests.feed(data)
         got_frames = [parse_body(b, e) for b, e in SlipDecoder().feed(got)]
         want_frames = [parse_body(b, e) for b, e in SlipDecoder().feed(want)]
-        assert len(got_frames) == len(want_frames), (what, self.seed, got.hex(), want.hex())
-        for (gs, gc, gp), (ws, wc, wp), in zip(got_frames, want_frames):
+        assert len(got_frames) == len(want_frames) == len(sent), \
+            (what, self.seed, got.hex(), want.hex())
+        for (gs, gc, gp), (ws, wc, wp), (body, _) in zip(got_frames, want_frames, sent):
             assert (gs, gc) == (ws, wc), (what, self.seed, got.hex(), want.hex())
-            command = self._command(data)
+            command = body[1] if len(body) > 1 else None
             if wc == Status.OK and command == Command.OUTPUTS:
+                # Outputs of one tick may leave the mesh in another order.
                 gp = sorted(gp[k:k + 4] for k in range(0, len(gp), 4))
                 wp = sorted(wp[k:k + 4] for k in range(0, len(wp), 4))
             if wc == Status.OK and command == Command.STATUS:
-                gp, wp = gp[:-4], wp[:-4]   # the cycle count: the model has no clock
+                # The cycle count aside: the model has no clock.
+                gp, wp = (dataclasses.replace(LinkStatus.decode(x), cycles=0) for x in (gp, wp))
             assert gp == wp, (what, self.seed, got.hex(), want.hex())
             if wc != Status.OK:
                 self.naks[Status(wc).name] = self.naks.get(Status(wc).name, 0) + 1
         return want_frames
 
-    @staticmethod
-    def _command(data):
-        frames = SlipDecoder().feed(data)
-        return frames[0][0][1] if len(frames) == 1 and len(frames[0][0]) > 1 else None
+    def idle(self, cycles):
+        """The line silent for ``cycles``: past the link's timeout, a half frame is dropped."""
+        self.link.idle(cycles)
+        if cycles >= 1 << self.link.timeout_log2:
+            self.model.idle()
+            self.requests.discard()
 
     def snapshot(self):
         """Every word of every region of every tile, and the chip's counters, via READ."""
@@ -100,6 +109,35 @@ class Session:
 def _random_words(rng, count, word_bytes):
     return b"".join(rng.getrandbits(8 * word_bytes).to_bytes(word_bytes, "little")
                     for _ in range(count))
+
+
+def _spiking_network(s, rng):
+    """A network that spikes: sane parameters, random weights and routes, tile 1 to host."""
+    info = s.model.info
+    wb = info.word_bytes
+    for t, tile in enumerate(info.tiles):
+        s.send(s.request(Command.WRITE, _address(t, Region.REGISTER, 0) + b"".join(
+            v.to_bytes(wb, "little") for v in (rng.randint(4, 20), rng.randint(0, 3),
+                                               rng.randint(0, 1), 0, 0, 0, 0, 0))),
+               what="registers")
+        for offset in range(tile.regions[Region.SYNAPSE]):
+            word = 0
+            for j in range(tile.lanes):
+                word |= (rng.randint(-2, (1 << (tile.w_bits - 1)) - 1)
+                         & ((1 << tile.w_bits) - 1)) << (j * tile.w_bits)
+            s.send(s.request(Command.WRITE, _address(t, Region.SYNAPSE, offset)
+                             + word.to_bytes(wb, "little")), what="synapse")
+        dests = tile.regions[Region.ROUTE_DEST]
+        for n in range(tile.neurons):
+            entry = rng.randrange(dests) | rng.randint(0, 2) << 10 | (t == 1) << 21
+            s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_INDEX, n)
+                             + entry.to_bytes(wb, "little")), what="route")
+        for d in range(dests):
+            x = rng.randrange(2)
+            axon = rng.randrange(info.tiles[x].axons)
+            s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_DEST, d)
+                             + (x | axon << 6).to_bytes(wb, "little")), what="dest")
+    s.send(s.request(Command.RESET), what="RESET")
 
 
 def test_rtl_host_link_equals_model(build, base_seed):
@@ -139,30 +177,7 @@ def test_rtl_host_link_equals_model(build, base_seed):
                            + info.tiles[0].neurons.to_bytes(2, "little")),
                what="RUN, then READ at once")
 
-        # A network that spikes: sane parameters, random weights and routes, tile 1 to host.
-        for t, tile in enumerate(info.tiles):
-            s.send(s.request(Command.WRITE, _address(t, Region.REGISTER, 0) + b"".join(
-                v.to_bytes(wb, "little") for v in (rng.randint(4, 20), rng.randint(0, 3),
-                                                   rng.randint(0, 1), 0, 0, 0, 0, 0))),
-                   what="registers")
-            for offset in range(tile.regions[Region.SYNAPSE]):
-                word = 0
-                for j in range(tile.lanes):
-                    word |= (rng.randint(-2, (1 << (tile.w_bits - 1)) - 1)
-                             & ((1 << tile.w_bits) - 1)) << (j * tile.w_bits)
-                s.send(s.request(Command.WRITE, _address(t, Region.SYNAPSE, offset)
-                                 + word.to_bytes(wb, "little")), what="synapse")
-            dests = tile.regions[Region.ROUTE_DEST]
-            for n in range(tile.neurons):
-                entry = rng.randrange(dests) | rng.randint(0, 2) << 10 | (t == 1) << 21
-                s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_INDEX, n)
-                                 + entry.to_bytes(wb, "little")), what="route")
-            for d in range(dests):
-                x = rng.randrange(2)
-                axon = rng.randrange(info.tiles[x].axons)
-                s.send(s.request(Command.WRITE, _address(t, Region.ROUTE_DEST, d)
-                                 + (x | axon << 6).to_bytes(wb, "little")), what="dest")
-        s.send(s.request(Command.RESET), what="RESET")
+        _spiking_network(s, rng)
         outputs = 0
         for tick in range(30):
             events = [pack_event_word(x, 0, rng.randrange(info.tiles[x].axons))
@@ -229,6 +244,9 @@ def test_rtl_host_link_equals_model(build, base_seed):
             "length-input": s.request(Command.INPUT, input_payload(3, 1)[:-1]),
             "length-input-odd": s.request(Command.INPUT, input_payload(3, 1, [1]) + b"\x00"),
             "argument-input": s.request(Command.INPUT, input_payload(0, 1, [1])),
+            "argument-run-ticks": s.request(Command.RUN, (MAX_RUN_TICKS + 1).to_bytes(2, "little")),
+            "argument-input-ticks": s.request(Command.INPUT, input_payload(1, 0xFFFF, [1])),
+            "sequence": frame(0, Command.RUN, (1).to_bytes(2, "little")),
             "address-input-tile": s.request(Command.INPUT, input_payload(0b101, 1, [1])),
             "address-input-tile-high": s.request(Command.INPUT, input_payload(1 << 63, 1)),
             # Tile 0 has every axon below 24, tile 1 below 8: one axon too many for the pair.
@@ -253,7 +271,7 @@ def test_rtl_host_link_equals_model(build, base_seed):
         assert status == Status.OK, f"a good INPUT refused after bad ones (seed {seed})"
         assert s.snapshot() != before
         assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",
-                               "ARGUMENT", "ADDRESS"}, s.naks
+                               "ARGUMENT", "ADDRESS", "SEQUENCE"}, s.naks
     record_checked("host-link", host_link_exchanges=s.exchanges,
                    host_link_naks=sum(s.naks.values()))
 
@@ -296,3 +314,95 @@ def test_fan_in_past_the_budget_is_order_free(build):
     events, _, _, _, over_budget = (int.from_bytes(counters[k:k + wb], "little")
                                     for k in range(0, 5 * wb, wb))
     assert (events, over_budget) == (25, 1)
+
+
+def _valid_request(s, rng):
+    """A request the chip accepts, any command, with arguments in range."""
+    info = s.model.info
+    wb = info.word_bytes
+    t = rng.randrange(len(info.tiles))
+    region = rng.choice([r for r in Region if r != Region.REGISTER] + [Region.REGISTER] * 2)
+    size = info.tiles[t].regions[region]
+    offset = rng.randrange(size)
+    count = rng.randint(1, min(size - offset, 6))
+    kind = rng.choice(["WRITE", "READ", "FILL", "RUN", "RUN", "INPUT", "OUTPUTS", "OUTPUTS",
+                       "STATUS", "RESET", "INFO"])
+    if kind == "WRITE":
+        if region == Region.REGISTER:   # sane parameters, so that the network keeps spiking
+            return s.request(Command.WRITE, _address(t, region, 3) + bytes(wb))
+        return s.request(Command.WRITE, _address(t, region, offset)
+                         + _random_words(rng, count, wb))
+    if kind == "READ":
+        return s.request(Command.READ, _address(t, region, offset) + count.to_bytes(2, "little"))
+    if kind == "FILL":
+        if region in (Region.REGISTER, Region.ROUTE_INDEX, Region.ROUTE_DEST):
+            region, offset, count = Region.MEMBRANE, 0, 1
+        return s.request(Command.FILL, _address(t, region, offset)
+                         + count.to_bytes(4, "little") + _random_words(rng, 1, wb))
+    if kind == "RUN":
+        events = [pack_event_word(x, 0, rng.randrange(info.tiles[x].axons))
+                  for x in (rng.randrange(2) for _ in range(rng.randint(0, 8)))]
+        return s.request(Command.RUN, rng.randint(0, 2).to_bytes(2, "little") + b"".join(
+            e.to_bytes(2, "little") for e in events))
+    if kind == "INPUT":
+        tiles = rng.randint(1, 3)
+        limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
+        return s.request(Command.INPUT, input_payload(
+            tiles, rng.randint(0, 2), [rng.randrange(limit) for _ in range(rng.randint(0, 6))]))
+    if kind == "OUTPUTS":
+        # All pending or none: a part of one tick's events would depend on the order they
+        # reached the link (docs/semantics.md, "Output order"), which differs from the model's.
+        most = rng.choice([0, info.output_depth, MAX_OUTPUTS])
+        return s.request(Command.OUTPUTS, most.to_bytes(2, "little"))
+    return s.request(Command[kind])
+
+
+def test_rtl_link_under_fuzz_repeats_and_timeouts(build, base_seed):
+    """A long random session against the RTL and the model at once: valid requests of every
+    command, repeats of the last request (answered, not executed again), requests mutated as a
+    bad line would (flips, drops, duplicates, truncation, bad escapes, frames split or run
+    together, garbage), seq 0, half frames left to the inter-byte timeout, and half frames
+    finished after a short pause. Every answer equal to the model's (OUTPUTS' events as a set
+    within the answer), the counters equal in STATUS, and every memory equal at the end."""
+    seed = base_seed + 11
+    rng = random.Random(seed)
+    model = LinkModel(build.info)
+    timeout = 1 << build.timeout_log2
+    mutated = repeats = timeouts = 0
+    with SimLink(build, periods_ps={"core_0_0": 97_000, "core_1_0": 17_000}) as link:
+        s = Session(link, model, seed)
+        s.send(s.request(Command.INFO), what="INFO")
+        _spiking_network(s, rng)
+        last = None
+        while mutated < 1000:
+            batch = []
+            for _ in range(rng.randint(1, 8)):
+                roll = rng.random()
+                if roll < 0.35 or last is None:
+                    last = _valid_request(s, rng)
+                    batch.append(last)
+                elif roll < 0.45:
+                    batch.append(last)            # its answer "lost": sent again
+                    repeats += 1
+                elif roll < 0.9:
+                    batch.append(mutate(rng, _valid_request(s, rng)))
+                    mutated += 1
+                else:
+                    batch.append(frame(0, Command.STATUS))
+            s.send(b"".join(batch), what="batch")
+            if rng.random() < 0.1:   # a half frame, then silence past the timeout
+                wire = _valid_request(s, rng)
+                s.send(wire[:rng.randrange(2, len(wire) - 1)], what="half frame")
+                s.idle(2 * timeout)
+                timeouts += 1
+            elif rng.random() < 0.05:   # a pause inside a frame, well short of the timeout
+                wire = _valid_request(s, rng)
+                cut = rng.randrange(1, len(wire) - 1)
+                s.send(wire[:cut], what="first half")
+                s.idle(timeout // 4)
+                s.send(wire[cut:], what="second half")
+        s.send(s.request(Command.STATUS), what="final STATUS")
+        s.snapshot()   # every word, read through both: equal
+        assert model.timeouts == timeouts and model.repeats >= repeats // 2, seed
+    record_checked("host-link-fuzz", host_link_mutated_frames=mutated,
+                   host_link_repeats=repeats, host_link_timeouts=timeouts)

@@ -37,7 +37,7 @@ LAYERS = {
         "targets", "cli", "cli_args", "run", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
         "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
-    **{f"sim.{name}": 4 for name in ("demo", "benchmarks")},
+    **{f"sim.{name}": 4 for name in ("demo", "benchmarks", "standin")},
     **{f"boards.{name}": 4 for name in ("clocks", "synthesis", "top", "build", "netlist")},
 }
 

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import BASE_SEED
 from spikefab.firmware.protocol import input_payload, slip_encode, unpack_outputs
-from spikefab.hdl.abi import (MAX_PAYLOAD, PROTOCOL_VERSION, REGISTERS, ChipInfo, Command,
-                              CoreShape, LinkStatus, ProtocolError, Region, Register, Status,
+from spikefab.hdl.abi import (MAX_PAYLOAD, MAX_RUN_TICKS, PROTOCOL_VERSION, REGISTERS, ChipInfo,
+                              Command, CoreShape, LinkStatus, ProtocolError, Region, Register, Status,
                               pack_event_word, unpack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
@@ -258,14 +258,20 @@ def test_output_queue_overflow_and_outputs_oldest_first():
     client.fill(0, Region.BIAS, 0, 4, 1)
     client.write(0, Region.REGISTER, Register.THRESHOLD, [1])
     client.fill(0, Region.ROUTE_INDEX, 0, 4, TO_HOST)
-    assert client.run(5) == (5, INFO.output_depth)
+    # A run whose outputs do not all fit keeps none of them.
+    assert client.run(5) == (5, 0)
     status = client.status()
-    assert (status.output_pending, status.output_drops) == (16, 4)
+    assert (status.output_pending, status.output_drops) == (0, 20)
+    assert client.run(3) == (8, 12)
+    assert client.run(2) == (10, 12)   # 8 more do not fit in the 4 places left: all dropped
+    assert client.run(1) == (11, 16)
+    status = client.status()
+    assert (status.output_pending, status.output_drops) == (16, 28)
     first = client.outputs(3)
     rest = client.outputs()
     # Within a tick the order may differ from the hardware's; across ticks oldest first.
     assert [tick for *_, tick in first + rest] == sorted(tick for *_, tick in first + rest)
-    assert sorted(first + rest) == sorted((n, 0, t) for t in range(4) for n in range(4))
+    assert sorted(first + rest) == sorted((n, 0, t) for t in [5, 6, 7, 10] for n in range(4))
     assert client.outputs(0) == [] and client.outputs() == []
     assert client.status().output_pending == 0
 
@@ -356,3 +362,79 @@ def test_input_is_the_run_of_its_events(base_seed):
         got = a.ok(Command.INPUT, input_payload(tiles, ticks, axons))
         assert got == struct.pack("<IH", *b.run(ticks, events)), seed
         assert a.snapshot() == b.snapshot(), seed
+
+
+# ==== repeats, seq 0, the timeout, bounded runs ====
+
+def _again(client: Client, command: int, payload: bytes = b""):
+    """Send the request just sent once more, with its seq: (status, answer)."""
+    from spikefab.firmware.protocol import frame
+    [(seq, status, answer)] = client.exchange(frame(client.seq, command, payload))
+    assert seq == client.seq
+    client.frames += 1
+    return Status(status), answer
+
+
+def test_a_repeated_request_is_answered_not_executed_again():
+    """RUN, INPUT, WRITE, FILL, RESET and OUTPUTS repeated with their seq: the first answer
+    again and nothing done twice (ticks, accumulators, memories, the output queue); INFO,
+    READ and STATUS are executed again; STATUS counts the repeats."""
+    client = Client()
+    client.fill(0, Region.BIAS, 0, 4, 1)
+    client.write(0, Region.REGISTER, Register.THRESHOLD, [1])
+    client.fill(0, Region.ROUTE_INDEX, 0, 4, TO_HOST)
+    payload = struct.pack("<HH", 2, pack_event_word(1, 0, 2))
+    first = client.ok(Command.RUN, payload)
+    assert _again(client, Command.RUN, payload) == (Status.OK, first)
+    assert struct.unpack("<IH", first) == (2, 8)
+    payload = input_payload(0b10, 1, [3])
+    first = client.ok(Command.INPUT, payload)
+    assert _again(client, Command.INPUT, payload) == (Status.OK, first)
+    assert client.status().ticks == 3       # 2 + 1: neither run twice
+    taken = client.ok(Command.OUTPUTS, struct.pack("<H", 5))
+    assert _again(client, Command.OUTPUTS, struct.pack("<H", 5)) == (Status.OK, taken)
+    status = client.status()
+    assert status.output_pending == 12 - 5 and client.link.repeats == 3   # RUN, INPUT, OUTPUTS
+    assert _again(client, Command.STATUS)[1] != status.encode()   # afresh: counts moved
+    rest = unpack_outputs(client.ok(Command.OUTPUTS, struct.pack("<H", 100)))
+    assert len(rest) == 7
+    client.ok(Command.RESET)
+    client.fill(1, Region.MEMBRANE, 0, 3, 9)
+    assert _again(client, Command.FILL, struct.pack(HEADER + "I", 1, Region.MEMBRANE, 0, 3)
+                  + (9).to_bytes(WB, "little"))[0] == Status.OK
+    client.write(1, Region.MEMBRANE, 0, [4])
+    assert client.read(1, Region.MEMBRANE, 0, 3) == [4, 9, 9]   # the repeat wrote nothing
+
+
+def test_seq_0_is_refused_and_a_short_frame_is_answered_with_it():
+    client = Client()
+    client.bad_frame(slip_encode(crc_body(0, Command.STATUS)), Status.SEQUENCE, 0,
+                     Command.STATUS, bad=False)
+    client.bad_frame(slip_encode(b"\x05\x01"), Status.SHORT, 0, 0)
+    client.status()
+
+
+def test_the_line_falling_silent_drops_a_half_frame():
+    client = Client()
+    body = slip_encode(crc_body(client.next_seq(), Command.STATUS))
+    assert client.link.receive(body[:3]) == b""
+    client.link.idle()
+    client.link.idle()            # nothing half received: nothing dropped
+    [(seq, status, _)] = client.exchange(body[3:])   # the tail alone: too short
+    assert (seq, status) == (0, Status.SHORT)
+    client.frames, client.bad_frames, client.naks = 1, 1, 1
+    client.status()
+    assert client.link.timeouts == 1
+
+
+@pytest.mark.parametrize("command, payload", [
+    (Command.RUN, struct.pack("<H", MAX_RUN_TICKS + 1)),
+    (Command.INPUT, input_payload(1, 0xFFFF, [1])),
+])
+def test_runs_are_bounded(command, payload):
+    client = Client()
+    client.nak(command, payload, Status.ARGUMENT)
+    ok = payload[:-2] + struct.pack("<H", MAX_RUN_TICKS) if command == Command.RUN \
+        else input_payload(1, MAX_RUN_TICKS, [1])
+    client.ok(command, ok)
+    assert client.status().ticks == MAX_RUN_TICKS

@@ -20,7 +20,7 @@ __all__ = [
     "PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME",
     "OVERHEAD", "MAX_PAYLOAD", "OUTPUT_BYTES", "MAX_OUTPUTS", "ADDRESS", "READ_COUNT",
     "FILL_COUNT", "RUN_TICKS", "EVENT", "INPUT_TILES", "INPUT_HEAD", "RUN_ANSWER", "OUTPUTS_MAX",
-    "ADDRESS_BYTES",
+    "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ",
     "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
 ]
 
@@ -49,6 +49,7 @@ class Status(enum.IntEnum, shape=8):
     LENGTH = 0x06    #: the payload's length is wrong for the command
     ADDRESS = 0x07   #: a tile, region, offset or event outside the chip
     ARGUMENT = 0x08  #: a count or value outside what the command allows
+    SEQUENCE = 0x09  #: seq 0: reserved for the NAK of a frame whose seq could not be read
 
     def describe(self) -> str:
         return _STATUS_TEXT[self]
@@ -83,7 +84,7 @@ def unpack_event_word(word: int) -> tuple[int, int, int]:
 
 # ---- the host link's frames ----
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: SLIP (RFC 1055) framing bytes.
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
@@ -110,6 +111,11 @@ RUN_ANSWER = struct.Struct("<IH")    #: RUN's answer: the chip's tick count, out
 OUTPUTS_MAX = struct.Struct("<H")    #: OUTPUTS: most events to take
 #: The bytes of a memory address in WRITE/READ/FILL.
 ADDRESS_BYTES = ADDRESS.size
+#: Most ticks one RUN or INPUT may ask for (more: ARGUMENT), so that every request is answered
+#: in bounded time: a host's timeout can then tell a lost answer from a long run.
+MAX_RUN_TICKS = 1024
+#: The seq of a NAK for a frame too short to carry one; no request may use it (SEQUENCE).
+NO_SEQ = 0
 #: The CRC register after a whole correct body (seq .. CRC), before the final XOR.
 CRC_RESIDUE = 0x1D0F
 
@@ -123,6 +129,7 @@ _STATUS_TEXT = {
     Status.LENGTH: "payload length wrong for the command",
     Status.ADDRESS: "address outside the chip",
     Status.ARGUMENT: "argument out of range",
+    Status.SEQUENCE: "seq 0 is reserved (requests use 1 to 255)",
 }
 
 
@@ -256,7 +263,8 @@ class ChipInfo:
 
 @dataclass(frozen=True)
 class LinkStatus:
-    """What STATUS answers: the chip's and the link's counters (wrapping)."""
+    """What STATUS answers: the chip's counters (32 bits) and the link's (16 bits: frames,
+    bad frames, NAKs, line errors), each wrapping at its width."""
     ticks: int
     mesh_drops: int
     output_drops: int
@@ -265,13 +273,14 @@ class LinkStatus:
     bad_frames: int      #: refused before decoding a command: CRC, SHORT, OVERSIZE, ESCAPE
     naks: int            #: every NAK sent, bad frames included
     cycles: int = 0      #: mesh clock cycles since reset (a model without a clock: 0)
+    line_errors: int = 0  #: bytes the UART lost: framing errors and overruns (a model: 0)
 
-    _FORMAT = "<IIIHIIII"
+    _FORMAT = "<IIIHHHHIH"
 
     def encode(self) -> bytes:
         return struct.pack(self._FORMAT, self.ticks, self.mesh_drops, self.output_drops,
                            self.output_pending, self.frames, self.bad_frames, self.naks,
-                           self.cycles)
+                           self.cycles, self.line_errors)
 
     @classmethod
     def decode(cls, data: bytes) -> "LinkStatus":

@@ -15,7 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
 
 from spikefab.firmware.protocol import SlipDecoder
-from spikefab.sim.link_rtl import ANSWER_HEAD, CHUNK, END_OF_RUN, REQUEST_HEAD
+from spikefab.sim.link_rtl import ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, REQUEST_HEAD
 
 #: Mesh cycles a request may take before the bench calls it a hang.
 REQUEST_TIMEOUT = 50_000_000
@@ -57,6 +57,14 @@ async def serve(dut):
         (length,) = REQUEST_HEAD.unpack(_recv(conn, REQUEST_HEAD.size))
         if length == END_OF_RUN:
             break
+        if length == IDLE:
+            cycles, drops = IDLE_HEAD.unpack(_recv(conn, IDLE_HEAD.size))
+            await Timer(cycles * period, unit="ps")
+            if drops:   # the link dropped any half frame: so does the bench's count
+                requests.discard()
+            conn.sendall(ANSWER_HEAD.pack(0, int(cocotb.utils.get_sim_time("ps") - start)
+                                          // period))
+            continue
         data = _recv(conn, length)
         expected = len(requests.feed(data))
         answer = bytearray()
