@@ -218,6 +218,7 @@ class Link:
                 else answers[-1]
         seq, data = self._frame(command, payload)
         transport = self.transport
+        maybe_done = False   # an attempt went unanswered: the chip may have executed it
         for attempt in range(self.retries + 1):
             if attempt:
                 self.counters.retries += 1
@@ -229,9 +230,11 @@ class Link:
                 self._line_ok()
                 return outcome
             self._line_bad()
-            # Smaller requests (new seqs) do the same if this one was refused unexecuted, or
-            # if doing it twice is harmless (the same words written, or read).
-            again_is_harmless = outcome == "damaged" or command in (Command.WRITE, Command.READ)
+            maybe_done = maybe_done or outcome == "lost"
+            # Smaller requests (new seqs) do the same if no attempt can have been executed
+            # (each refused as damaged), or if doing it twice is harmless (the same words
+            # written, or read).
+            again_is_harmless = not maybe_done or command in (Command.WRITE, Command.READ)
             if again_is_harmless and len(self._split(command, payload)) > 1:
                 return self._over_the_line(command, payload)
         raise LinkError(f"no good answer to {_name(command)} from {getattr(transport, 'port', '')} "

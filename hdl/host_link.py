@@ -124,7 +124,8 @@ class HostLink(wiring.Component):
         m.d.comb += [run_events.store.eq(receiver.store),
                      run_events.store_addr.eq(receiver.store_addr),
                      run_events.store_data.eq(receiver.store_data),
-                     run_events.release.eq(receiver.frame.ready),
+                     # A frame answered, or a half frame dropped: the next is judged afresh.
+                     run_events.release.eq(receiver.frame.ready | receiver.timed_out),
                      executor.events_ok.eq(run_events.events_ok)]
         wiring.connect(m, receiver.frame, executor.frame)
         m.d.comb += [receiver.read_addr.eq(executor.read_addr),

@@ -15,7 +15,7 @@ from ..hdl.abi import CoreShape, ResetMode
 from .scenario import CoreScenario
 
 __all__ = ["event_cost", "golden_throughput", "mnist_figures", "mnist_table", "router_throughput", "router_latency", "chip_figures",
-           "link_figures", "run_benchmarks"]
+           "link_figures", "noisy_line_figures", "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -405,3 +405,39 @@ def link_figures(*, images: int = 20, sim_images: int = 3, steps: int = 25, seed
         "sops_per_image": r.sops / sim_images,
         "sim_equals_golden": same,
     }
+
+
+def noisy_line_figures(model: str = "mnist-fast", *, rate: float = 0.01, images: int = 20,
+                       timeout: float = 0.1, fault_seed: int = 1, seed: int = 0) -> dict:
+    """``images`` of the bundled slice through the board stand-in behind a line that damages
+    ``rate`` of the bytes (sim/standin.py), with the driver's serial transport, against the
+    golden model run directly: whether every answer is the same, and what the link needed
+    (seconds, requests, retries, splits) to load the image and to run."""
+    from ..firmware.driver import Link, LinkChip, SerialTransport
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.run import load_network
+    from .golden_chip import GoldenChip
+    from .standin import BoardStandIn, LineFaults
+    image, steps = load_network(model, profile=None, seed=seed)
+    data = bundled_slice()
+    spikes = rate_encode(data.images[:images], steps, seed, data.indices[:images])
+    info = image.chip_profile().info()
+    golden = GoldenChip(info)
+    golden.load(image)
+    want = golden.run(spikes)
+    with BoardStandIn(info, faults=LineFaults(rate=rate, seed=fault_seed)) as board:
+        start = time.perf_counter()
+        link = Link(SerialTransport(board.path, timeout=timeout))
+        chip = LinkChip(link, target="serial")
+        chip.load(image)
+        loaded, load_link = time.perf_counter(), link.counters.as_dict()
+        got = chip.run(spikes)
+        chip.close()
+        faults = board.faults_applied()
+    return {"model": model, "rate": rate, "images": images, "timeout": timeout,
+            "load_seconds": loaded - start, "run_seconds": time.perf_counter() - loaded,
+            "load_link": load_link, "run_link": got.link, "faults": faults,
+            "frame_payload": link.frame_payload,
+            "equal_to_golden": bool(np.array_equal(got.predictions, want.predictions)
+                                    and np.array_equal(got.counts, want.counts)
+                                    and np.array_equal(got.final_v, want.final_v))}

@@ -9,7 +9,7 @@ import pytest
 from spikefab.firmware.compiler import compile_model
 from spikefab.firmware.driver import Link, LinkChip, LinkError, SerialTransport
 from spikefab.firmware.protocol import parse_run_answer, run_payload
-from spikefab.hdl.abi import MAX_PAYLOAD, Command, Region
+from spikefab.hdl.abi import MAX_PAYLOAD, Command, Region, Register
 from spikefab.firmware.targets import open_chip
 from spikefab.firmware.model import random_model
 from spikefab.hdl.profiles import get_profile
@@ -336,3 +336,18 @@ def test_standin_command_refuses_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["standin", "--faults", "1.5"])
     assert "expected a fraction from 0 to 1, got '1.5'" in capsys.readouterr().err
+
+
+def test_a_run_that_may_have_run_is_never_split():
+    """A long RUN whose answer is lost, then whose resend is damaged (NAK CRC: that attempt
+    did nothing, but the first may have run): the driver must send it again whole, with its
+    seq, and not as smaller new requests, which would inject its events twice."""
+    info = get_profile("tiny").info()
+    line = _ScriptedLine(info, lose={2}, damage={3})
+    link = Link(line)
+    axons = info.tiles[0].axons
+    events = [(0, 0, k % axons) for k in range(200)]
+    link.request(Command.RUN, run_payload(1, events))
+    assert link.status().ticks == 1
+    assert link.read(0, Region.REGISTER, Register.EVENTS, 1) == [200]
+    assert link.counters.splits == 0 and link.counters.retries == 2

@@ -522,12 +522,17 @@ def test_command_executor_acts_only_on_checked_requests(base_seed):
             seen = await execute(ctx, body, status, events_ok)
             assert nothing_done(seen) and seen.naks == 1
             assert seen.pieces == [("nak", 1, int.from_bytes(bytes(nak), "little"))]
+        for _ in range(3):   # three bytes lost by the UART
+            ctx.set(dut.line_error, 1)
+            await ctx.tick()
+            ctx.set(dut.line_error, 0)
+            await ctx.tick()
         seen = await execute(ctx, _body(12, Command.STATUS, b""))
         assert [p[:2] for p in seen.pieces] == [("ok", 0), ("ticks", 0), ("drops", 0),
                                                 ("pending", 0), ("frames", 0), ("naks", 1)]
         assert [p[2] for p in seen.pieces[1:5]] == [77, mesh_drops | output_drops << 32, 1,
                                                     20 | 2 << 16]
-        assert seen.pieces[5][2] & 0xFFFF == 6 and seen.pieces[5][2] >> 48 == 0   # no line errors
+        assert seen.pieces[5][2] & 0xFFFF == 6 and seen.pieces[5][2] >> 48 == 3   # line errors
         # STATUS again: executed afresh (its frame counted in its own answer).
         seen = await execute(ctx, _body(12, Command.STATUS, b""))
         assert seen.pieces[4][2] == 21 | 2 << 16
