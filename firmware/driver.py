@@ -214,8 +214,8 @@ class Link:
         if len(pieces) > 1:
             self.counters.splits += 1
             answers = [self._over_the_line(command, piece) for piece in pieces]
-            return b"".join(answers) if command in (Command.READ, Command.OUTPUTS) \
-                else answers[-1]
+            return b"".join(answers) if command == Command.READ else answers[-1]
+        payload = pieces[0]   # an OUTPUTS asks for no more events than a frame now carries
         seq, data = self._frame(command, payload)
         transport = self.transport
         maybe_done = False   # an attempt went unanswered: the chip may have executed it
