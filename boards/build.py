@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..hdl.profiles import BOARD_CHIPS
-from .synthesis import (ECP5_INLINE_PARTS, ICE40_PREPARE, NO_RW_CHECK, ONE_HOT_FSMS,
-                        SynthesisError, tool_path)
+from .synthesis import BOARD_SYNTHESIS, SynthesisError, tool_path
 from .top import Family, board_top
 
 __all__ = ["BuildReport", "build_board", "program_board", "program_bitstream",
@@ -168,22 +167,12 @@ def build_board(board: str, *, build_dir: str | os.PathLike = "build/boards",
     directory = Path(build_dir) / board
     family = top.family
     # Timing is judged here (the report says whether it was met), so nextpnr always finishes.
-    # The cores' memories need no logic for read-write collisions (synthesis.NO_RW_CHECK), and
-    # the state machines are one-hot (synthesis.ONE_HOT_FSMS).
+    # The synthesis script is the family's (synthesis.BOARD_SYNTHESIS): the cores' memories need
+    # no logic for read-write collisions, the state machines are one-hot, SPRAM is inferred on
+    # the iCE40 and the ECP5 synthesizes module by module.
+    prepare, _, synth_opts = BOARD_SYNTHESIS[family.value]
     overrides = {"nextpnr_opts": f"--report top.report.json --seed {seed} --timing-allow-fail",
-                 "script_after_read": "\n".join([*NO_RW_CHECK, *ONE_HOT_FSMS])}
-    if family is Family.ECP5:
-        # Module by module: on the flattened design, Yosys's ABC9 step fails an assertion
-        # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip
-        # and not others (yosys 0.70 and 0.66 alike; -nowidelut, -dff, -nolutram and -noabc9
-        # do not help: docs/boards.md).
-        overrides |= {"synth_opts": "-noflatten",
-                      "script_after_read": "\n".join([*NO_RW_CHECK, *ONE_HOT_FSMS,
-                                                       *ECP5_INLINE_PARTS])}
-    if family is Family.ICE40:
-        # SPRAM as docs/toolchain.md says: ask for it, and drop the all-zero init it cannot hold.
-        overrides |= {"synth_opts": "-spram",
-                      "script_after_read": "\n".join(ICE40_PREPARE)}
+                 "synth_opts": synth_opts, "script_after_read": "\n".join(prepare)}
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in _TOOLS | {"OPENFPGALOADER": None}}
     os.environ.update(_environment())

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SynthesisError", "Ice40Utilization", "synthesize_ice40", "DROP_SPRAM_INIT",
-           "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE", "ECP5_INLINE_PARTS"]
+           "NO_RW_CHECK", "ONE_HOT_FSMS", "ICE40_PREPARE", "ECP5_INLINE_PARTS", "ECP5_PREPARE",
+           "BOARD_SYNTHESIS"]
 
 #: Yosys command that drops the all-zero initial value of the memories meant for SPRAM (SPRAM
 #: has none) and only theirs: ``SynapseMemory`` names such a memory ``spram``, whatever its
@@ -63,6 +64,21 @@ ECP5_INLINE_PARTS = ["hierarchy -top top",
 
 #: What the iCE40 flows run between reading the design and ``synth_ice40``.
 ICE40_PREPARE = [DROP_SPRAM_INIT, *NO_RW_CHECK, *ONE_HOT_FSMS]
+
+#: What the ECP5 flow runs between reading the design and ``synth_ecp5``.
+ECP5_PREPARE = [*NO_RW_CHECK, *ONE_HOT_FSMS, *ECP5_INLINE_PARTS]
+
+#: Each family's synthesis, shared by the bitstream flow (boards/build.py) and the
+#: post-synthesis netlist (boards/netlist.py), keyed by ``Family.value``: the commands run after
+#: reading the design, Yosys's synth command and its options.
+BOARD_SYNTHESIS = {
+    "ice40": (ICE40_PREPARE, "synth_ice40", "-spram"),
+    # Module by module: on the flattened design, Yosys's ABC9 step fails an assertion
+    # (``GetSize(conn.first) == GetSize(conn.second)``) for some versions of the ULX3S chip
+    # and not others (yosys 0.70 and 0.66 alike; -nowidelut, -dff, -nolutram and -noabc9 do
+    # not help: docs/boards.md).
+    "ecp5": (ECP5_PREPARE, "synth_ecp5", "-noflatten"),
+}
 
 #: Capacity of the iCE40 UP5K (iCE40UP5K datasheet).
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}

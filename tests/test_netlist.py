@@ -1,17 +1,20 @@
-"""Post-synthesis check: the iCEBreaker top as Yosys maps it to iCE40 cells (the netlist the
-bitstream is placed from) answers over its UART pins exactly as the golden LinkModel does.
+"""Post-synthesis check: each board's top as Yosys maps it to the FPGA's cells (the netlist the
+bitstream is placed from: iCE40 for the iCEBreaker, ECP5 for the ULX3S) answers over its UART
+pins exactly as the golden LinkModel does.
 
-The exchange writes a row of layer-1 weights (SPRAM) and of layer-2 weights (EBR), routes tile
-0's first neurons to the host, runs a tick with events, and reads back membranes, counters,
-the spikes (OUTPUTS) and the weights; a frame with a bad CRC must be refused and change
-nothing. Only the PLL is left out (it has no simulation model): the chip runs from the
-oscillator pin.
+The exchange writes a row of layer-1 weights (SPRAM on the iCEBreaker, block RAM on the ULX3S)
+and of layer-2 weights (block RAM), routes tile 0's first neurons to the host, runs a tick with
+events, and reads back membranes, counters, the spikes (OUTPUTS) and the weights; a frame with
+a bad CRC must be refused and change nothing. Only the PLL is left out (it has no simulation
+model): the chip runs from the oscillator pin.
 """
 
 import json
 import random
 
-from spikefab.boards.netlist import ice40_cell_models, ice40_netlist
+import pytest
+
+from spikefab.boards.netlist import board_netlist, cell_models
 from spikefab.boards.top import board_top
 from spikefab.firmware.protocol import SlipDecoder, frame, parse_body
 from spikefab.hdl.abi import Command, Region, Register, Status, pack_event_word, route_entry
@@ -38,7 +41,7 @@ def _requests(info, rng):
     tile0 = info.tiles[0]
     rows = tile0.neurons // tile0.lanes            # synapse words per axon
     axon = 5
-    weights = [rng.randrange(1 << 64) for _ in range(rows)]   # 8 random int8 lanes each
+    weights = [rng.randrange(1 << (8 * tile0.lanes)) for _ in range(rows)]   # random int8 lanes
     tile1 = info.tiles[1]
     l2 = [rng.randrange(1 << (tile1.lanes * 8)) for _ in range(4)]
     events = [pack_event_word(0, 0, axon), pack_event_word(0, 0, axon),
@@ -47,10 +50,10 @@ def _requests(info, rng):
         ("INFO", request(Command.INFO)),
         ("WRITE threshold", request(Command.WRITE, _address(0, Region.REGISTER,
                                                              Register.THRESHOLD) + words([60]))),
-        ("WRITE layer-1 row (SPRAM)", request(Command.WRITE,
+        ("WRITE layer-1 row", request(Command.WRITE,
                                               _address(0, Region.SYNAPSE, axon * rows)
                                               + words(weights))),
-        ("WRITE layer-2 words (EBR)", request(Command.WRITE, _address(1, Region.SYNAPSE, 12)
+        ("WRITE layer-2 words", request(Command.WRITE, _address(1, Region.SYNAPSE, 12)
                                               + words(l2))),
         ("WRITE routes to the host", request(Command.WRITE, _address(0, 5, 0) + words(
             [route_entry(to_host=True)] * 16))),
@@ -76,18 +79,20 @@ def _requests(info, rng):
     return exchanges
 
 
-def test_icebreaker_netlist_answers_like_the_model(base_seed):
-    seed = base_seed + 61
-    top = board_top("icebreaker", pll=False)
-    directory = build_dir_root() / "netlist" / "icebreaker"
-    build = RTLBuild(None, "netlist-icebreaker", verilog=ice40_netlist(top, directory),
-                     libraries=[ice40_cell_models(directory)], ports_only=True)
+@pytest.mark.parametrize("board, offset", [("icebreaker", 61), ("ulx3s-85f", 62)])
+def test_board_netlist_answers_like_the_model(board, offset, base_seed):
+    seed = base_seed + offset
+    top = board_top(board, pll=False)
+    directory = build_dir_root() / "netlist" / board
+    build = RTLBuild(None, f"netlist-{board}", verilog=board_netlist(top, directory),
+                     libraries=[cell_models(top.family.value, directory)], ports_only=True)
     model = LinkModel(top.profile.info())
     exchanges = _requests(model.info, random.Random(seed))
     expected = [model.receive(data) for _, data in exchanges]
     case = directory / f"case-{seed}.json"
     result = directory / f"result-{seed}.json"
     case.write_text(json.dumps({
+        "clock": f"{top.platform_class.default_clk}_0__io",
         # An even number of ps (cocotb splits the period in two halves).
         "divisor": top.divisor, "period_ps": 2 * round(0.5e6 / top.clock_mhz),
         "reset_cycles": int(20e-6 * top.clock_mhz * 1e6),
@@ -105,4 +110,4 @@ def test_icebreaker_netlist_answers_like_the_model(base_seed):
         if what == "bad CRC":
             assert want_frames[0][1] == Status.CRC
     assert outputs > 0, "the tick made no spike reach the host: the check proves too little"
-    record_checked("netlist", exchanges=len(exchanges), output_spikes=outputs)
+    record_checked(f"netlist-{board}", exchanges=len(exchanges), output_spikes=outputs)

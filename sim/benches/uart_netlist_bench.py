@@ -1,7 +1,7 @@
 """cocotb bench: a board top's synthesized netlist, driven through its UART pins.
 
-Reads ``SPIKEFAB_UART_CASE`` (JSON: ``divisor``, ``period_ps``, ``exchanges``: hex strings of
-the bytes of each exchange) and writes ``SPIKEFAB_UART_RESULT`` (JSON: the bytes the board sent
+Reads ``SPIKEFAB_UART_CASE`` (JSON: ``clock``, the top's clock pin; ``divisor``, ``period_ps``,
+``reset_cycles``, ``exchanges``: hex strings of the bytes of each exchange) and writes ``SPIKEFAB_UART_RESULT`` (JSON: the bytes the board sent
 back for each exchange, hex). Bits go on the receive pin at
 ``divisor`` clock cycles each (8N1); the transmit pin is sampled mid-bit. An exchange ends when
 the board has answered every frame of it (one END byte per frame) or after a timeout.
@@ -47,7 +47,7 @@ async def _receive(dut, clk, divisor, out: bytearray):
 async def exchanges(dut):
     case = json.loads(open(os.environ["SPIKEFAB_UART_CASE"]).read())
     divisor = case["divisor"]
-    clk = dut.clk12_0__io
+    clk = getattr(dut, case["clock"])
     dut.uart_0__rx__io.value = 1
     Clock(clk, case["period_ps"], unit="ps", impl="gpi").start()
     # Power-on reset: the top holds its chip in reset for 16 us after "lock".
@@ -67,4 +67,4 @@ async def exchanges(dut):
             waited += 20 * divisor
         results.append({"answer": bytes(received[start:]).hex()})
     with open(os.environ["SPIKEFAB_UART_RESULT"], "w") as f:
-        json.dump({"results": results, "led_r": int(dut.led_r_0__io.value)}, f)
+        json.dump({"results": results}, f)
