@@ -10,7 +10,8 @@ from ..hdl.core import LANE_CHOICES
 from .cli_args import (BOARD_NAMES, CHIP_CHOICES, PROFILE_HELP, RESET_NAMES, USER_PROFILES,
                        CommandError, _check_build_root, _check_folder, _check_output,
                        _compile_profile, _hidden_sizes, _int_from, _non_negative, _note, _positive,
-                       _positive_number, _probability, _rtl_cached, _run_profile, _target)
+                       _positive_number, _probability, _rtl_cached, _run_profile, _target,
+                       _workers)
 
 __all__ = ["main", "run"]
 
@@ -23,7 +24,7 @@ def _cmd_demo(args) -> int:
     from .run import _Progress
 
     def starting(chip):
-        if _rtl_cached(f"link-{chip.name}-single"):
+        if _rtl_cached(f"link-{chip.name}-single", harness=True):
             print(f"starting the RTL simulation of the {chip.name} chip ...", flush=True)
         else:
             print(f"building the RTL simulation of the {chip.name} chip (a few minutes the "
@@ -104,25 +105,44 @@ def _cmd_run(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install matplotlib (or pip "
                                "install 'spikefab[plot]')")
     from .targets import Target, TargetKind
-    simulated = Target.parse(args.target).kind is TargetKind.SIM
-    root = _check_build_root() if simulated else None
+    target = Target.parse(args.target)
+    root = _check_build_root() if target.simulated else None
 
     def on_chip(chip):
         # To stderr, with or without --json: the build is the long part.
-        if simulated and not _rtl_cached(f"link-{chip.name}-single"):
+        if target.simulated and not _rtl_cached(f"link-{chip.name}-single",
+                                                harness=target.kind is TargetKind.SIM):
             _note(f"building the RTL simulation of the {chip.name} chip first (a few "
                   f"minutes, once; then cached in {root}) ...")
+    from .shard import ShardError
     try:
         report = run_mnist(target=args.target, model=args.model, data=args.data,
                            split=args.split, first=args.first, count=args.count,
                            steps=args.steps, seed=args.seed,
                            profile=args.profile, board=args.board, progress=not args.json,
                            baudrate=args.baud, plot=args.plot, on_chip=on_chip,
-                           timeout=args.timeout)
-    except LinkError as exc:
+                           timeout=args.timeout, workers=args.workers)
+    except (LinkError, ShardError) as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+def _cmd_verify(args) -> int:
+    import json
+    from .shard import ShardError
+    from .verify import format_verify, verify_mnist
+    _check_build_root()
+    try:
+        report = verify_mnist(model=args.model, data=args.data, split=args.split,
+                              first=args.first, count=args.count, steps=args.steps,
+                              seed=args.seed, profile=args.profile, board=args.board,
+                              target=args.target, workers=args.workers,
+                              progress=not args.json)
+    except ShardError as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps(report) if args.json else format_verify(report))
+    return 1 if report["mismatches"] else 0
 
 
 def _cmd_standin(args) -> int:
@@ -355,6 +375,38 @@ def _add_import_parser(sub) -> None:
     parser.set_defaults(run=_cmd_import)
 
 
+def _add_image_arguments(parser, bundled: str, *, default_model: str,
+                            default_count: int | None) -> None:
+    """The arguments that choose a network and MNIST images (run, verify)."""
+    parser.add_argument("--model", default=default_model, metavar="M",
+                        help=f"a bundled model ({bundled}), a model .npz, a "
+                        "compiled image, or 'random' (default: %(default)s)")
+    parser.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
+                        "(t10k-*-idx?-ubyte[.gz]) (default: the bundled 1000-image slice)")
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="with --data: the t10k files or the training files "
+                        "(default: %(default)s)")
+    parser.add_argument("--first", type=_non_negative, default=0, metavar="K",
+                        help="start at image K of the data, e.g. --split train --first 55000 "
+                        "--count 5000: the shipped models' validation images (default: "
+                        "%(default)s)")
+    parser.add_argument("--count", type=_positive, default=default_count, metavar="N",
+                           help="how many images (default: "
+                           + ("all from --first on" if default_count is None else "%(default)s")
+                           + ")")
+    parser.add_argument("--steps", type=_positive, metavar="T", help="ticks per image "
+                        "(default: the model's, else 25)")
+    parser.add_argument("--seed", type=_non_negative, default=0, metavar="S",
+                        help="encoder seed: the same seed gives the same spikes on every target "
+                        "(default: %(default)s)")
+    parser.add_argument("--profile", type=_run_profile, default=None,
+                        metavar="{" + ",".join(CHIP_CHOICES) + "}",
+                        help=PROFILE_HELP + "; a sim or serial target is that chip")
+    parser.add_argument("--board", choices=BOARD_NAMES, help="compile the model for a chip "
+                        "generated for this board (as spikefab compile --board) (default: no "
+                        "board; --profile decides)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
     from .run import BUNDLED_MODELS
@@ -415,45 +467,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="stream rate-encoded MNIST images through a chip")
     run.add_argument("--target", type=_target, default="golden",
-                     metavar="golden|sim|serial:PORT", help="the golden model, the RTL "
-                     "simulation, or a board on a serial port (default: %(default)s)")
-    run.add_argument("--model", default="mnist-accurate", metavar="M",
-                     help=f"a bundled model ({bundled}), a model .npz, a "
-                     "compiled image, or 'random' (default: %(default)s)")
-    run.add_argument("--data", metavar="DIR", help="a folder with the MNIST test files "
-                     "(t10k-*-idx?-ubyte[.gz]) (default: the bundled 1000-image slice)")
-    run.add_argument("--split", choices=("test", "train"), default="test",
-                     help="with --data: the t10k files or the training files "
-                     "(default: %(default)s)")
-    run.add_argument("--first", type=_non_negative, default=0, metavar="K",
-                     help="start at image K of the data, e.g. --split train --first 55000 "
-                     "--count 5000: the shipped models' validation images (default: "
-                     "%(default)s)")
-    run.add_argument("--count", type=_positive, default=100, metavar="N",
-                     help="how many images (default: %(default)s)")
-    run.add_argument("--steps", type=_positive, metavar="T", help="ticks per image "
-                     "(default: the model's, else 25)")
-    run.add_argument("--seed", type=_non_negative, default=0, metavar="S",
-                     help="encoder seed: the same seed gives the same spikes on every target "
-                     "(default: %(default)s)")
-    run.add_argument("--profile", type=_run_profile, default=None,
-                     metavar="{" + ",".join(CHIP_CHOICES) + "}",
-                     help=PROFILE_HELP + "; a sim or serial target is that chip")
-    run.add_argument("--board", choices=BOARD_NAMES, help="compile the model for a chip "
-                     "generated for this board (as spikefab compile --board) (default: no "
-                     "board; --profile decides)")
+                     metavar="golden|sim|cocotb|serial:PORT", help="the golden model, the "
+                     "RTL simulation (sim: clocked from C++; cocotb: the same in a cocotb "
+                     "bench, slower), or a board on a serial port (default: %(default)s)")
+    _add_image_arguments(run, bundled, default_model="mnist-accurate", default_count=100)
     run.add_argument("--baud", type=_positive, default=3_000_000,
                      help="serial targets only: the bitstream's rate, as built with spikefab "
                      "build --baud (default: %(default)s)")
     run.add_argument("--timeout", type=_positive_number(" of seconds"), default=2.0,
                      metavar="S", help="serial targets only: how long to wait for an answer "
                      "before sending the request again (default: %(default)s)")
+    run.add_argument("--workers", type=_workers, metavar="N|ray|ray://HOST:PORT",
+                     help="RTL simulations (sim, cocotb) only: split the images over N local "
+                     "worker processes, each with its own simulator, or over a Ray cluster "
+                     "(ray: one started for the run; ray://HOST:PORT: a running one; needs "
+                     "pip install 'spikefab[ray]'); the results are the same for any "
+                     "(default: one process per core)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--plot", metavar="PNG", help="draw the spike raster (input, layers, "
                      "output) of the first image into PNG (needs matplotlib); the spikes are "
                      "the golden model's whatever the --target: a chip's inner layers cannot "
                      "be read back (default: no plot)")
     run.set_defaults(run=_cmd_run)
+
+    verify = sub.add_parser("verify", help="check the RTL simulation against the golden "
+                            "model on every image (predictions, output spikes, synaptic ops)")
+    _add_image_arguments(verify, bundled, default_model="mnist-fast",
+                         default_count=None)
+    verify.add_argument("--target", type=_target, default="sim", metavar="sim|cocotb",
+                        help="the RTL simulation to check (default: %(default)s)")
+    verify.add_argument("--workers", type=_workers, metavar="N|ray|ray://HOST:PORT",
+                        help="N local worker processes, each with its own simulator, or a Ray "
+                        "cluster, as for run (default: one process per core)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.set_defaults(run=_cmd_verify)
 
     standin = sub.add_parser("standin", help="serve a chip's golden model as a board does, "
                              "on a pseudo-terminal or a TCP socket, for --target serial:..., "

@@ -99,6 +99,15 @@ def _positive_number(unit: str = ""):
     return parse
 
 
+def _workers(text: str) -> int | str:
+    """An argparse type: ``--workers`` (firmware.shard.parse_workers)."""
+    from .shard import parse_workers
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _target(text: str) -> str:
     """An argparse type: a target's name (firmware.targets)."""
     from .targets import Target
@@ -175,12 +184,18 @@ def _check_build_root() -> Path:
     return root
 
 
-def _rtl_cached(label: str) -> bool:
+def _rtl_cached(label: str, *, harness: bool = False) -> bool:
     """Whether the RTL simulation ``label`` (sim.runner.RTLBuild's label) has been built
-    before: a ``LABEL-SIMULATOR-HASH/built.stamp`` under the build folder. The hash (of the
-    design's Verilog) is not checked, so a changed design may still rebuild."""
+    before: a ``LABEL-SIMULATOR-HASH/built.stamp`` under the build folder for a cocotb bench,
+    ``LABEL-verilator-harness-KEY/built.stamp`` for the C++ harness of the ``sim`` target
+    (``harness``). The hash (of the design's Verilog) is not checked, so a changed design may
+    still rebuild."""
     from ..sim.runner import build_dir_root, simulator_name
-    return any((build_dir_root() / "rtl").glob(f"{label}-{simulator_name()}-*/built.stamp"))
+    root = build_dir_root() / "rtl"
+    if harness:
+        return any(root.glob(f"{label}-verilator-harness-*/built.stamp"))
+    return any("-harness-" not in stamp.parent.name
+               for stamp in root.glob(f"{label}-{simulator_name()}-*/built.stamp"))
 
 
 def _note(text: str) -> None:

@@ -366,6 +366,10 @@ class RunResult:
     cycles: int | None = None      #: mesh clock cycles, all images (the chip's own count)
     seconds: float = 0.0
     link: dict | None = None       #: what the link did to get through (LinkCounters, a line)
+    #: (images,) synaptic ops and mesh clock cycles of each image, when the run was asked for
+    #: them (``per_image=True``); ``None`` otherwise
+    sops_per_image: np.ndarray | None = field(default=None, repr=False)
+    cycles_per_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def images(self) -> int:
@@ -422,9 +426,16 @@ class LinkChip(ChipBase):
         return sum(self.link.read(t, Region.REGISTER, Register.SOPS, 1)[0]
                    for t in range(len(self.info.tiles)))
 
-    def run(self, spikes, *, progress=None, outputs: bool = True) -> RunResult:
+    def run(self, spikes, *, progress=None, outputs: bool = True,
+            per_image: bool = False) -> RunResult:
         """Every image of ``spikes``, one after the other (``outputs`` is accepted for
-        symmetry with :meth:`GoldenChip.run`; the events are always listed)."""
+        symmetry with :meth:`GoldenChip.run`; the events are always listed).
+
+        ``per_image``: also count each image's synaptic ops and cycles (``RunResult.
+        sops_per_image``, ``cycles_per_image``), reading the counters after every image. An
+        image's count then spans the same requests wherever it falls in a run (its own, the
+        counter reads and STATUS), so it does not depend on which images ran before it: how
+        runs split over workers cannot change it."""
         image, info, link = self.image, self.info, self.link
         if image is None:
             raise ValueError("load an image first")
@@ -443,6 +454,10 @@ class LinkChip(ChipBase):
         counts = np.zeros((count, image.classes), np.int64)
         final_v = np.zeros((count, image.classes), np.int64)
         outputs = []
+        mask = (1 << COUNTER_BITS) - 1
+        sops_each = np.zeros(count, np.int64) if per_image else None
+        cycles_each = np.zeros(count, np.int64) if per_image else None
+        sops_before, cycles_before = sops0, status0.cycles
         for b in range(count):
             requests = [(Command.RESET, b"")]
             for t in range(steps):
@@ -476,9 +491,13 @@ class LinkChip(ChipBase):
                 words = link.read(tile, Region.MEMBRANE, 0, o.count)
                 final_v[b, o.first:o.first + o.count] = [
                     to_signed(w, info.tiles[tile].v_bits) for w in words]
+            if per_image:
+                sops_now, cycles_now = self._sops(), link.status().cycles
+                sops_each[b] = sops_now - sops_before
+                cycles_each[b] = (cycles_now - cycles_before) & mask
+                sops_before, cycles_before = sops_now, cycles_now
             if progress:
                 progress(b + 1, count)
-        mask = (1 << COUNTER_BITS) - 1
         status = link.status()
         lost = (status.output_drops - status0.output_drops) & mask
         if lost:
@@ -490,7 +509,8 @@ class LinkChip(ChipBase):
         cycles = (status.cycles - status0.cycles) & mask or None
         used = {k: v - counters0[k] for k, v in link.counters.as_dict().items()}
         return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs,
-                         self._sops() - sops0, cycles, time.perf_counter() - start, used)
+                         self._sops() - sops0, cycles, time.perf_counter() - start, used,
+                         sops_each, cycles_each)
 
     def close(self):
         self.link.transport.close()

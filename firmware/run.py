@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
-__all__ = ["BUNDLED_MODELS", "model_path", "load_network", "run_mnist"]
+
+__all__ = ["BUNDLED_MODELS", "model_path", "load_network", "Workload", "prepare", "simulated",
+           "run_images", "run_mnist"]
 
 #: Models shipped with spikefab (firmware/models/), addressable by name in every command.
 BUNDLED_MODELS = ("mnist-accurate", "mnist-fast", "mnist-wide")
@@ -83,37 +87,99 @@ class _Progress:
               flush=True)
 
 
-def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
-              split: str = "test", first: int = 0, count: int = 100,
-              steps: int | None = None, seed: int = 0, profile: str | None = None,
-              board: str | None = None,
-              progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None,
-              on_chip=None, timeout: float = 2.0) -> dict:
-    """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
-    bundled slice) and return the report dict. ``on_chip``, if given, is called with the chip
-    (:class:`~spikefab.hdl.profiles.ChipProfile`) before the target is opened."""
+@dataclass
+class Workload:
+    """MNIST images ready for a target: the compiled network and the images' spikes."""
+    image: object               #: the ChipImage
+    steps: int
+    spikes: np.ndarray          #: (steps, images, inputs)
+    labels: np.ndarray
+    indices: np.ndarray         #: each image's index in its file (the encoder's key)
+    data: str                   #: the data set's name
+    encode_seconds: float
+
+
+def prepare(*, model: str, data: str | None, split: str, first: int, count: int | None,
+            steps: int | None, seed: int, profile: str | None,
+            board: str | None) -> Workload:
+    """``count`` MNIST images (``None``: all) from position ``first`` of a split in ``data``
+    (or of the bundled slice), rate-encoded with ``seed``, and ``model`` compiled for its
+    chip."""
     from ..sim.encoding import rate_encode
-    from .targets import Target, TargetKind, open_chip
     from .mnist import bundled_slice, load_mnist
     dataset = bundled_slice() if data is None else load_mnist(data, split=split)
+    if count is None:
+        count = len(dataset.labels) - first
     if first < 0 or first + count > len(dataset.labels):
         raise ValueError(f"--first {first} --count {count}: {dataset.name} has "
                          f"{len(dataset.labels)} images")
     image, model_steps = load_network(model, profile=profile, seed=seed, board=board)
     steps = steps or model_steps
     chosen = slice(first, first + count)
-    pictures, labels = dataset.images[chosen], dataset.labels[chosen]
     indices = dataset.indices[chosen]
     encode_start = time.perf_counter()
-    spikes = rate_encode(pictures, steps, seed, indices)
-    encode_seconds = time.perf_counter() - encode_start
+    spikes = rate_encode(dataset.images[chosen], steps, seed, indices)
+    return Workload(image, steps, spikes, dataset.labels[chosen], indices, dataset.name,
+                    time.perf_counter() - encode_start)
+
+
+def simulated(target) -> bool:
+    """Whether ``target`` is an RTL simulation (the targets ``--workers`` shards)."""
+    from .targets import Target
+    return Target.parse(target).simulated
+
+
+def run_images(target, workload: Workload, *, workers: int | str | None = None,
+               baudrate: int = 3_000_000, timeout: float = 2.0, progress: bool = True):
+    """The :class:`~spikefab.firmware.driver.RunResult` of ``workload`` on ``target``. An RTL
+    simulation runs on ``workers`` (:func:`~spikefab.firmware.shard.parse_workers`: a number
+    of local processes, default one per core, or a Ray cluster) and counts synaptic ops and
+    cycles image by image, so that the result does not depend on ``workers``; other targets
+    take no ``workers``."""
+    from .shard import default_workers, parse_workers, run_on_ray, run_sharded
+    from .targets import open_chip
+    show = _Progress(progress)
+    if not simulated(target):
+        if workers is not None:
+            raise ValueError(f"--workers shards RTL simulations only; the {target} target "
+                             f"runs in one process (leave out --workers)")
+        with open_chip(target, profile=workload.image.chip_profile(), baudrate=baudrate,
+                       timeout=timeout) as chip:
+            chip.load(workload.image)
+            return chip.run(workload.spikes, progress=show, outputs=False)
+    workers = default_workers() if workers is None else parse_workers(workers)
+    if isinstance(workers, str):
+        return run_on_ray(workers, str(target), workload.image, workload.spikes,
+                          progress=show)
+    if workers == 1:
+        with open_chip(target, profile=workload.image.chip_profile()) as chip:
+            chip.load(workload.image)
+            return chip.run(workload.spikes, progress=show, per_image=True)
+    return run_sharded(str(target), workload.image, workload.spikes, workers=workers,
+                       progress=show)
+
+
+def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = None,
+              split: str = "test", first: int = 0, count: int = 100,
+              steps: int | None = None, seed: int = 0, profile: str | None = None,
+              board: str | None = None,
+              progress: bool = True, baudrate: int = 3_000_000, plot: str | None = None,
+              on_chip=None, timeout: float = 2.0, workers: int | str | None = None) -> dict:
+    """Run ``count`` MNIST images from position ``first`` of a split in ``data`` (or of the
+    bundled slice) and return the report dict. ``on_chip``, if given, is called with the chip
+    (:class:`~spikefab.hdl.profiles.ChipProfile`) before the target is opened; ``workers``:
+    see :func:`run_images`."""
+    from .targets import Target, TargetKind
+    work = prepare(model=model, data=data, split=split, first=first, count=count,
+                   steps=steps, seed=seed, profile=profile, board=board)
+    image, steps, spikes, labels = work.image, work.steps, work.spikes, work.labels
+    indices, encode_seconds = work.indices, work.encode_seconds
     golden_target = Target.parse(target).kind is TargetKind.GOLDEN
     chip_profile = image.chip_profile()
     if on_chip:
         on_chip(chip_profile)
-    with open_chip(target, profile=chip_profile, baudrate=baudrate, timeout=timeout) as chip:
-        chip.load(image)
-        result = chip.run(spikes, progress=_Progress(progress), outputs=False)
+    result = run_images(target, work, workers=workers, baudrate=baudrate, timeout=timeout,
+                        progress=progress)
     correct = int((result.predictions == labels).sum())
     plotted = None
     if plot:
@@ -124,7 +190,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         golden = GoldenChip(chip_profile.info())
         golden.load(image)
         plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
-                    title=f"{dataset.name} image {int(indices[0])}, T = {steps}, "
+                    title=f"{work.data} image {int(indices[0])}, T = {steps}, "
                           f"predicted {int(result.predictions[0])}", label=int(labels[0]))
         plotted = {"path": str(plot), "image": int(indices[0]), "spikes_from": "golden model"}
     from .energy import operations_report
@@ -136,7 +202,7 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         "target": target,
         "model": model,
         "chip": image.profile,
-        "data": dataset.name,
+        "data": work.data,
         "first_index": int(indices[0]),
         "images": count,
         "steps": steps,

@@ -2,8 +2,10 @@
 
 ============  ===============================================================================
 ``golden``    the golden chip model, a batch of images at once (:mod:`spikefab.sim.golden_chip`)
-``sim``       the chip's RTL in Verilator, bytes straight into its host link
-              (:class:`spikefab.sim.link_rtl.SimTransport`)
+``sim``       the chip's RTL in Verilator, clocked from a C++ harness, bytes straight into
+              its host link (:class:`spikefab.sim.link_fast.FastTransport`)
+``cocotb``    the same RTL, the same answers and cycle counts, in a cocotb bench: about 3x
+              slower (:class:`spikefab.sim.link_rtl.SimTransport`)
 ``serial:P``  a board on serial port ``P`` (:class:`spikefab.firmware.driver.SerialTransport`)
 ============  ===============================================================================
 
@@ -26,11 +28,12 @@ __all__ = ["TargetKind", "Target", "TARGET_NAMES", "open_chip"]
 class TargetKind(enum.Enum):
     GOLDEN = "golden"
     SIM = "sim"
+    COCOTB = "cocotb"
     SERIAL = "serial"
 
 
 #: How users name targets (the CLI's ``--target``).
-TARGET_NAMES = ("golden", "sim", "serial:PORT")
+TARGET_NAMES = ("golden", "sim", "cocotb", "serial:PORT")
 
 
 @dataclass(frozen=True)
@@ -41,17 +44,23 @@ class Target:
 
     @classmethod
     def parse(cls, text) -> "Target":
-        """``"golden"``, ``"sim"`` or ``"serial:PORT"`` (a :class:`Target` passes through);
-        ``ValueError`` naming the choices otherwise."""
+        """``"golden"``, ``"sim"``, ``"cocotb"`` or ``"serial:PORT"`` (a :class:`Target`
+        passes through); ``ValueError`` naming the choices otherwise."""
         if isinstance(text, Target):
             return text
-        if text in (TargetKind.GOLDEN.value, TargetKind.SIM.value):
+        if text in (TargetKind.GOLDEN.value, TargetKind.SIM.value, TargetKind.COCOTB.value):
             return cls(TargetKind(text))
         prefix = TargetKind.SERIAL.value + ":"
         if isinstance(text, str) and text.startswith(prefix) and len(text) > len(prefix):
             return cls(TargetKind.SERIAL, text[len(prefix):])
         raise ValueError(f"unknown target {text!r}; use one of {', '.join(TARGET_NAMES)} "
                          f"(e.g. serial:/dev/ttyUSB1)")
+
+    @property
+    def simulated(self) -> bool:
+        """Whether this is an RTL simulation (``sim`` or ``cocotb``): what ``--workers``
+        shards and ``spikefab verify`` checks."""
+        return self.kind in (TargetKind.SIM, TargetKind.COCOTB)
 
     def __str__(self) -> str:
         return self.kind.value if self.port is None else f"{self.kind.value}:{self.port}"
@@ -68,6 +77,9 @@ def open_chip(target, *, profile: ChipProfile | str = "icebreaker",
         from ..sim.golden_chip import GoldenChip
         return GoldenChip(chip_profile.info(), target=str(target))
     if target.kind is TargetKind.SIM:
+        from ..sim.link_fast import FastTransport
+        return LinkChip(Link(FastTransport(chip_profile)), target=str(target))
+    if target.kind is TargetKind.COCOTB:
         from ..sim.link_rtl import SimTransport
         return LinkChip(Link(SimTransport(chip_profile)), target=str(target))
     transport = SerialTransport(target.port, baudrate=baudrate, timeout=timeout)

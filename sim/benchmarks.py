@@ -15,7 +15,8 @@ from ..hdl.abi import CoreShape, ResetMode
 from .scenario import CoreScenario
 
 __all__ = ["event_cost", "golden_throughput", "mnist_figures", "mnist_table", "router_throughput", "router_latency", "chip_figures",
-           "link_figures", "noisy_line_figures", "run_benchmarks"]
+           "link_figures", "noisy_line_figures", "golden_vs_snntorch", "snntorch_table",
+           "transport_figures", "transport_table", "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -69,6 +70,86 @@ def golden_throughput(batch: int, *, steps: int = 25, repeats: int = 3, seed: in
             "encode_images_per_second": batch / encode_seconds}
 
 
+def _golden_vs_snntorch_here(steps: int = 25, repeats: int = 3, seed: int = 0) -> dict:
+    """Both measurements, in this process (see :func:`golden_vs_snntorch`)."""
+    import torch
+    import snntorch
+    from .golden_chip import GoldenChip
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.run import load_network
+    from ..hdl.profiles import get_profile
+    torch.set_num_threads(1)
+    data = bundled_slice()
+    spikes = rate_encode(data.images, steps, seed, data.indices)
+    count = spikes.shape[1]
+    image, _ = load_network("mnist-accurate", profile="icebreaker", seed=seed)
+    golden = GoldenChip(get_profile("icebreaker").info())
+    golden.load(image)
+    golden_best = min(golden.run(spikes, outputs=False).seconds for _ in range(repeats))
+    # snnTorch's float inference of a 784-128-10 network of Leaky neurons, the same T and the
+    # same spikes; random weights (only the speed is compared).
+    torch.manual_seed(seed)
+    fc1, fc2 = torch.nn.Linear(784, 128), torch.nn.Linear(128, 10)
+    lif1, lif2 = snntorch.Leaky(beta=0.9375), snntorch.Leaky(beta=0.9375)
+    x = torch.from_numpy(spikes.astype(np.float32))
+
+    def forward(x):
+        mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
+        counts = torch.zeros(x.shape[1], 10)
+        for t in range(x.shape[0]):
+            spk1, mem1 = lif1(fc1(x[t]), mem1)
+            spk2, mem2 = lif2(fc2(spk1), mem2)
+            counts += spk2
+        return counts
+
+    torch_best = math.inf
+    with torch.inference_mode():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            forward(x)
+            torch_best = min(torch_best, time.perf_counter() - t0)
+    return {"images": count, "steps": steps, "golden_images_per_s": count / golden_best,
+            "snntorch_images_per_s": count / torch_best,
+            "ratio": torch_best / golden_best, "torch_threads": torch.get_num_threads(),
+            "snntorch": snntorch.__version__, "torch": torch.__version__}
+
+
+def golden_vs_snntorch(*, steps: int = 25) -> dict | str:
+    """Images/s of the golden chip model (``mnist-accurate``, 784-128-10, on the icebreaker
+    profile; 1000 bundled images in one batch, best of 3, encoding not timed) and of snnTorch's
+    float inference of a 784-128-10 network on the same spikes, measured one after the other
+    in one subprocess whose BLAS and torch use one thread each. Returns a message instead when
+    snnTorch is not installed."""
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+    if importlib.util.find_spec("snntorch") is None or importlib.util.find_spec("torch") is None:
+        return ("snnTorch is not installed: `pip install -e '.[bench]'` (snntorch and torch) "
+                "to measure the golden model against it")
+    # The thread counts must be fixed before NumPy's BLAS starts, hence a fresh process.
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", OPENBLAS_DEFAULT_NUM_THREADS="1")
+    code = ("import json; from spikefab.sim.benchmarks import _golden_vs_snntorch_here; "
+            f"print(json.dumps(_golden_vs_snntorch_here({steps})))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def snntorch_table(r: dict | str) -> str:
+    if isinstance(r, str):
+        return f"golden model vs snnTorch: skipped ({r})"
+    return "\n".join([
+        "| 784-128-10, T = 25, one thread each, same run | images/s |", "|---|---|",
+        f"| golden chip model (`mnist-accurate`, batch {r['images']}) | "
+        f"{r['golden_images_per_s']:,.0f} |",
+        f"| snnTorch {r['snntorch']} float (torch {r['torch']}, Leaky, batch {r['images']}) | "
+        f"{r['snntorch_images_per_s']:,.0f} |",
+        f"| golden / snnTorch | {r['ratio']:.2f}x |"])
+
+
 def run_benchmarks(*, quick: bool = False, progress=None) -> str:
     """BENCHMARKS.md's tables; ``progress``, if given, is called with a line of text as each
     measurement starts."""
@@ -102,6 +183,8 @@ def run_benchmarks(*, quick: bool = False, progress=None) -> str:
         r = golden_throughput(batch)
         lines.append(f"| batch {batch} | {r['neuron_updates_per_second']:,.0f} | "
                      f"{r['images_per_second']:,.0f} | {r['encode_images_per_second']:,.0f} |")
+    say("golden model against snnTorch's float inference, one thread each ...")
+    lines += ["", snntorch_table(golden_vs_snntorch())]
     lines += ["", "| router node (6 ports, all inputs offering, outputs ready) | input queue "
               "| packets/cycle | per port | busiest output |", "|---|---|---|---|---|"]
     for traffic in ("uniform", "hot-spot"):
@@ -135,6 +218,66 @@ def run_benchmarks(*, quick: bool = False, progress=None) -> str:
             f"simulation ...")
         rows.append(mnist_figures(model, sim_images=2 if quick else 10))
     lines += ["", mnist_table(rows)]
+    say("the RTL transports side by side: the cocotb bench and the C++ harness, the same "
+        "images of each shipped model (the first time, the harness's build) ...")
+    lines += ["", transport_table([transport_figures(model, images=5 if quick else 50)
+                                   for model in ("mnist-accurate", "mnist-fast")])]
+    return "\n".join(lines)
+
+
+def transport_figures(model: str, *, images: int = 50, seed: int = 0) -> dict:
+    """The ``cocotb`` and ``sim`` transports (sim/link_rtl.py: SimTransport, sim/link_fast.py:
+    FastTransport) on the ``icebreaker`` chip, one after the other on the same first
+    ``images`` of the bundled slice: simulated mesh cycles per second and images per second
+    of ``LinkChip.run`` (builds, start-up and loading the image not counted), and whether
+    the two runs are equal (predictions, output counts and events, final membranes, synaptic
+    ops, the chip's cycles)."""
+    from ..firmware.driver import Link, LinkChip
+    from ..firmware.mnist import bundled_slice
+    from ..firmware.run import load_network
+    from ..hdl.profiles import get_profile
+    from .link_fast import FastTransport
+    from .link_rtl import SimTransport
+    profile = get_profile("icebreaker")
+    image, steps = load_network(model, profile="icebreaker", seed=seed)
+    data = bundled_slice()
+    spikes = rate_encode(data.images[:images], steps, seed, data.indices[:images])
+    figures, results = {"model": model, "steps": steps, "images": images}, {}
+    for name, transport_class in (("cocotb", SimTransport), ("sim", FastTransport)):
+        with transport_class(profile) as transport:
+            chip = LinkChip(Link(transport), target=name)
+            chip.load(image)
+            start_cycles, start = transport.link.cycles, time.perf_counter()
+            results[name] = chip.run(spikes)
+            seconds = time.perf_counter() - start
+            cycles = transport.link.cycles - start_cycles
+        figures[name] = {"seconds": seconds, "cycles": cycles,
+                         "cycles_per_second": cycles / seconds,
+                         "images_per_second": images / seconds}
+    a, b = results["cocotb"], results["sim"]
+    figures["equal"] = bool(
+        np.array_equal(a.predictions, b.predictions) and np.array_equal(a.counts, b.counts)
+        and np.array_equal(a.final_v, b.final_v) and a.sops == b.sops and a.cycles == b.cycles
+        and all(sorted(x) == sorted(y) for x, y in zip(a.outputs, b.outputs)))
+    figures["cycles_per_image"] = b.cycles / images
+    figures["speedup"] = (figures["sim"]["cycles_per_second"]
+                          / figures["cocotb"]["cycles_per_second"])
+    return figures
+
+
+def transport_table(rows: list[dict]) -> str:
+    lines = ["| RTL transport (icebreaker chip, one clock) | model (T) | images | "
+             "cycles/image | simulated cycles/s | images/s | equal |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, how in (("cocotb", "`cocotb`: cocotb bench, Python per chunk"),
+                          ("sim", "`sim`: C++ harness, no Python per cycle")):
+            f = r[name]
+            lines.append(f"| {how} | {r['model']} ({r['steps']}) | {r['images']} | "
+                         f"{r['cycles_per_image']:,.0f} | {f['cycles_per_second']:,.0f} | "
+                         f"{f['images_per_second']:.1f} | {r['equal']} |")
+        lines.append(f"| speed-up | {r['model']} ({r['steps']}) | | | "
+                     f"{r['speedup']:.1f}x | | |")
     return "\n".join(lines)
 
 

@@ -136,11 +136,14 @@ class ChipModel:
             self._deliver(tile, self._pending[tile])
             self._pending[tile] = np.zeros_like(self._pending[tile])
 
-    def step(self, host_events=None, *, host_spikes=None,
+    def step(self, host_events=None, *, host_spikes=None, host_sums=None,
              collect: bool = True) -> list[list[OutputEvent]] | None:
         """Run one tick. ``host_events[b]`` lists run ``b``'s ``(x, y, axon)`` events for it;
         ``host_spikes`` maps a tile to an array ``(batch, k)``, ``k <= A``, of the event
-        counts of its first ``k`` axons (the fast way to give a whole batch its input).
+        counts of its first ``k`` axons (the fast way to give a whole batch its input);
+        ``host_sums`` maps a tile to ``(sums, counts)``, the host events of the tick already
+        summed (``(batch, N)`` weight-row sums and ``(batch,)`` event counts, as
+        :func:`spikefab.sim.golden_batch.spike_sums` makes them for a whole run at once).
 
         Returns, per run, the output events of this tick's update (None without
         ``collect``); :attr:`spikes` maps every tile to its ``(batch, N)`` spikes of the tick.
@@ -169,6 +172,8 @@ class ChipModel:
         for tile in self.cores:
             if counts[tile] is not None:
                 self._deliver(tile, counts[tile])
+        for tile, (sums, events) in (host_sums or {}).items():
+            self.cores[tile].deliver_sums(sums, events)
         self.spikes = spikes = {tile: core.update() for tile, core in self.cores.items()}
         outputs = [[] for _ in range(self.batch)] if collect else None
         for (x, y), fired in spikes.items():

@@ -153,6 +153,7 @@ class CoreModel:
         self.v = np.zeros((batch, shape.neurons), dtype=np.int32)
         self.i = np.zeros((batch, shape.neurons), dtype=np.int32)
         self._delivered = np.zeros(batch, dtype=np.int64)  # in-range events this tick
+        self._updated_events = np.zeros(batch, dtype=np.int64)  # of the ticks updated since
         self.counters = CoreCounters()
         # Exact float matmul is much faster than int matmul; it is exact while every partial sum
         # is an integer the float's mantissa holds (below 2**24 for float32, 2**53 for float64).
@@ -213,10 +214,23 @@ class CoreModel:
                        @ self._weights_mm[:spikes.shape[1]]).astype(np.int64)
         else:
             product = spikes.astype(np.int64) @ self.weights[:spikes.shape[1]]
+        self.deliver_sums(product, count)
+
+    def deliver_sums(self, product: np.ndarray, count: np.ndarray) -> None:
+        """Deliver one tick of events given as their exact sum, for the whole batch.
+
+        ``product[b]`` (shape ``(batch, N)``, integers, not wrapped) is the sum of the weight
+        rows of run ``b``'s in-range events and ``count[b]`` their number: the same as
+        :meth:`deliver` of those events in any order (``spikefab.sim.golden_batch`` computes
+        them for a whole run at once).
+        """
+        shape = self.shape
+        count = np.asarray(count, np.int64)
         if (self._delivered + count > shape.events_per_tick).any():
-            self.i = wrap(self.i + product, shape.accumulator_bits).astype(np.int32)
+            self.i = wrap(self.i + np.asarray(product, np.int64),
+                          shape.accumulator_bits).astype(np.int32)
         else:   # within the budget I holds the sum exactly
-            self.i += product.astype(np.int32)
+            self.i += product
         self.counters.over_budget += int(np.clip(
             self._delivered + count - np.maximum(self._delivered, shape.events_per_tick),
             0, None).sum())
@@ -225,10 +239,17 @@ class CoreModel:
         self.counters.events += total
         self.counters.sops += total * shape.neurons
 
+    @property
+    def events_per_run(self) -> np.ndarray:
+        """``(batch,)``: the in-range events each run has delivered (what ``counters.events``
+        sums over the batch; synaptic ops are these times N)."""
+        return self._updated_events + self._delivered
+
     def update(self) -> np.ndarray:
         """End the tick (rule 2) for every run; returns the spikes, shape ``(batch, N)``, bool."""
         self.v, spikes = lif_update(self.v, self.i, self.bias, self.config, self.shape.v_bits)
         self.i[:] = 0
+        self._updated_events += self._delivered
         self._delivered[:] = 0
         self.counters.ticks += self.batch
         return spikes

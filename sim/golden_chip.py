@@ -15,6 +15,7 @@ from ..firmware.driver import TICK_MASK, ChipBase, Link, RunResult, check_spikes
 from ..hdl.abi import ChipInfo, LinkStatus
 from .chip import ChipModel
 from .golden import decode
+from .golden_batch import spike_sums
 from .link_model import ModelTransport
 
 __all__ = ["GoldenChip"]
@@ -46,9 +47,11 @@ class GoldenChip(ChipBase):
                           bad_frames=0, naks=0, cycles=0)
 
     def run(self, spikes, *, progress=None, batch: int = 1000,
-            outputs: bool = True) -> RunResult:
+            outputs: bool = True, per_image: bool = False) -> RunResult:
         """Every image of ``spikes``; ``outputs=False`` skips listing each output event
-        (``RunResult.outputs`` is then empty), which is much faster for large batches."""
+        (``RunResult.outputs`` is then empty), which is much faster for large batches.
+        ``per_image`` adds each image's synaptic ops (``RunResult.sops_per_image``; the golden
+        model has no clock, so no cycles)."""
         image = self.image
         if image is None:
             raise ValueError("load an image first")
@@ -61,12 +64,17 @@ class GoldenChip(ChipBase):
         events = [[] for _ in range(count)] if outputs else []
         to_host = {o: self.program.cores[o.tile].to_host[:o.count] for o in image.outputs}
         sops = 0
+        sops_each = np.zeros(count, np.int64)
         for lo in range(0, count, batch):
             hi = min(count, lo + batch)
             model = ChipModel(self.program, batch=hi - lo)
+            # The host input of every tick is known in advance: its deliveries are summed
+            # for the whole run at once, far faster than tick by tick (sim/golden_batch.py).
+            sums = {tile: spike_sums(model.cores[tile].weights, spikes[:, lo:hi])
+                    for tile in in_tiles}
             for t in range(steps + image.drain_ticks):
-                host = {tile: spikes[t, lo:hi] for tile in in_tiles} if t < steps else {}
-                ticked = model.step(host_spikes=host, collect=outputs)
+                host = {tile: (s[t], c[t]) for tile, (s, c) in sums.items()} if t < steps else {}
+                ticked = model.step(host_sums=host, collect=outputs)
                 for o, reports in to_host.items():
                     counts[lo:hi, o.first:o.first + o.count] += \
                         model.spikes[o.tile][:, :o.count] & reports
@@ -77,10 +85,13 @@ class GoldenChip(ChipBase):
             for o in image.outputs:
                 final_v[lo:hi, o.first:o.first + o.count] = model.cores[o.tile].v[:, :o.count]
             sops += sum(core.counters.sops for core in model.cores.values())
+            for core in model.cores.values():
+                sops_each[lo:hi] += core.events_per_run * core.shape.neurons
             if progress:
                 progress(hi, count)
         return RunResult(self.target, decode(counts, final_v), counts, final_v, events, sops,
-                         None, time.perf_counter() - start)
+                         None, time.perf_counter() - start,
+                         sops_per_image=sops_each if per_image else None)
 
     def close(self):
         pass

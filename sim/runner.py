@@ -185,6 +185,7 @@ class RTLBuild:
                  libraries: tuple = ()):
         self.simulator = simulator_name()
         _check_simulator(self.simulator)
+        self.label = label
         self.toplevel = toplevel
         self.ports_only = ports_only
         self.build_args = self._build_args()

@@ -326,16 +326,16 @@ def test_train_data_errors_do_not_suggest_omitting_it(tmp_path, capsys):
 
 def test_first_sim_build_is_announced_on_stderr_in_json_mode(capsys, golden_for_sim,
                                                             build_root):
-    assert main(["run", "--target", "sim", "--count", "2", "--json"]) == 0
+    assert main(["run", "--target", "sim", "--count", "2", "--workers", "1", "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["target"] == "sim"
     assert (f"building the RTL simulation of the icebreaker chip first (a few minutes, once; "
             f"then cached in {build_root}) ...") in captured.err
     # Built before: not announced.
-    stamp = build_root / "rtl" / "link-icebreaker-single-verilator-0123456789abcdef"
+    stamp = build_root / "rtl" / "link-icebreaker-single-verilator-harness-0123456789abcdef"
     stamp.mkdir(parents=True)
     (stamp / "built.stamp").write_text("ok\n")
-    assert main(["run", "--target", "sim", "--count", "2"]) == 0
+    assert main(["run", "--target", "sim", "--count", "2", "--workers", "1"]) == 0
     assert "building" not in capsys.readouterr().err
     assert main(["demo", "--model", "random", "--count", "1"]) == 0
     out = capsys.readouterr().out
@@ -427,12 +427,14 @@ def test_plot_with_the_sim_target_says_it_draws_the_golden_model(tmp_path, capsy
                                                                  golden_for_sim, build_root):
     pytest.importorskip("matplotlib")
     png = tmp_path / "raster.png"
-    assert main(["run", "--target", "sim", "--count", "2", "--plot", str(png)]) == 0
+    assert main(["run", "--target", "sim", "--count", "2", "--workers", "1", "--plot",
+                 str(png)]) == 0
     out = capsys.readouterr().out
     assert (f"spike raster of image 59000: {png} (the golden model's spikes, not the sim "
             f"target's: a chip's inner layers cannot be read back)") in out
     assert png.stat().st_size > 0
-    assert main(["run", "--target", "sim", "--count", "2", "--plot", str(png), "--json"]) == 0
+    assert main(["run", "--target", "sim", "--count", "2", "--workers", "1", "--plot",
+                 str(png), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["plot"] == {"path": str(png), "image": 59000, "spikes_from": "golden model"}
     assert main(["run", "--count", "1"]) == 0

@@ -25,16 +25,16 @@ LAYERS = {
     **{f"hdl.{name}": 2 for name in ("core_registers", "core_events", "core_update", "core_bus")},
     **{f"hdl.{name}": 2 for name in (
         "host_link_frames", "host_link_checks", "host_link_outputs", "host_link_executor")},
-    **{f"sim.{name}": 2 for name in ("golden", "encoding", "chip")},
+    **{f"sim.{name}": 2 for name in ("golden", "golden_batch", "encoding", "chip")},
     **{f"firmware.{name}": 2 for name in ("protocol", "model", "image", "mnist")},
     **{f"sim.{name}": 3 for name in (
-        "link_model", "runner", "scenario", "core_rtl", "chip_rtl", "link_rtl", "formal",
-        "golden_chip")},
+        "link_model", "runner", "scenario", "core_rtl", "chip_rtl", "link_rtl", "link_fast",
+        "formal", "golden_chip")},
     **{f"sim.benches.{name}": 3 for name in (
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
     **{f"firmware.{name}": 3 for name in ("mapper", "compiler", "driver", "energy")},
     **{f"firmware.{name}": 4 for name in (
-        "targets", "cli", "cli_args", "run", "plot", "importers", "importers.common",
+        "targets", "cli", "cli_args", "run", "shard", "verify", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
         "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
     **{f"sim.{name}": 4 for name in ("demo", "benchmarks", "standin")},
@@ -50,6 +50,7 @@ ONLY = {
     "hdl.abi.": ("hdl.abi.",),
     "hdl.": ("hdl.",),
     "sim.golden": ("hdl.abi",),
+    "sim.golden_batch": ("hdl.abi",),
     "sim.encoding": ("hdl.abi",),
     "sim.chip": ("hdl.abi", "sim.golden"),
     "firmware.protocol": ("hdl.abi",),

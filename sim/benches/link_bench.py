@@ -15,10 +15,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
 
 from spikefab.firmware.protocol import SlipDecoder
-from spikefab.sim.link_rtl import ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, REQUEST_HEAD
-
-#: Mesh cycles a request may take before the bench calls it a hang.
-REQUEST_TIMEOUT = 50_000_000
+from spikefab.sim.link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD,
+                                   REQUEST_HEAD, REQUEST_TIMEOUT)
 
 
 def _recv(conn, n):
