@@ -59,9 +59,17 @@ def _core_demo(args) -> int:
 def _cmd_bench(args) -> int:
     from ..sim.benchmarks import run_benchmarks
     _check_build_root()
+    if args.data is not None:
+        # Read before the long measurements, so that a wrong folder fails at once.
+        from .mnist import load_mnist
+        dataset = load_mnist(args.data, split=args.split)
+        if args.first + (args.count or 1) > len(dataset.labels):
+            raise CommandError(f"--first {args.first} --count {args.count}: {dataset.name} "
+                               f"has {len(dataset.labels)} images")
     _note(f"measuring the {'quick' if args.quick else 'full'} benchmarks (RTL simulations are "
           f"built the first time); progress here, the tables on stdout at the end ...")
-    print(run_benchmarks(quick=args.quick, progress=_note))
+    print(run_benchmarks(quick=args.quick, progress=_note, data=args.data, split=args.split,
+                         first=args.first, count=args.count))
     return 0
 
 
@@ -448,6 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the figures in BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="smaller runs, rougher figures")
+    bench.add_argument("--data", metavar="DIR", help="also run spikefab verify over the MNIST "
+                       "files in DIR with 1 and 2 local workers and a local Ray cluster (the "
+                       "table of whole data sets through the RTL) (default: skip it)")
+    bench.add_argument("--split", choices=("test", "train"), default="test",
+                       help="with --data: the t10k files or the training files (default: "
+                       "%(default)s)")
+    bench.add_argument("--first", type=_non_negative, default=0, metavar="K",
+                       help="with --data: start at image K (default: %(default)s)")
+    bench.add_argument("--count", type=_positive, metavar="N", help="with --data: how many "
+                       "images (default: all from --first on)")
     bench.set_defaults(run=_cmd_bench)
 
     compile_ = sub.add_parser("compile", help="compile a model (.npz) into a chip image")

@@ -5,9 +5,14 @@ worker opens the target (its own simulator), loads the image once and then runs 
 is given; the parent merges the :class:`~spikefab.firmware.driver.RunResult` of each shard in
 image order. The workers are local processes (:func:`run_sharded`) or the workers of a Ray
 cluster (:func:`run_on_ray`, ``--workers ray`` or ``ray://HOST:PORT``; Ray is the optional
-extra ``spikefab[ray]``), which run a shard again elsewhere when its worker dies. Each image's counts are taken per image (``per_image``: its synaptic ops and its
-cycles span the same requests wherever it runs), so the merged result is the same for any
-number of workers.
+extra ``spikefab[ray]``), which run a shard again elsewhere when its worker dies.
+
+Each image's synaptic ops and cycles are counted per image (``LinkChip.run(per_image=True)``),
+so the merged result is the same for any number of workers, but for a few cycles per image:
+an image's cycles include the link's bytes, and some of those (sequence numbers, tick stamps,
+counters, each SLIP-escaped when it holds END or ESC) depend on the images the same chip ran
+before. A merged result's ``seconds`` is the wall time of the whole run, workers' start-up
+and image loading included.
 """
 
 from __future__ import annotations
@@ -88,17 +93,24 @@ def _run(target: str, image_bytes: bytes, baudrate: int, timeout: float,
         from multiprocessing.util import Finalize
         from .image import ChipImage
         from .targets import open_chip
-        if _chip is not None:
-            _chip.close()
-            _chip = _chip_key = None
+        if _chip is None:
+            # Pool workers leave through os._exit, which skips atexit: this runs before it.
+            Finalize(None, _close, exitpriority=10)
+        _close()
         image = ChipImage.from_bytes(image_bytes)
         chip = open_chip(target, profile=image.chip_profile(), baudrate=baudrate,
                          timeout=timeout)
         chip.load(image)
         _chip, _chip_key = chip, key
-        # Pool workers leave through os._exit, which skips atexit: this runs before it.
-        Finalize(None, chip.close, exitpriority=10)
     return _chip.run(spikes, outputs=True, per_image=True)
+
+
+def _close() -> None:
+    """Close this worker's chip, if it has one open."""
+    global _chip, _chip_key
+    if _chip is not None:
+        chip, _chip, _chip_key = _chip, None, None
+        chip.close()
 
 
 def _failed(part: range, target: str, exc: BaseException) -> ShardError:

@@ -16,7 +16,8 @@ from .scenario import CoreScenario
 
 __all__ = ["event_cost", "golden_throughput", "mnist_figures", "mnist_table", "router_throughput", "router_latency", "chip_figures",
            "link_figures", "noisy_line_figures", "golden_vs_snntorch", "snntorch_table",
-           "transport_figures", "transport_table", "run_benchmarks"]
+           "transport_figures", "transport_table", "SCALE_WORKERS", "scale_figures",
+           "scale_table", "run_benchmarks"]
 
 EVENT_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -150,9 +151,47 @@ def snntorch_table(r: dict | str) -> str:
         f"| golden / snnTorch | {r['ratio']:.2f}x |"])
 
 
-def run_benchmarks(*, quick: bool = False, progress=None) -> str:
+#: The runs of :func:`scale_figures`: ``--workers`` values, each with every shipped model.
+SCALE_WORKERS = (1, 2, "ray")
+
+
+def scale_figures(data: str, *, split: str = "test", first: int = 0, count: int | None = None,
+                  models=("mnist-fast", "mnist-accurate"), workers=SCALE_WORKERS,
+                  progress=None) -> list[dict]:
+    """``spikefab verify`` of ``count`` images (default: all from ``first`` on) of ``data``
+    for each model and each ``--workers`` value (``"ray"``: a Ray cluster started on this
+    machine, one worker per core): the wall time, images/s and the number of images where the
+    RTL differed from golden."""
+    from ..firmware.verify import verify_mnist
+    rows = []
+    for model in models:
+        for w in workers:
+            if progress:
+                progress(f"spikefab verify --model {model} --workers {w} over {data} ...")
+            r = verify_mnist(model=model, data=data, split=split, first=first, count=count,
+                             workers=w, progress=False)
+            rows.append({key: r[key] for key in (
+                "model", "data", "first", "images", "steps", "workers", "seconds",
+                "images_per_second", "accuracy")} | {"mismatches": len(r["mismatches"])})
+    return rows
+
+
+def scale_table(rows: list[dict]) -> str:
+    lines = ["| `spikefab verify` (RTL `sim` vs golden) | model (T) | images | --workers | "
+             "wall time | images/s | RTL != golden | accuracy |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['data']} from {r['first']} | {r['model']} ({r['steps']}) | "
+                     f"{r['images']:,} | {r['workers']} | {r['seconds']:,.0f} s | "
+                     f"{r['images_per_second']:,.1f} | {r['mismatches']} | "
+                     f"{r['accuracy']:.2%} |")
+    return "\n".join(lines)
+
+
+def run_benchmarks(*, quick: bool = False, progress=None, data: str | None = None,
+                   split: str = "test", first: int = 0, count: int | None = None) -> str:
     """BENCHMARKS.md's tables; ``progress``, if given, is called with a line of text as each
-    measurement starts."""
+    measurement starts. With ``data`` (an MNIST folder) also :func:`scale_figures` on its
+    ``split`` (``count`` images from ``first``; default: all)."""
     start = time.perf_counter()
 
     def say(text: str) -> None:
@@ -222,6 +261,12 @@ def run_benchmarks(*, quick: bool = False, progress=None) -> str:
         "images of each shipped model (the first time, the harness's build) ...")
     lines += ["", transport_table([transport_figures(model, images=5 if quick else 50)
                                    for model in ("mnist-accurate", "mnist-fast")])]
+    if data is None:
+        lines += ["", "whole data sets through the RTL: skipped (give spikefab bench --data "
+                  "DIR, an MNIST folder)"]
+    else:
+        lines += ["", scale_table(scale_figures(data, split=split, first=first, count=count,
+                                                progress=say))]
     return "\n".join(lines)
 
 

@@ -21,7 +21,6 @@ import importlib.metadata
 import json
 import os
 import selectors
-import shutil
 import subprocess
 import tempfile
 import time
@@ -29,8 +28,8 @@ from pathlib import Path
 
 from ..hdl.abi import Clocking
 from .link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, REQUEST_HEAD,
-                       REQUEST_TIMEOUT, idle_drops, link_build)
-from .runner import (RTLBuild, SimulationError, _build_environment, _locked, build_dir_root)
+                       REQUEST_TIMEOUT, LinkTransport, idle_drops, link_build)
+from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
 
 __all__ = ["HARNESS_SOURCE", "HarnessBuild", "FastLink", "FastTransport"]
 
@@ -74,36 +73,31 @@ class HarnessBuild:
 
     def build(self) -> "HarnessBuild":
         """Compile the harness, unless an identical build exists already."""
-        stamp = self.directory / "built.stamp"
-        with _locked(self.directory.with_suffix(".lock")):
-            if stamp.exists():
-                return self
-            if self.directory.exists():
-                shutil.rmtree(self.directory)
-            self.directory.mkdir(parents=True)
-            source = self.directory / f"{self.toplevel}.v"
-            source.write_text(self.verilog)
-            harness = self.directory / HARNESS_SOURCE.name
-            harness.write_text(self.source)
-            env = {**os.environ, **_build_environment("verilator")}
-            command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *VERILATOR_FLAGS,
-                       "--top-module", self.toplevel, "--prefix", "Vtop",
-                       "-Mdir", str(self.directory / "obj"), "-o", str(self.executable),
-                       "-j", str(os.cpu_count() or 1), str(harness), str(source)]
-            with open(self.log, "w") as log:
-                log.write(" ".join(command) + "\n\n")
-                log.flush()
-                try:
-                    done = subprocess.run(command, env=env, stdout=log,
-                                          stderr=subprocess.STDOUT, cwd=self.directory)
-                except OSError as exc:
-                    raise SimulationError(f"building {self.directory.name} failed: {exc}; "
-                                          f"see {self.log}") from None
-            if done.returncode or not self.executable.exists():
-                raise SimulationError(f"building {self.directory.name} failed (Verilator "
-                                      f"exited with {done.returncode}); see {self.log}")
-            stamp.write_text("ok\n")
+        cached_build(self.directory, self._compile)
         return self
+
+    def _compile(self) -> None:
+        source = self.directory / f"{self.toplevel}.v"
+        source.write_text(self.verilog)
+        harness = self.directory / HARNESS_SOURCE.name
+        harness.write_text(self.source)
+        env = {**os.environ, **_build_environment("verilator")}
+        command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *VERILATOR_FLAGS,
+                   "--top-module", self.toplevel, "--prefix", "Vtop",
+                   "-Mdir", str(self.directory / "obj"), "-o", str(self.executable),
+                   "-j", str(os.cpu_count() or 1), str(harness), str(source)]
+        with open(self.log, "w") as log:
+            log.write(" ".join(command) + "\n\n")
+            log.flush()
+            try:
+                done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=self.directory)
+            except OSError as exc:
+                raise SimulationError(f"building {self.directory.name} failed: {exc}; "
+                                      f"see {self.log}") from None
+        if done.returncode or not self.executable.exists():
+            raise SimulationError(f"building {self.directory.name} failed (Verilator "
+                                  f"exited with {done.returncode}); see {self.log}")
 
 
 class FastLink:
@@ -235,27 +229,14 @@ class FastLink:
         self.close()
 
 
-class FastTransport:
-    """The RTL of a chip profile as a driver transport (``firmware.driver.Transport``), in the
-    C++ harness: the chip a board runs, on one clock (:attr:`Clocking.SINGLE`), with the same
-    Verilog, answers and cycle counts as :class:`~spikefab.sim.link_rtl.SimTransport`.
+class FastTransport(LinkTransport):
+    """The RTL of a chip profile as a driver transport, in the C++ harness: the chip a board
+    runs, on one clock (:attr:`Clocking.SINGLE`), with the same Verilog, answers and cycle
+    counts as :class:`~spikefab.sim.link_rtl.SimTransport`.
     """
-    window = None
 
     def __init__(self, profile):
         chip = profile.chip(clocking=Clocking.SINGLE)
         build = link_build(chip, output_depth=profile.output_depth,
                            label=f"link-{profile.name}-{chip.clocking.value}")
         self.link = FastLink(build)
-
-    def exchange(self, data: bytes) -> bytes:
-        return self.link.exchange(data)
-
-    def close(self):
-        self.link.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -37,7 +37,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SimulationError", "simulator_name", "build_dir_root", "RTLBuild", "verilog_of"]
+__all__ = ["SimulationError", "simulator_name", "build_dir_root", "cached_build", "RTLBuild",
+           "verilog_of"]
 
 SUPPORTED = ("verilator", "icarus")
 
@@ -155,6 +156,21 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def cached_build(directory: Path, make) -> None:
+    """Run ``make()`` to fill ``directory`` with a build, unless a finished one is there
+    (``built.stamp``, written only when ``make`` returns): under a file lock, so that parallel
+    test workers and ``--workers`` processes build each design once."""
+    stamp = directory / "built.stamp"
+    with _locked(directory.with_suffix(".lock")):
+        if stamp.exists():
+            return
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        make()
+        stamp.write_text("ok\n")
+
+
 @dataclass
 class RunResult:
     tests: int
@@ -219,26 +235,21 @@ class RTLBuild:
 
     def build(self) -> "RTLBuild":
         """Compile the design, unless an identical build exists already."""
-        stamp = self.directory / "built.stamp"
-        with _locked(self.directory.with_suffix(".lock")):
-            if stamp.exists():
-                return self
-            if self.directory.exists():
-                shutil.rmtree(self.directory)
-            self.directory.mkdir(parents=True)
-            source = self.directory / f"{self.toplevel}.v"
-            source.write_text(self.verilog)
-            try:
-                with _environment(_build_environment(self.simulator)):
-                    self.runner.build(sources=[*self.libraries, source],
-                                      hdl_toplevel=self.toplevel, build_dir=self.directory,
-                                      build_args=self.build_args, timescale=("1ns", "1ps"),
-                                      log_file=self.directory / "build.log")
-            except (SystemExit, Exception) as exc:
-                raise SimulationError(f"building {self.directory.name} failed: {exc!r}; see "
-                                      f"{self.directory / 'build.log'}") from None
-            stamp.write_text("ok\n")
+        cached_build(self.directory, self._compile)
         return self
+
+    def _compile(self) -> None:
+        source = self.directory / f"{self.toplevel}.v"
+        source.write_text(self.verilog)
+        try:
+            with _environment(_build_environment(self.simulator)):
+                self.runner.build(sources=[*self.libraries, source],
+                                  hdl_toplevel=self.toplevel, build_dir=self.directory,
+                                  build_args=self.build_args, timescale=("1ns", "1ps"),
+                                  log_file=self.directory / "build.log")
+        except (SystemExit, Exception) as exc:
+            raise SimulationError(f"building {self.directory.name} failed: {exc!r}; see "
+                                  f"{self.directory / 'build.log'}") from None
 
     def run(self, test_module: str, *, name: str, env: dict[str, str] | None = None,
             testcase: str | None = None, seed: int = 0, check: bool = True) -> RunResult:

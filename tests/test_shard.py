@@ -213,3 +213,25 @@ def test_bad_workers_are_refused(text, message, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--target", "sim", "--workers", text])
     assert message in capsys.readouterr().err
+
+
+def test_scale_figures_verify_a_data_folder_with_each_worker_setting(tmp_path):
+    """``spikefab bench --data``'s table: verify over a folder of MNIST files (a few bundled
+    images written as t10k files), with 1 and 2 local workers and a local Ray cluster."""
+    from spikefab.firmware.mnist import bundled_slice, write_idx
+    from spikefab.sim.benchmarks import scale_figures, scale_table
+    data = bundled_slice()
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", data.images[:6].reshape(6, 28, 28))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", data.labels[:6])
+    rows = scale_figures(str(tmp_path), models=("mnist-fast",))
+    assert [(r["workers"], r["images"], r["mismatches"]) for r in rows] == \
+        [(1, 6, 0), (2, 6, 0), ("ray", 6, 0)]
+    assert all(r["seconds"] > 0 for r in rows)
+    table = scale_table(rows)
+    assert table.count("| mnist-fast (4) | 6 |") == 3, table
+
+
+def test_bench_refuses_a_bad_data_folder_before_measuring(tmp_path, capsys):
+    assert main(["bench", "--data", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "measuring" not in err

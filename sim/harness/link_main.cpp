@@ -5,7 +5,8 @@
 // and stdout, and moves chunks with the bench's cycle timing, so that every answer, the
 // chip's STATUS cycle count included, and every cycle count reported are the cocotb bench's:
 //
-// * reset: rst high for 4 rising edges, then 8 more before the count of cycles starts;
+// * reset: the design's own power-on reset holds it for its first 4 rising edges (ChunkedPort
+//   on one clock has no rst input), then 8 more edges pass before the count of cycles starts;
 // * a chunk goes in (or out) at the first falling edge where rx_ready (tx_valid) is high, and
 //   is taken at the next rising edge; the bench's feeder and collector both look at every
 //   falling edge, so both run in the same per-cycle loop here;
@@ -116,16 +117,14 @@ class Harness {
 
     ~Harness() { top_->final(); }
 
-    // link_bench.py: rst high for 4 rising edges, then 8 clock periods before the start.
+    // link_bench.py: 4 rising edges in the power-on reset, then 8 clock periods before the
+    // start.
     void reset() {
         top_->clk = 0;
-        top_->rst = 1;
         top_->rx_valid = 0;
         top_->tx_ready = 0;
         top_->eval();
-        for (int k = 0; k < 4; ++k) cycle();
-        top_->rst = 0;
-        for (int k = 0; k < 8; ++k) cycle();
+        for (int k = 0; k < 4 + 8; ++k) cycle();
         cycles_ = 0;
     }
 
