@@ -75,15 +75,16 @@ class ChunkedPort(wiring.Component):
     ``END`` that closes a frame (the design sends ``END`` before and after every frame); then
     ``tx_valid`` stays high until ``tx_ready``.
 
-    On one clock (a chip without clock domains of its own, or ``one_clock``) the design resets
-    itself for :data:`POWER_ON_RESET` rising edges after power-on and has no ``rst`` input;
-    with several clocks every domain's ``rst`` is an input.
+    With ``power_on_reset`` (for a design on one clock: :func:`link_build` asks for it when
+    the chip has no clock domains of its own, or ``one_clock``) the design resets itself for
+    :data:`POWER_ON_RESET` rising edges after power-on and has no ``rst`` input; otherwise
+    every domain's ``rst`` is an input.
     """
 
-    def __init__(self, system, *, one_clock: bool = False):
+    def __init__(self, system, *, one_clock: bool = False, power_on_reset: bool = False):
         self.system = system
         self.one_clock = one_clock
-        self.power_on_reset = one_clock or not system.chip.domains
+        self.power_on_reset = power_on_reset
         super().__init__({
             # The clock of a design that makes its own reset: a domain defined here, with
             # its clock from this port (Amaranth's implicit domain would add an rst input).
@@ -158,8 +159,9 @@ def link_build(chip, *, output_depth: int = 256, label: str = "link",
     mesh's clock (faster to simulate; no ``periods_ps`` then)."""
     from ..hdl.system import ChipSystem
     system = ChipSystem(chip, output_depth=output_depth, timeout_log2=timeout_log2)
-    build = RTLBuild(ChunkedPort(system, one_clock=one_clock),
-                     label + ("-1clk" if one_clock else ""), ports_only=True)
+    port = ChunkedPort(system, one_clock=one_clock,
+                       power_on_reset=one_clock or not chip.domains)
+    build = RTLBuild(port, label + ("-1clk" if one_clock else ""), ports_only=True)
     build.info = system.info
     build.timeout_log2 = timeout_log2
     build.domains = [] if one_clock else chip.domains
