@@ -68,6 +68,28 @@ def _pins(prefix: str, n: int) -> str:
     return "{" + ", ".join(f"{prefix}{k}" for k in reversed(range(n))) + "}"
 
 
+def _narrow_port(port: str) -> str:
+    """DP16KD port ``A`` or ``B`` as a 9- or 18-bit read/write port (the start of a generate
+    ``if`` chain; the 36-bit mode and the error case follow it)."""
+    p = port.lower()
+    return f"""    if (DATA_WIDTH_{port} == 9) begin
+      always @(posedge CLK{port}) if (CE{port}) begin
+        if (WE{port}) mem[ad{p}[13:3]] <= di{p}[8:0];
+        if (!WE{port} || WRITEMODE_{port} == "READBEFOREWRITE") do{p}[8:0] <= mem[ad{p}[13:3]];
+        else if (WRITEMODE_{port} == "WRITETHROUGH") do{p}[8:0] <= di{p}[8:0];
+      end
+    end else if (DATA_WIDTH_{port} == 18) begin
+      always @(posedge CLK{port}) if (CE{port}) begin
+        if (WE{port} && ad{p}[0]) mem[{{ad{p}[13:4], 1'b0}}] <= di{p}[8:0];
+        if (WE{port} && ad{p}[1]) mem[{{ad{p}[13:4], 1'b1}}] <= di{p}[17:9];
+        if (!WE{port} || WRITEMODE_{port} == "READBEFOREWRITE")
+          do{p} <= {{mem[{{ad{p}[13:4], 1'b1}}], mem[{{ad{p}[13:4], 1'b0}}]}};
+        else if (WRITEMODE_{port} == "WRITETHROUGH") do{p} <= di{p};
+      end
+    end
+"""
+
+
 # Yosys's ECP5 models give the DP16KD block RAM its ports and parameters and no behaviour; this
 # is its behaviour in the modes Yosys's memory mapping (share/lattice/brams_map_16kd.v) uses:
 # ports of 9 or 18 bits, or a 36-bit write port A with a 36-bit read port B (the pseudo dual
@@ -94,21 +116,7 @@ _DP16KD_BEHAVIOUR = f"""
     if (REGMODE_A != "NOREG" || REGMODE_B != "NOREG" || CSDECODE_A != "0b000"
         || CSDECODE_B != "0b000" || CLKAMUX != "CLKA" || CLKBMUX != "CLKB")
       ERROR_DP16KD_MODE_NOT_MODELLED error();
-    if (DATA_WIDTH_A == 9) begin
-      always @(posedge CLKA) if (CEA) begin
-        if (WEA) mem[ada[13:3]] <= dia[8:0];
-        if (!WEA || WRITEMODE_A == "READBEFOREWRITE") doa[8:0] <= mem[ada[13:3]];
-        else if (WRITEMODE_A == "WRITETHROUGH") doa[8:0] <= dia[8:0];
-      end
-    end else if (DATA_WIDTH_A == 18) begin
-      always @(posedge CLKA) if (CEA) begin
-        if (WEA && ada[0]) mem[{{ada[13:4], 1'b0}}] <= dia[8:0];
-        if (WEA && ada[1]) mem[{{ada[13:4], 1'b1}}] <= dia[17:9];
-        if (!WEA || WRITEMODE_A == "READBEFOREWRITE")
-          doa <= {{mem[{{ada[13:4], 1'b1}}], mem[{{ada[13:4], 1'b0}}]}};
-        else if (WRITEMODE_A == "WRITETHROUGH") doa <= dia;
-      end
-    end else if (DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36) begin
+{_narrow_port("A")}    else if (DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36) begin
       always @(posedge CLKA) if (CEA && WEA) begin
         if (ada[0]) mem[{{ada[13:5], 2'd0}}] <= dia[8:0];
         if (ada[1]) mem[{{ada[13:5], 2'd1}}] <= dia[17:9];
@@ -117,21 +125,7 @@ _DP16KD_BEHAVIOUR = f"""
       end
     end else
       ERROR_DP16KD_WIDTH_NOT_MODELLED error();
-    if (DATA_WIDTH_B == 9) begin
-      always @(posedge CLKB) if (CEB) begin
-        if (WEB) mem[adb[13:3]] <= dib[8:0];
-        if (!WEB || WRITEMODE_B == "READBEFOREWRITE") dob[8:0] <= mem[adb[13:3]];
-        else if (WRITEMODE_B == "WRITETHROUGH") dob[8:0] <= dib[8:0];
-      end
-    end else if (DATA_WIDTH_B == 18) begin
-      always @(posedge CLKB) if (CEB) begin
-        if (WEB && adb[0]) mem[{{adb[13:4], 1'b0}}] <= dib[8:0];
-        if (WEB && adb[1]) mem[{{adb[13:4], 1'b1}}] <= dib[17:9];
-        if (!WEB || WRITEMODE_B == "READBEFOREWRITE")
-          dob <= {{mem[{{adb[13:4], 1'b1}}], mem[{{adb[13:4], 1'b0}}]}};
-        else if (WRITEMODE_B == "WRITETHROUGH") dob <= dib;
-      end
-    end else if (DATA_WIDTH_B == 36 && DATA_WIDTH_A == 36) begin
+{_narrow_port("B")}    else if (DATA_WIDTH_B == 36 && DATA_WIDTH_A == 36) begin
       always @(posedge CLKB) if (CEB)
         dob_wide <= {{mem[{{adb[13:5], 2'd3}}], mem[{{adb[13:5], 2'd2}}],
                      mem[{{adb[13:5], 2'd1}}], mem[{{adb[13:5], 2'd0}}]}};

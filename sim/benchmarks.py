@@ -178,7 +178,8 @@ def scale_figures(data: str, *, split: str = "test", first: int = 0, count: int 
 
 def scale_table(rows: list[dict]) -> str:
     lines = ["| `spikefab verify` (RTL `sim` vs golden) | model (T) | images | --workers | "
-             "wall time | images/s | RTL != golden | accuracy |", "|---|---|---|---|---|---|---|---|"]
+             "wall time | images/s | RTL != golden | accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['data']} from {r['first']} | {r['model']} ({r['steps']}) | "
                      f"{r['images']:,} | {r['workers']} | {r['seconds']:,.0f} s | "
