@@ -10,8 +10,8 @@ timing, so its answers, the chip's STATUS cycle count among them, and the cycles
 equal the cocotb bench's (tests/test_fast_link.py).
 
 Builds are cached beside :class:`~spikefab.sim.runner.RTLBuild`'s, by the hash of the
-Verilog, the harness source, the Verilator version and the build flags, behind the same kind
-of file lock; the environment Verilator needs comes from :mod:`spikefab.sim.runner`.
+Verilog, the harness source, the Verilator version and the build flags, through the same
+cached, locked build step (:func:`~spikefab.sim.runner.cached_build`); the environment Verilator needs comes from :mod:`spikefab.sim.runner`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 from ..hdl.abi import Clocking
-from .link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, REQUEST_HEAD,
-                       REQUEST_TIMEOUT, LinkTransport, idle_drops, link_build)
+from .link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, POWER_ON_RESET,
+                       REQUEST_HEAD, REQUEST_TIMEOUT, START_DELAY, LinkTransport, idle_drops,
+                       link_build)
 from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
 
 __all__ = ["HARNESS_SOURCE", "HarnessBuild", "FastLink", "FastTransport"]
@@ -39,7 +40,9 @@ HARNESS_SOURCE = Path(__file__).parent / "harness" / "link_main.cpp"
 #: compiler's -O2 comes after Verilator's default -Os (verilated.mk puts OPT_FAST first), which
 #: favours size over the speed a model run for millions of cycles wants.
 VERILATOR_FLAGS = ("--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
-                   "-CFLAGS", "-O2", "-CFLAGS", f"-DCHUNK={CHUNK}")
+                   "-CFLAGS", "-O2", "-CFLAGS", f"-DCHUNK={CHUNK}",
+                   "-CFLAGS", f"-DPOWER_ON_RESET={POWER_ON_RESET}",
+                   "-CFLAGS", f"-DSTART_DELAY={START_DELAY}")
 
 
 class HarnessBuild:
@@ -59,14 +62,13 @@ class HarnessBuild:
         self.verilog = build.verilog
         self.toplevel = build.toplevel
         self.timeout_log2 = build.timeout_log2
-        self.info = getattr(build, "info", None)
         self.source = HARNESS_SOURCE.read_text()
         version = importlib.metadata.version("verilator")
         key = hashlib.sha256(json.dumps([
             self.verilog, self.source, version, VERILATOR_FLAGS,
         ]).encode()).hexdigest()[:16]
-        # LABEL-verilator-...: the CLI's "already built?" check (firmware/cli_args.py:
-        # _rtl_cached) globs for the label and the simulator's name.
+        # LABEL-verilator-harness-...: the CLI's "already built?" check (firmware/cli_args.py:
+        # _rtl_cached(harness=True)) globs for it.
         self.directory = build_dir_root() / "rtl" / f"{build.label}-verilator-harness-{key}"
         self.executable = self.directory / "link_main"
         self.log = self.directory / "build.log"

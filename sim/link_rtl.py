@@ -27,7 +27,8 @@ from ..hdl.abi import END, Clocking
 from .runner import RTLBuild, SimulationError
 
 __all__ = ["CHUNK", "REQUEST_HEAD", "ANSWER_HEAD", "END_OF_RUN", "IDLE", "IDLE_HEAD",
-           "REQUEST_TIMEOUT", "SIM_TIMEOUT_LOG2", "POWER_ON_RESET", "idle_drops", "ChunkedPort",
+           "REQUEST_TIMEOUT", "SIM_TIMEOUT_LOG2", "POWER_ON_RESET",
+           "START_DELAY", "idle_drops", "ChunkedPort",
            "SimLink", "link_build", "LinkTransport", "SimTransport"]
 
 CHUNK = 64
@@ -62,8 +63,12 @@ def idle_drops(cycles: int, timeout_log2: int) -> bool:
     return cycles >= high
 
 
-#: Rising edges a one-clock :class:`ChunkedPort` holds its design in reset after power-on.
+#: Rising edges a one-clock :class:`ChunkedPort` holds its design in reset after power-on
+#: (the benches hold a GALS design's reset inputs as long).
 POWER_ON_RESET = 4
+#: Clock periods after the reset before the benches count cycles and take requests (the
+#: cocotb bench and the C++ harness alike: their cycle counts must agree).
+START_DELAY = 8
 
 
 class ChunkedPort(wiring.Component):

@@ -16,7 +16,7 @@ from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
 
 from spikefab.firmware.protocol import SlipDecoder
 from spikefab.sim.link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD,
-                                   REQUEST_HEAD, REQUEST_TIMEOUT)
+                                   POWER_ON_RESET, REQUEST_HEAD, REQUEST_TIMEOUT, START_DELAY)
 
 
 def _recv(conn, n):
@@ -36,19 +36,19 @@ async def serve(dut):
         signal = dut.clk if domain == "sync" else getattr(dut, f"{domain}_clk")
         Clock(signal, int(period), unit="ps", impl="gpi").start()
     period = int(clocks["sync"])
-    # A one-clock design resets itself for its first 4 rising edges (ChunkedPort); with
-    # several clocks the bench holds every domain's reset input for those edges.
+    # A one-clock design resets itself for its first POWER_ON_RESET rising edges
+    # (ChunkedPort); with several clocks the bench holds every domain's reset input for those.
     resets = ([dut.rst] if hasattr(dut, "rst") else []) + \
         [getattr(dut, f"{d}_rst") for d in clocks if d != "sync"]
     dut.rx_valid.value = 0
     dut.tx_ready.value = 0
     for rst in resets:
         rst.value = 1
-    for _ in range(4):
+    for _ in range(POWER_ON_RESET):
         await RisingEdge(dut.clk)
     for rst in resets:
         rst.value = 0
-    await Timer(period * 8, unit="ps")
+    await Timer(period * START_DELAY, unit="ps")
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(os.environ["SPIKEFAB_LINK_SOCKET"])

@@ -5,8 +5,9 @@
 // and stdout, and moves chunks with the bench's cycle timing, so that every answer, the
 // chip's STATUS cycle count included, and every cycle count reported are the cocotb bench's:
 //
-// * reset: the design's own power-on reset holds it for its first 4 rising edges (ChunkedPort
-//   on one clock has no rst input), then 8 more edges pass before the count of cycles starts;
+// * reset: the design's own power-on reset holds it for its first POWER_ON_RESET rising edges
+//   (ChunkedPort on one clock has no rst input), then START_DELAY more edges pass before the
+//   count of cycles starts;
 // * a chunk goes in (or out) at the first falling edge where rx_ready (tx_valid) is high, and
 //   is taken at the next rising edge; the bench's feeder and collector both look at every
 //   falling edge, so both run in the same per-cycle loop here;
@@ -14,7 +15,8 @@
 //   last chunk went in and the last chunk of its answers came out;
 // * IDLE lets its cycles pass with rx_valid and tx_ready low.
 //
-// Built by sim/link_fast.py with: -DCHUNK=<bytes per handshake> (sim/link_rtl.py's CHUNK).
+// Built by sim/link_fast.py with -DCHUNK=<bytes per handshake>, -DPOWER_ON_RESET=<edges> and
+// -DSTART_DELAY=<periods> (sim/link_rtl.py's CHUNK, POWER_ON_RESET and START_DELAY).
 // Argument: the cycles a request may take after its last byte before it counts as a hang.
 // Verilator's own prints ($display) go to stderr: stdout carries only the messages.
 
@@ -32,8 +34,8 @@
 #include "Vtop.h"
 #include "verilated.h"
 
-#ifndef CHUNK
-#error "build with -DCHUNK=<bytes per handshake>"
+#if !defined(CHUNK) || !defined(POWER_ON_RESET) || !defined(START_DELAY)
+#error "build with -DCHUNK, -DPOWER_ON_RESET and -DSTART_DELAY (sim/link_fast.py does)"
 #endif
 
 static_assert(CHUNK % 4 == 0, "a chunk is a whole number of 32-bit words");
@@ -117,14 +119,14 @@ class Harness {
 
     ~Harness() { top_->final(); }
 
-    // link_bench.py: 4 rising edges in the power-on reset, then 8 clock periods before the
+    // link_bench.py: the power-on reset's edges, then START_DELAY clock periods before the
     // start.
     void reset() {
         top_->clk = 0;
         top_->rx_valid = 0;
         top_->tx_ready = 0;
         top_->eval();
-        for (int k = 0; k < 4 + 8; ++k) cycle();
+        for (int k = 0; k < POWER_ON_RESET + START_DELAY; ++k) cycle();
         cycles_ = 0;
     }
 
