@@ -93,7 +93,8 @@ class BoardTop(Elaboratable):
         self.timeout_log2 = math.ceil(math.log2(self.clock_mhz * 1e6 * 0.02)) + 1
         self.system = ChipSystem(self.profile.chip(clocking=Clocking.SINGLE),
                                  output_depth=self.profile.output_depth,
-                                 timeout_log2=self.timeout_log2)
+                                 timeout_log2=self.timeout_log2,
+                                 encoder=self.profile.encoder)
 
     def make_pll(self, clock_mhz: float):
         raise NotImplementedError

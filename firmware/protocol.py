@@ -50,6 +50,7 @@ READ              tile, region, offset (u32), count (u16)            word x coun
 FILL              tile, region, offset (u32), count (u32), word      (none)
 RUN               ticks (u16), event (u16) x n  (n >= 0)             ticks (u32), pending (u16)
 INPUT             tiles (u64), ticks (u16), axon (u16) x n           ticks (u32), pending (u16)
+ENCODE            tiles (u64), ticks (u16), state (u32), groups      ticks (u32), pending (u16)
 OUTPUTS           max (u16)                                          output (4 bytes) x k
 STATUS            (none)                                             :class:`LinkStatus` bytes
 RESET             (none)                                             (none)
@@ -69,6 +70,14 @@ RESET             (none)                                             (none)
   core of its first layer at one axon per spike on the wire. No tile is ``ARGUMENT``; a bit
   past the last tile, or an axon that a tile of the set lacks, is ``ADDRESS`` (nothing
   injected).
+* ENCODE (a chip whose INFO names the encoder; else ``COMMAND``) draws an image's spikes on
+  the chip: ``ticks`` ticks, before each of which every pixel of the groups draws from the
+  generator (``state`` its start) and spikes as INPUT's axon would
+  (:meth:`~spikefab.hdl.abi.ChipInfo.encode_events` defines every bit). A group is a mask
+  byte, bit ``b`` of group ``k`` standing for axon ``8 k + b``, then a value byte for each set
+  bit (:func:`~spikefab.hdl.abi.parse_pixel_groups`). INPUT's checks apply to the tiles and
+  the ticks; groups that do not end with the payload are ``LENGTH``, an axon a tile lacks
+  ``ADDRESS`` (nothing injected).
 * OUTPUTS takes up to ``max`` output events off the chip's output queue (oldest first), each
   an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`. The events
   it answers with stay in the queue, no longer pending, until the next request that passes
@@ -86,7 +95,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, ESC_ESC, EVENT,
+from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, ENCODE_HEAD, END, ESC, ESC_END,
+                       ESC_ESC, EVENT,
                        FILL_COUNT, INPUT_HEAD, MAX_FRAME, MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX,
                        OVERHEAD, READ_COUNT, RUN_ANSWER, RUN_TICKS, TICK_BITS, Command, OutputRecord,
                        ProtocolError, Status, pack, pack_event_word, unpack, unpack_event_word)
@@ -94,7 +104,8 @@ from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, END, ESC, ESC_END, E
 __all__ = ["crc16", "slip_encode", "SlipDecoder", "frame", "parse_body", "MemoryRequest",
            "write_payload", "read_payload", "fill_payload", "parse_memory_request",
            "run_payload", "parse_run", "EVENTS_PER_RUN", "input_payload", "parse_input",
-           "AXONS_PER_INPUT", "run_answer", "parse_run_answer",
+           "AXONS_PER_INPUT", "pixel_groups", "encode_payload", "run_answer",
+           "parse_run_answer",
            "outputs_payload", "parse_outputs_request", "pack_outputs", "unpack_outputs"]
 
 
@@ -302,6 +313,28 @@ def parse_input(payload: bytes) -> tuple[int, int, list[int]]:
         raise ProtocolError(Status.LENGTH, f"INPUT payload of {len(payload)} bytes")
     tiles, ticks = INPUT_HEAD.unpack_from(payload)
     return tiles, ticks, [a for (a,) in EVENT.iter_unpack(payload[INPUT_HEAD.size:])]
+
+
+def pixel_groups(pixels) -> bytes:
+    """ENCODE's groups for ``pixels`` (one value 0-255 per axon, from axon 0): the non-zero
+    pixels, a mask byte per 8 axons and their values; the zero groups at the end left out."""
+    values = bytes(int(v) for v in pixels)
+    if len(values) % 8:
+        values += bytes(8 - len(values) % 8)
+    out = bytearray()
+    for k in range(0, len(values), 8):
+        group = values[k:k + 8]
+        out.append(sum(1 << b for b in range(8) if group[b]))
+        out += bytes(v for v in group if v)
+    while out and out[-1] == 0:     # a zero mask: an empty group
+        out.pop()
+    return bytes(out)
+
+
+def encode_payload(tiles: int, ticks: int, state: int, pixels) -> bytes:
+    """An ENCODE: ``ticks`` ticks of the spikes the chip draws for ``pixels`` from the
+    generator state ``state``, each spike an axon of every tile of the bit set ``tiles``."""
+    return ENCODE_HEAD.pack(tiles, ticks, state) + pixel_groups(pixels)
 
 
 def run_answer(ticks: int, pending: int) -> bytes:

@@ -34,7 +34,8 @@ from .host_link_outputs import OutputQueue
 __all__ = ["chip_info", "FrameReceiver", "FrameSender", "ResponseByte", "HostLink"]
 
 
-def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int) -> ChipInfo:
+def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int,
+              encoder: bool = False) -> ChipInfo:
     """What INFO answers for a chip of these parameters (those of :class:`Chip`, with
     ``tiles`` mapping ``(x, y)`` to :class:`~spikefab.hdl.chip.TileConfig`): derived from the
     same memory maps and bus layout the gateware uses."""
@@ -48,7 +49,8 @@ def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int) -> 
         infos.append(TileInfo(config.shape.axons, config.shape.neurons, config.shape.w_bits,
                               config.shape.v_bits, config.lanes, config.shape.events_per_tick,
                               mm.data_bits, tuple(regions)))
-    return ChipInfo(cols, rows, tuple(host), (data_bits + 7) // 8, output_depth, tuple(infos))
+    return ChipInfo(cols, rows, tuple(host), (data_bits + 7) // 8, output_depth, tuple(infos),
+                    encoder)
 
 
 class HostLink(wiring.Component):
@@ -63,6 +65,9 @@ class HostLink(wiring.Component):
     timeout_log2 : int
         A half-received frame is dropped after between ``2 ** (timeout_log2 - 1)`` and
         ``2 ** timeout_log2`` silent cycles (boards: tens of milliseconds).
+    encoder : bool
+        Draw spikes from pixels on the chip (the ENCODE command): the executor's scan of a
+        frame's pixel groups and its generator.
 
     Members
     -------
@@ -81,7 +86,8 @@ class HostLink(wiring.Component):
         One cycle for every NAK sent (e.g. an error LED).
     """
 
-    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21):
+    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21,
+                 encoder: bool = False):
         if not isinstance(chip, Chip):
             raise TypeError(f"chip must be a Chip, not {chip!r}")
         if isinstance(output_depth, bool) or not isinstance(output_depth, int) \
@@ -92,7 +98,7 @@ class HostLink(wiring.Component):
         self.output_depth = output_depth
         self.timeout_log2 = timeout_log2
         self.info = chip_info(cols=chip.cols, rows=chip.rows, host=chip.host, tiles=chip.tiles,
-                              output_depth=output_depth)
+                              output_depth=output_depth, encoder=bool(encoder))
         bus_signature = chip.signature.members["bus"].signature.flip()
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -126,7 +132,8 @@ class HostLink(wiring.Component):
                      run_events.store_data.eq(receiver.store_data),
                      # A frame answered, or a half frame dropped: the next is judged afresh.
                      run_events.release.eq(receiver.frame.ready | receiver.timed_out),
-                     executor.events_ok.eq(run_events.events_ok)]
+                     executor.events_ok.eq(run_events.events_ok),
+                     executor.axon_limit.eq(run_events.axon_limit)]
         wiring.connect(m, receiver.frame, executor.frame)
         m.d.comb += [receiver.read_addr.eq(executor.read_addr),
                      executor.read_data.eq(receiver.read_data),

@@ -11,7 +11,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .abi import (ADDRESS_BYTES, AXON_BITS, INPUT_HEAD, MAX_OUTPUTS, MAX_RUN_TICKS, ChipInfo,
+from .abi import (ADDRESS_BYTES, AXON_BITS, ENCODE_HEAD, INPUT_HEAD, MAX_OUTPUTS, MAX_RUN_TICKS,
+                  ChipInfo,
                   Command, EventWord, Region, Status)
 from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS
 
@@ -117,6 +118,13 @@ class RequestChecker(wiring.Component):
                 m.d.comb += [is_command.eq(1),
                              length_ok.eq((plen >= INPUT_HEAD.size) & ~plen[0]),
                              argument_ok.eq((p(0, 8) != 0) & (p(8, 2) <= MAX_RUN_TICKS))]
+            if info.encoder:
+                # Its tiles and ticks are INPUT's; its pixel groups are checked by the executor
+                # before it acts (their layout depends on every mask byte).
+                with m.Case(Command.ENCODE):
+                    m.d.comb += [is_command.eq(1), length_ok.eq(plen >= ENCODE_HEAD.size),
+                                 argument_ok.eq((p(0, 8) != 0)
+                                                & (p(8, 2) <= MAX_RUN_TICKS))]
             with m.Case(Command.OUTPUTS):
                 m.d.comb += [is_command.eq(1), length_ok.eq(plen == 2),
                              argument_ok.eq(p(0, 2) <= MAX_OUTPUTS)]
@@ -142,10 +150,11 @@ class RequestChecker(wiring.Component):
         form_q, size_q = Signal(4), Signal(region_bits)
         end_q = Signal(region_bits + 1)     # one past the last word addressed
         fits_q, memory_q = Signal(), Signal()
-        beyond_q = Signal()         # INPUT names a tile past the last
+        beyond_q = Signal()         # INPUT (ENCODE) names a tile past the last
+        names_tiles = (cmd == Command.INPUT) | (cmd == Command.ENCODE)
         with m.If(request.measure):
             m.d.sync += [form_q.eq(form), size_q.eq(size), memory_q.eq(memory_command),
-                         beyond_q.eq((cmd == Command.INPUT) & (p(0, 8) >> n_tiles != 0)),
+                         beyond_q.eq(names_tiles & (p(0, 8) >> n_tiles != 0)),
                          end_q.eq(offset_f[:region_bits] + range_count[:region_bits]),
                          fits_q.eq((offset_f >> region_bits == 0)
                                    & (range_count >> region_bits == 0))]
@@ -194,6 +203,9 @@ class RunEventChecker(wiring.Component):
     events_ok : Out(1, init=1)
         Every event (axon) of the frame so far, but the last pair, is on the chip; final two
         cycles after the frame's last byte is stored.
+    axon_limit : Out(AXON_BITS + 1)
+        The fewest axons of a tile an INPUT or ENCODE frame names (its tile bits, offsets 2-9),
+        once they are stored: ENCODE's pixels must be below it.
     """
 
     def __init__(self, info: ChipInfo):
@@ -205,6 +217,7 @@ class RunEventChecker(wiring.Component):
             "store_data": In(8),
             "release": In(1),
             "events_ok": Out(1, init=1),
+            "axon_limit": Out(AXON_BITS + 1),
         })
 
     def elaborate(self, platform):
@@ -240,7 +253,8 @@ class RunEventChecker(wiring.Component):
         is_input = Signal()
         tiles = Signal(n_tiles)
         with m.If(stored & (stored_addr == 1)):
-            m.d.sync += is_input.eq(stored_data == Command.INPUT)
+            m.d.sync += is_input.eq((stored_data == Command.INPUT)
+                                    | (stored_data == Command.ENCODE))
         for b in range(-(-n_tiles // 8)):
             with m.If(stored & (stored_addr == 2 + b)):
                 m.d.sync += tiles[8 * b: 8 * b + 8].eq(stored_data)
@@ -250,7 +264,7 @@ class RunEventChecker(wiring.Component):
             with m.If(having.any()):
                 m.d.sync += limit.eq(count)
         input_check = Signal()
-        m.d.comb += input_check.eq(pair < limit)
+        m.d.comb += [input_check.eq(pair < limit), self.axon_limit.eq(limit)]
 
         first_pair = Signal(FRAME_ADDR_BITS)   # the high byte of the first event or axon
         m.d.comb += first_pair.eq(Mux(is_input, INPUT_HEAD.size + 3, 5))

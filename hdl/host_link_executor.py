@@ -7,9 +7,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .abi import (ADDRESS_BYTES, INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, NO_SEQ, OUTPUT_BYTES,
-                  AERPacket, ChipInfo, Command, EventWord, OutputRecord, PacketKind, Region,
-                  Status)
+from .abi import (ADDRESS_BYTES, AXON_BITS, ENCODE_HEAD, ENCODER_DRAW, ENCODER_SHIFTS,
+                  INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, NO_SEQ, OUTPUT_BYTES, AERPacket, ChipInfo,
+                  Command, EventWord, OutputRecord, PacketKind, Region, Status)
 from .core import Handshake
 from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
@@ -78,8 +78,9 @@ class CommandExecutor(wiring.Component):
         frame.
     read_addr : Out(FRAME_ADDR_BITS), read_data : In(8)
         The frame buffer's read port (``read_data``: the byte at last cycle's address).
-    events_ok : In(1)
-        :class:`~spikefab.hdl.host_link_checks.RunEventChecker`'s verdict on the frame.
+    events_ok : In(1), axon_limit : In(AXON_BITS + 1)
+        :class:`~spikefab.hdl.host_link_checks.RunEventChecker`'s verdict on the frame, and the
+        fewest axons of the tiles it names (ENCODE's pixels are checked against it).
     request : Out(RequestCheck)
         To :class:`~spikefab.hdl.host_link_checks.RequestChecker`.
     piece : Out(stream.Signature(piece layout)), values : Out(values layout)
@@ -133,6 +134,7 @@ class CommandExecutor(wiring.Component):
             "read_addr": Out(FRAME_ADDR_BITS),
             "read_data": In(8),
             "events_ok": In(1),
+            "axon_limit": In(AXON_BITS + 1),
             "request": Out(RequestCheck),
             "piece": Out(stream.Signature(piece)),
             "values": Out(values),
@@ -262,6 +264,14 @@ class CommandExecutor(wiring.Component):
                      self.host_in.payload.x.eq(Mux(inputting, fan_x, event.x)),
                      self.host_in.payload.y.eq(Mux(inputting, fan_y, event.y)),
                      self.host_in.payload.body.event.axon.eq(event.axon)]
+        # ENCODE's scan of its pixel groups (see _encode); the spike's axon replaces the event's.
+        scan = SimpleNamespace(dry=Signal(), mask=Signal(8), group=Signal(range(MAX_FRAME)),
+                               value=Signal(8), state=Signal(32), axon=Signal(AXON_BITS),
+                               bad_length=Signal(), bad_axon=Signal(),
+                               end=Signal(FRAME_ADDR_BITS + 1))
+        if info.encoder:
+            with m.If(self.request.command == Command.ENCODE):
+                m.d.comb += self.host_in.payload.body.event.axon.eq(scan.axon)
 
         # For OUTPUTS' count (the events asked for, or as many as are queued): whether fewer
         # are asked for than are queued, and whether the count is none, registered (the
@@ -282,13 +292,17 @@ class CommandExecutor(wiring.Component):
             gather=gather, inputting=inputting, input_tiles=input_tiles, fanout=fanout,
             lowest=lowest, last_seq=last_seq, last_cmd=last_cmd, is_repeat=is_repeat,
             skip=skip, bad_frame=bad_frame, refused=refused, runs=runs,
-            line_errors=line_errors)
+            line_errors=line_errors, scan=scan)
         self._response(m, s)
+        if info.encoder:
+            self._encoder_logic(m, scan)
         with m.FSM() as fsm:
             self._take_request(m, s)
             self._answer_info_and_status(m, s)
             self._access_memory(m, s)
             self._run_and_output(m, s)
+            if info.encoder:
+                self._encode(m, s)
         # The byte multiplexer's choice: the piece each state sends, by the state alone. The
         # conditions a state puts on its piece only gate the offer, so that the choice of the
         # byte, and whether it is the piece's last, do not wait for them (they come late: the
@@ -359,7 +373,8 @@ class CommandExecutor(wiring.Component):
                 m.d.sync += [frames.eq(frames + 1), ptr.eq(0), s.j.eq(0),
                              s.length.eq(self.frame.payload.length),
                              rx_status.eq(self.frame.payload.status),
-                             s.resetting.eq(0), s.inputting.eq(0)]
+                             s.resetting.eq(0), s.inputting.eq(0),
+                             s.scan.bad_length.eq(0), s.scan.bad_axon.eq(0)]
                 m.next = "HEADER"
         with m.State("HEADER"):
             s.gather(12, "MEASURE", s.hdr[:12 * 8])
@@ -377,6 +392,13 @@ class CommandExecutor(wiring.Component):
                          s.refused.eq((rx_status != Status.OK) | (s.seq == NO_SEQ)),
                          s.runs.eq((cmd == Command.RUN) | (cmd == Command.INPUT))]
             m.next = "DECIDE"
+            if self.info.encoder:
+                # ENCODE's pixel groups, checked in a scan of their own before DECIDE: a frame
+                # with a bad one must change nothing, not even the output queue's commit.
+                with m.If((cmd == Command.ENCODE) & (rx_status == Status.OK)):
+                    m.d.sync += [ptr.eq(2 + ENCODE_HEAD.size), s.scan.group.eq(0),
+                                 s.scan.dry.eq(1), s.scan.end.eq(s.length - 2)]
+                    m.next = "SCAN_GROUP"
         with m.State("DECIDE"):
             m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
             with m.If(s.refused):
@@ -390,10 +412,14 @@ class CommandExecutor(wiring.Component):
             with m.Elif(s.runs & ~self.events_ok):
                 m.d.sync += status.eq(Status.ADDRESS)
                 m.next = "NAK"
+            with m.Elif(s.scan.bad_length | s.scan.bad_axon):
+                # Only ENCODE's scan sets these: groups cut short, or an axon off a tile.
+                m.d.sync += status.eq(Mux(s.scan.bad_length, Status.LENGTH, Status.ADDRESS))
+                m.next = "NAK"
             with m.Elif(s.skip):
                 # The first answer again, nothing executed.
                 with m.Switch(cmd):
-                    with m.Case(Command.RUN, Command.INPUT):
+                    with m.Case(Command.RUN, Command.INPUT, Command.ENCODE):
                         m.next = "RUN_ANSWER"
                     with m.Case(Command.OUTPUTS):
                         m.d.comb += self.rewind.eq(1)
@@ -436,6 +462,13 @@ class CommandExecutor(wiring.Component):
                                      s.ticks_left.eq(p(8, 2)), s.inputting.eq(1),
                                      s.input_tiles.eq(p(0, 8))]
                         m.next = "EVENTS"
+                    if self.info.encoder:
+                        with m.Case(Command.ENCODE):
+                            m.d.comb += self.mark.eq(1)
+                            m.d.sync += [ptr.eq(2 + INPUT_HEAD.size), s.ticks_left.eq(p(8, 2)),
+                                         s.inputting.eq(1), s.input_tiles.eq(p(0, 8)),
+                                         s.scan.dry.eq(0)]
+                            m.next = "ENCODE_STATE"
                     with m.Case(Command.OUTPUTS):
                         m.d.sync += remaining.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
                         send("ok", s.outputs_none, "OUTPUTS")
@@ -609,3 +642,73 @@ class CommandExecutor(wiring.Component):
         with m.State("FLUSH"):
             m.d.comb += self.clear.eq(1)
             m.next = "RESPOND_OK"
+
+    def _encoder_logic(self, m, scan):
+        """ENCODE's combinational parts, outside the state machine: the generator's next state
+        (``scan.drawn``: :func:`~spikefab.hdl.abi.encoder_step`'s three shifts and XORs) and
+        the axon of the lowest pixel left in the group's mask (``scan.next_axon``)."""
+        a, b, c = ENCODER_SHIFTS
+        x1, x2, scan.drawn = Signal(32), Signal(32), Signal(32)
+        m.d.comb += [x1.eq(scan.state ^ (scan.state << a)[:32]), x2.eq(x1 ^ (x1 >> b)),
+                     scan.drawn.eq(x2 ^ (x2 << c)[:32])]
+        bit = Signal(3)
+        for k in reversed(range(8)):
+            with m.If(scan.mask[k]):
+                m.d.comb += bit.eq(k)
+        scan.next_axon = Cat(bit, scan.group)
+
+    def _encode(self, m, s):
+        """ENCODE: a scan of the frame's pixel groups, once to check them (``dry``, before
+        DECIDE), then once per tick to draw each pixel's spike and inject it (to every tile of
+        the set, as INPUT's axons), then the tick. Three cycles per byte read (the frame
+        buffer's latency, as :func:`gather`'s), one per packet injected."""
+        scan, ptr, j = s.scan, s.ptr, s.j
+        start = 2 + ENCODE_HEAD.size
+        drawn, axon = scan.drawn, scan.next_axon
+        with m.State("ENCODE_STATE"):
+            s.gather(4, "ENCODE_TICK", scan.state)
+        with m.State("ENCODE_TICK"):
+            with m.If(s.ticks_left == 0):
+                m.next = "WAIT_QUIET"
+            with m.Else():
+                m.d.sync += [ptr.eq(start), scan.group.eq(0)]
+                m.next = "SCAN_GROUP"
+        with m.State("SCAN_GROUP"):
+            with m.If((j == 0) & (ptr >= scan.end)):
+                with m.If(scan.dry):
+                    m.next = "DECIDE"
+                with m.Else():
+                    m.next = "SCAN_TICK"
+            with m.Else():
+                s.gather(1, "SCAN_PIXEL", scan.mask)
+        with m.State("SCAN_PIXEL"):
+            with m.If(scan.mask == 0):
+                m.d.sync += scan.group.eq(scan.group + 1)
+                m.next = "SCAN_GROUP"
+            with m.Elif((j == 0) & (ptr >= scan.end)):
+                # A pixel without its value (only a dry scan can meet one).
+                m.d.sync += scan.bad_length.eq(1)
+                m.next = "DECIDE"
+            with m.Else():
+                with m.If(j == 0):
+                    m.d.sync += [scan.axon.eq(axon),
+                                 scan.bad_axon.eq(scan.bad_axon | (axon >= self.axon_limit))]
+                s.gather(1, "SCAN_DRAW", scan.value)
+        with m.State("SCAN_DRAW"):
+            m.d.sync += scan.mask.eq(scan.mask & (scan.mask - 1))
+            m.next = "SCAN_PIXEL"
+            with m.If(~scan.dry):
+                m.d.sync += [scan.state.eq(drawn), s.fanout.eq(s.input_tiles)]
+                with m.If(drawn[32 - ENCODER_DRAW:] < scan.value):
+                    m.next = "SCAN_SPIKE"
+        with m.State("SCAN_SPIKE"):
+            m.d.comb += self.host_in.valid.eq(1)
+            with m.If(self.host_in.ready):
+                m.d.sync += s.fanout.eq(s.fanout & ~s.lowest)
+                with m.If(s.fanout == s.lowest):
+                    m.next = "SCAN_PIXEL"
+        with m.State("SCAN_TICK"):
+            m.d.comb += self.tick.valid.eq(1)
+            with m.If(self.tick.ready):
+                m.d.sync += s.ticks_left.eq(s.ticks_left - 1)
+                m.next = "ENCODE_TICK"

@@ -65,6 +65,8 @@ class ChipProfile:
         A chip for tests only: the commands accept it but do not offer it.
     board : str or None
         The board a generated chip was made for (:data:`BOARD_CHIPS`), if any.
+    encoder : bool
+        The host link draws spikes from pixels (ENCODE; INFO's features say so).
     """
     name: str
     description: str
@@ -77,6 +79,7 @@ class ChipProfile:
     dsp_counters: bool = False
     for_tests: bool = False
     board: str | None = None
+    encoder: bool = False
 
     def __post_init__(self):
         want = {(x, y) for y in range(self.rows) for x in range(self.cols)}
@@ -95,7 +98,7 @@ class ChipProfile:
     def info(self) -> ChipInfo:
         """What the chip of this profile answers to INFO."""
         return chip_info(cols=self.cols, rows=self.rows, host=self.host, tiles=self.tiles,
-                         output_depth=self.output_depth)
+                         output_depth=self.output_depth, encoder=self.encoder)
 
     def to_dict(self) -> dict:
         """Everything the chip is generated from, as JSON-ready values (a chip image records
@@ -112,7 +115,7 @@ class ChipProfile:
                 "rows": self.rows, "host": list(self.host), "tiles": tiles,
                 "output_depth": self.output_depth, "router_fifo_depth": self.router_fifo_depth,
                 "dsp_counters": self.dsp_counters, "for_tests": self.for_tests,
-                "board": self.board}
+                "board": self.board, "encoder": self.encoder}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChipProfile":
@@ -135,7 +138,8 @@ class ChipProfile:
                        tiles=tiles, output_depth=int(d["output_depth"]),
                        router_fifo_depth=int(d["router_fifo_depth"]),
                        dsp_counters=bool(d["dsp_counters"]), for_tests=bool(d["for_tests"]),
-                       board=None if d.get("board") is None else str(d["board"]))
+                       board=None if d.get("board") is None else str(d["board"]),
+                       encoder=bool(d.get("encoder", False)))
         except KeyError as exc:
             raise ValueError(f"a chip description without {exc.args[0]!r}") from None
         except (TypeError, AttributeError) as exc:
@@ -171,7 +175,8 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
                                memory=MemoryStyle.BLOCK, destinations=128, register_reads=True),
             (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=16,
                                memory=MemoryStyle.BLOCK, destinations=16, register_reads=True),
-        }),
+        },
+        encoder=True),
     ChipProfile(
         name="tiny",
         description="two small tiles (64 x 16 and 16 x 8) for fast tests",
@@ -182,7 +187,8 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
                                memory=MemoryStyle.BLOCK, destinations=16),
             (1, 0): TileConfig(CoreShape(16, 8, w_bits=8, v_bits=16), lanes=4,
                                memory=MemoryStyle.BLOCK, destinations=8),
-        }),
+        },
+        encoder=True),
 )}
 
 
@@ -223,6 +229,9 @@ class BoardChip:
     lut_ram: bool = False         #: small memories may go to LUT RAM when block RAM is short
     spram_words: int = 0          #: words of the SPRAM (16-bit words, ``spram_count`` of them)
     spram_count: int = 0
+    #: the host link's encoder (ENCODE): where the device has the logic for it (the UP5K
+    #: has not: its chip leaves a few dozen of its 5,280 cells free)
+    encoder: bool = False
 
     def _memory(self, depth: int, width: int) -> int:
         if depth <= self.lut_depth:
@@ -276,7 +285,7 @@ BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
     BoardChip(board="ulx3s-85f", lanes=16, output_lanes=16, spram=False, register_reads=True,
               router_fifo_depth=2, dsp_counters=False, max_cores=16, block_count=208,
               block_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
-              lut_depth=64, lut_ram=True),
+              lut_depth=64, lut_ram=True, encoder=True),
 )}
 
 

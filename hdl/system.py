@@ -23,6 +23,8 @@ class ChipSystem(wiring.Component):
         Output events the link keeps for the host.
     timeout_log2 : int
         The link's inter-byte timeout (:class:`HostLink`).
+    encoder : bool
+        The link's encoder (:class:`HostLink`).
 
     Members
     -------
@@ -34,9 +36,11 @@ class ChipSystem(wiring.Component):
         See :class:`HostLink`.
     """
 
-    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21):
+    def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21,
+                 encoder: bool = False):
         self.chip = chip
-        self.link = HostLink(chip, output_depth=output_depth, timeout_log2=timeout_log2)
+        self.link = HostLink(chip, output_depth=output_depth, timeout_log2=timeout_log2,
+                             encoder=encoder)
         self.info = self.link.info
         super().__init__({
             "rx": In(stream.Signature(8)),

@@ -181,6 +181,8 @@ class LinkModel:
             if ticks > MAX_RUN_TICKS:
                 raise ProtocolError(Status.ARGUMENT, f"INPUT of {ticks} ticks")
             info.input_events(tiles, axons)
+        elif command is Command.ENCODE:
+            info.encode_events(payload)
         elif command is Command.OUTPUTS:
             most = parse_outputs_request(payload)
             if most > MAX_OUTPUTS:
@@ -189,7 +191,7 @@ class LinkModel:
 
     def _answer_again(self, command: Command) -> bytes:
         """A repeat's answer, the first one's again, without executing anything."""
-        if command in (Command.RUN, Command.INPUT):
+        if command in (Command.RUN, Command.INPUT, Command.ENCODE):
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.OUTPUTS:
             return pack_outputs(self.taken)
@@ -228,6 +230,10 @@ class LinkModel:
         if command is Command.INPUT:
             tiles, ticks, axons = parse_input(payload)
             self._run(info.input_events(tiles, axons), ticks)
+            return run_answer(self._ticks, len(self.outputs))
+        if command is Command.ENCODE:
+            ticks, _, per_tick = info.encode_events(payload)
+            self._run((), ticks, per_tick)
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.OUTPUTS:
             most = parse_outputs_request(payload)
@@ -328,14 +334,18 @@ class LinkModel:
                                  for register in COUNTERS}
         self._model = None
 
-    def _run(self, events, ticks: int) -> None:
+    def _run(self, events, ticks: int, per_tick=None) -> None:
+        """``events`` injected, then ``ticks`` ticks run, with ``per_tick[t]``'s events
+        injected before tick ``t`` (ENCODE's spikes)."""
         if self._model is None:
             self._model = self._build()
         model = self._model
         for x, y, axon in events:
             model.cores[x, y].deliver([axon])
         produced = []
-        for _ in range(ticks):
+        for t in range(ticks):
+            for x, y, axon in (per_tick[t] if per_tick else ()):
+                model.cores[x, y].deliver([axon])
             produced += [(x, y, neuron, tick & ((1 << TICK_BITS) - 1))
                          for x, y, neuron, tick in model.step()[0]]
             model.deliver_pending()

@@ -259,3 +259,29 @@ def mutate(rng: random.Random, wire: bytes) -> bytes:
     else:
         data = data[:inner] + bytes(data[rng.randrange(1, len(data) - 1):])
     return bytes(data)
+
+
+def random_pixels(rng: random.Random, limit: int) -> list[int]:
+    """Pixels for an ENCODE to tiles of ``limit`` axons: mostly zero (not sent), some 0 < p <
+    256, a few the full 255. Every pixel sent is below ``limit``."""
+    pixels = [0] * rng.randint(0, limit)
+    for k in range(len(pixels)):
+        roll = rng.random()
+        if roll < 0.3:
+            pixels[k] = rng.randint(1, 255)
+        elif roll < 0.35:
+            pixels[k] = 255
+    return pixels
+
+
+def random_groups(rng: random.Random, limit: int) -> bytes:
+    """ENCODE's groups as any host may send them, not only as ``pixel_groups`` makes them: a
+    pixel sent with the value 0 (it draws, and never spikes) and empty groups at the end."""
+    pixels = random_pixels(rng, limit)
+    out = bytearray()
+    for k in range(0, len(pixels), 8):
+        group = pixels[k:k + 8]
+        mask = sum(1 << b for b, v in enumerate(group) if v or rng.random() < 0.05)
+        out.append(mask)
+        out += bytes(group[b] for b in range(len(group)) if mask >> b & 1)
+    return bytes(out) + bytes(rng.choice([0, 0, 0, 1, 2]))

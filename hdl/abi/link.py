@@ -20,7 +20,8 @@ __all__ = [
     "PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME",
     "OVERHEAD", "MAX_PAYLOAD", "OUTPUT_BYTES", "MAX_OUTPUTS", "ADDRESS", "READ_COUNT",
     "FILL_COUNT", "RUN_TICKS", "EVENT", "INPUT_TILES", "INPUT_HEAD", "RUN_ANSWER", "OUTPUTS_MAX",
-    "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ",
+    "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ", "ENCODE_HEAD", "ENCODER_SHIFTS", "ENCODER_DRAW",
+    "encoder_step", "parse_pixel_groups",
     "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
 ]
 
@@ -36,6 +37,7 @@ class Command(enum.IntEnum, shape=8):
     STATUS = 0x07
     RESET = 0x08
     INPUT = 0x09
+    ENCODE = 0x0A
 
 
 class Status(enum.IntEnum, shape=8):
@@ -84,7 +86,7 @@ def unpack_event_word(word: int) -> tuple[int, int, int]:
 
 # ---- the host link's frames ----
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: SLIP (RFC 1055) framing bytes.
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
@@ -107,6 +109,8 @@ EVENT = struct.Struct("<H")          #: RUN: one :data:`EventWord`
 INPUT_TILES = struct.Struct("<Q")    #: INPUT: the tiles it feeds, bit ``y * cols + x``
 #: INPUT's fields before its axons: the tiles, then the ticks to run after injecting.
 INPUT_HEAD = struct.Struct("<QH")
+#: ENCODE's fields before its pixel groups: the tiles, the ticks, the generator's state.
+ENCODE_HEAD = struct.Struct("<QHI")
 RUN_ANSWER = struct.Struct("<IH")    #: RUN's answer: the chip's tick count, outputs pending
 OUTPUTS_MAX = struct.Struct("<H")    #: OUTPUTS: most events to take
 #: The bytes of a memory address in WRITE/READ/FILL.
@@ -114,10 +118,47 @@ ADDRESS_BYTES = ADDRESS.size
 #: Most ticks one RUN or INPUT may ask for (more: ARGUMENT), so that every request is answered
 #: in bounded time: a host's timeout can then tell a lost answer from a long run.
 MAX_RUN_TICKS = 1024
+#: ENCODE's spike generator: xorshift32 (Marsaglia 2003) with these shifts, ``x ^= x << a``,
+#: ``x ^= x >> b``, ``x ^= x << c``; each draw steps it once and takes its top
+#: :data:`ENCODER_DRAW` bits. A linear generator of three shifts and XORs: each next-state bit
+#: is the XOR of a few state bits, one or two LUTs deep in the gateware.
+ENCODER_SHIFTS = (13, 17, 5)
+ENCODER_DRAW = 8
 #: The seq of a NAK for a frame too short to carry one; no request may use it (SEQUENCE).
 NO_SEQ = 0
 #: The CRC register after a whole correct body (seq .. CRC), before the final XOR.
 CRC_RESIDUE = 0x1D0F
+
+
+
+def encoder_step(state: int) -> int:
+    """ENCODE's generator, one step: the next 32-bit state (the draw is its top
+    :data:`ENCODER_DRAW` bits). State 0 stays 0 (the chip accepts it: every draw is then 0)."""
+    a, b, c = ENCODER_SHIFTS
+    state ^= (state << a) & 0xFFFFFFFF
+    state ^= state >> b
+    state ^= (state << c) & 0xFFFFFFFF
+    return state
+
+
+def parse_pixel_groups(data: bytes) -> list[tuple[int, int]]:
+    """ENCODE's pixels: ``[(axon, value), ...]`` in axon order from its groups (the payload
+    after :data:`ENCODE_HEAD`). Group ``k`` is a mask byte, bit ``b`` standing for axon
+    ``8 k + b``, followed by one value byte for each set bit, lowest bit first.
+    ``ProtocolError`` (LENGTH) unless the groups end exactly where ``data`` does."""
+    entries, at, group = [], 0, 0
+    while at < len(data):
+        mask, at = data[at], at + 1
+        for bit in range(8):
+            if mask >> bit & 1:
+                if at == len(data):
+                    raise ProtocolError(Status.LENGTH, f"ENCODE's group {group} lacks the "
+                                                       f"value of axon {8 * group + bit}")
+                entries.append((8 * group + bit, data[at]))
+                at += 1
+        group += 1
+    return entries
+
 
 _STATUS_TEXT = {
     Status.OK: "ok",
@@ -185,14 +226,18 @@ class ChipInfo:
     word_bytes: int
     output_depth: int
     tiles: tuple[TileInfo, ...]   #: in tile order, ``y * cols + x``
+    encoder: bool = False         #: the link draws spikes from pixels (ENCODE)
     version: int = PROTOCOL_VERSION
     magic: bytes = field(default=b"SPKF", repr=False)
 
-    _HEAD = "<4sBBBBBBH"
+    #: ... ``output_depth``, then the features: bit 0, :attr:`encoder`.
+    _HEAD = "<4sBBBBBBHB"
+    _FEATURES = 0x01
 
     def encode(self) -> bytes:
         head = struct.pack(self._HEAD, self.magic, self.version, self.cols, self.rows,
-                           self.host[0], self.host[1], self.word_bytes, self.output_depth)
+                           self.host[0], self.host[1], self.word_bytes, self.output_depth,
+                           int(self.encoder))
         return head + b"".join(t.encode() for t in self.tiles)
 
     @classmethod
@@ -200,18 +245,22 @@ class ChipInfo:
         head = struct.calcsize(cls._HEAD)
         if len(data) < head or data[:4] != b"SPKF":
             raise ProtocolError(Status.LENGTH, "not a spikefab INFO answer (bad magic)")
-        magic, version, cols, rows, hx, hy, word_bytes, depth = struct.unpack_from(
-            cls._HEAD, data)
-        if version != PROTOCOL_VERSION:
-            raise ProtocolError(Status.LENGTH, f"the chip speaks protocol version {version}; "
+        if data[4] != PROTOCOL_VERSION:
+            raise ProtocolError(Status.LENGTH, f"the chip speaks protocol version {data[4]}; "
                                                f"this driver speaks {PROTOCOL_VERSION}")
+        magic, version, cols, rows, hx, hy, word_bytes, depth, features = struct.unpack_from(
+            cls._HEAD, data)
+        if features & ~cls._FEATURES:
+            raise ProtocolError(Status.LENGTH, f"INFO names features 0x{features:02x} this "
+                                               f"driver does not know")
         size = TileInfo.size()
         if len(data) != head + cols * rows * size:
             raise ProtocolError(Status.LENGTH, f"INFO answer of {len(data)} bytes does not "
                                                f"describe {cols} x {rows} tiles")
         tiles = tuple(TileInfo.decode(data[head + k * size: head + (k + 1) * size])
                       for k in range(cols * rows))
-        return cls(cols, rows, (hx, hy), word_bytes, depth, tiles, version, magic)
+        return cls(cols, rows, (hx, hy), word_bytes, depth, tiles, bool(features & 1),
+                   version, magic)
 
     @property
     def max_read_words(self) -> int:
@@ -259,6 +308,43 @@ class ChipInfo:
                                                     f"{limit} axons")
             events += [(x, y, axon) for x, y in places]
         return events
+
+    def encode_events(self, payload: bytes) -> tuple[int, int, list[list[tuple[int, int, int]]]]:
+        """What an ENCODE request stands for: ``(ticks, state, events)``, ``events[t]`` the
+        events injected before tick ``t``. Each tick, the generator (:func:`encoder_step`,
+        from the request's ``state``) steps once for each pixel of the groups, in axon order;
+        the pixel spikes iff the draw (the state's top :data:`ENCODER_DRAW` bits) is below its
+        value, and a spike is its axon's event on every tile of ``tiles``, as INPUT's are.
+        Raises :class:`ProtocolError` for what the chip refuses, in the chip's order: LENGTH
+        (no room for the head), ARGUMENT (no tile, too many ticks), ADDRESS (a tile past the
+        last), LENGTH (groups that do not end with the payload), ADDRESS (an axon some tile of
+        the set lacks)."""
+        if not self.encoder:
+            raise ProtocolError(Status.COMMAND, "this chip has no encoder (INFO's features)")
+        if len(payload) < ENCODE_HEAD.size:
+            raise ProtocolError(Status.LENGTH, f"ENCODE payload of {len(payload)} bytes")
+        tiles, ticks, state = ENCODE_HEAD.unpack_from(payload)
+        if tiles == 0:
+            raise ProtocolError(Status.ARGUMENT, "ENCODE names no tile")
+        if ticks > MAX_RUN_TICKS:
+            raise ProtocolError(Status.ARGUMENT, f"ENCODE of {ticks} ticks")
+        if tiles >> len(self.tiles):
+            raise ProtocolError(Status.ADDRESS, f"ENCODE names tiles past the last of "
+                                                f"{len(self.tiles)} (mask 0x{tiles:x})")
+        entries = parse_pixel_groups(payload[ENCODE_HEAD.size:])
+        self.input_events(tiles, [axon for axon, _ in entries])   # ADDRESS for a missing axon
+        places = [(k % self.cols, k // self.cols) for k in range(len(self.tiles))
+                  if tiles >> k & 1]
+        shift = 32 - ENCODER_DRAW
+        events, x = [], state
+        for _ in range(ticks):
+            tick = []
+            for axon, value in entries:
+                x = encoder_step(x)
+                if x >> shift < value:
+                    tick += [(px, py, axon) for px, py in places]
+            events.append(tick)
+        return ticks, state, events
 
 
 @dataclass(frozen=True)

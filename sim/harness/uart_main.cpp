@@ -1,0 +1,342 @@
+// The chip behind its board's UART (sim/link_uart.py: UartPort around the board top's
+// ChipSystem), clocked from C++, with the host's UART played bit by bit here: how long a board
+// takes at its baud rate (sim/board_timing.py). No Python runs per cycle.
+//
+// It serves the messages of sim/link_rtl.py (REQUEST_HEAD, ANSWER_HEAD, IDLE, END_OF_RUN), as
+// sim/harness/link_main.cpp does, so sim/link_fast.py's FastLink drives it unchanged, plus one
+// more (LINE_COUNTS, sim/link_uart.py) for the time each line was busy. Unlike link_main, the
+// bytes cross the design's pins as a board's do:
+//
+// * reset: the design's own power-on reset holds it for its first POWER_ON_RESET rising edges
+//   (UartPort has no rst input), then START_DELAY more edges pass, with the receive line idle
+//   (high), before the count of cycles starts;
+// * the host sends a request's bytes on `rx` as 8N1 frames of DIVISOR clock cycles per bit
+//   (start bit, 8 data bits LSB first, stop bit), back to back, each level set at a falling
+//   edge and held for DIVISOR cycles;
+// * the host receives on `tx`: a byte begins in the first cycle the idle line is low, each bit
+//   is sampled in its middle (DIVISOR / 2 cycles into it), and the byte is complete when its
+//   stop bit ends, 10 * DIVISOR cycles after it began; a low start bit at its middle and a
+//   high stop bit are required (the chip's transmitter never glitches);
+// * the host is ideal: its next request starts in the cycle after the last stop bit of the
+//   previous answer (a real USB-serial adapter adds its own latency; none is modelled);
+// * a request's cycle count is the rising edges since the start up to the end of the stop bit
+//   of the last byte of its answers; the rx line counts as busy in every cycle the host is
+//   inside a byte (10 * DIVISOR per byte sent), the tx line in every cycle the received byte
+//   is (10 * DIVISOR per byte answered), and a cycle with neither is quiet (the chip's own);
+// * IDLE lets its cycles pass with the rx line idle; a byte from the chip then is an error.
+//
+// Built by sim/link_uart.py with Verilator's flags of sim/link_fast.py plus -DDIVISOR=<clock
+// cycles per bit> (the board's; the design's UART has the same divisor),
+// -DPOWER_ON_RESET=<edges> and -DSTART_DELAY=<periods>. Argument: the cycles a request may take
+// after its last byte went out before it counts as a hang. Verilator's own prints ($display)
+// go to stderr: stdout carries only the messages.
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <unistd.h>
+
+#include "Vtop.h"
+#include "verilated.h"
+
+#if !defined(DIVISOR) || !defined(POWER_ON_RESET) || !defined(START_DELAY)
+#error "build with -DDIVISOR, -DPOWER_ON_RESET and -DSTART_DELAY (sim/link_uart.py does)"
+#endif
+
+static_assert(DIVISOR >= 4, "the design's UART needs at least 4 clock cycles per bit");
+
+namespace {
+
+constexpr uint32_t END_OF_RUN = 0xFFFFFFFFu;   // sim/link_rtl.py: END_OF_RUN
+constexpr uint32_t IDLE = 0xFFFFFFFEu;         // sim/link_rtl.py: IDLE
+constexpr uint32_t LINE_COUNTS = 0xFFFFFFFDu;  // sim/link_uart.py: LINE_COUNTS
+constexpr uint8_t END = 0xC0;                  // hdl/abi/link.py: END
+constexpr int BITS = 10;                       // 8N1: start, 8 data, stop
+
+int out_fd = -1;  // the messages' stdout, kept apart from Verilator's
+
+[[noreturn]] void fail(const char *what) {
+    std::fprintf(stderr, "spikefab uart harness: %s\n", what);
+    std::fflush(stderr);
+    std::exit(3);
+}
+
+void read_exactly(void *buffer, size_t n) {
+    auto *p = static_cast<uint8_t *>(buffer);
+    while (n) {
+        ssize_t got = ::read(0, p, n);
+        if (got == 0) fail("the host closed its end of the link");
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            fail(std::strerror(errno));
+        }
+        p += got;
+        n -= static_cast<size_t>(got);
+    }
+}
+
+void write_exactly(const void *buffer, size_t n) {
+    auto *p = static_cast<const uint8_t *>(buffer);
+    while (n) {
+        ssize_t put = ::write(out_fd, p, n);
+        if (put < 0) {
+            if (errno == EINTR) continue;
+            fail(std::strerror(errno));
+        }
+        p += put;
+        n -= static_cast<size_t>(put);
+    }
+}
+
+// Little-endian fields, as Python's struct "<" formats write them.
+uint32_t le32(const uint8_t *p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+uint64_t le64(const uint8_t *p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
+
+void put_le(uint8_t *p, uint64_t value, int bytes) {
+    for (int k = 0; k < bytes; ++k) p[k] = uint8_t(value >> (8 * k));
+}
+
+// Counts the frames a byte stream completes as firmware/protocol.py's SlipDecoder.feed does
+// (link_main.cpp's rule): an END completes a frame when any byte came since the last END.
+struct FrameCounter {
+    bool pending = false;
+    int feed(uint8_t byte) {
+        if (byte != END) {
+            pending = true;
+            return 0;
+        }
+        int frames = pending;
+        pending = false;
+        return frames;
+    }
+    void discard() { pending = false; }
+};
+
+// The host's transmitter: the request's bytes on the rx line, back to back.
+class Sender {
+  public:
+    void load(const std::vector<uint8_t> &data) {
+        data_ = data;
+        next_ = 0;
+        bit_ = 0;
+        timer_ = 0;
+        active_ = !data_.empty();
+    }
+
+    bool active() const { return active_; }
+
+    // The line's level for the cycle about to begin.
+    int level() const {
+        if (!active_ || bit_ == BITS - 1) return 1;  // idle, or the stop bit
+        if (bit_ == 0) return 0;                     // the start bit
+        return (data_[next_] >> (bit_ - 1)) & 1;
+    }
+
+    // One cycle of the line has passed.
+    void advance() {
+        if (!active_ || ++timer_ < DIVISOR) return;
+        timer_ = 0;
+        if (++bit_ < BITS) return;
+        bit_ = 0;
+        active_ = ++next_ < data_.size();
+    }
+
+  private:
+    std::vector<uint8_t> data_;
+    size_t next_ = 0;
+    int bit_ = 0, timer_ = 0;
+    bool active_ = false;
+};
+
+// The host's receiver on the tx line, sampling each bit in its middle.
+class Receiver {
+  public:
+    // The line's level during one cycle; whether that cycle lies inside a byte. ``byte`` is set
+    // to the byte, else -1, when this cycle is the last of its stop bit.
+    bool observe(int level, int &byte) {
+        byte = -1;
+        if (!active_) {
+            if (level) return false;
+            active_ = true;  // the first cycle of a start bit
+            count_ = 0;
+            shift_ = 0;
+        }
+        int bit = count_ / DIVISOR;
+        if (count_ % DIVISOR == DIVISOR / 2) {
+            if (bit == 0 && level) fail("a glitch on the chip's tx line (its start bit is high "
+                                        "in its middle)");
+            if (bit >= 1 && bit <= 8) shift_ |= uint8_t(level << (bit - 1));
+            if (bit == BITS - 1 && !level) fail("a framing error on the chip's tx line (its "
+                                                "stop bit is low)");
+        }
+        if (++count_ == BITS * DIVISOR) {
+            active_ = false;
+            byte = shift_;
+        }
+        return true;
+    }
+
+    bool active() const { return active_; }
+
+  private:
+    bool active_ = false;
+    int count_ = 0;
+    uint8_t shift_ = 0;
+};
+
+class Harness {
+  public:
+    Harness(VerilatedContext *context, uint64_t request_timeout)
+        : top_(new Vtop{context}), request_timeout_(request_timeout) {}
+
+    ~Harness() { top_->final(); }
+
+    void reset() {
+        top_->clk = 0;
+        top_->rx = 1;
+        top_->eval();
+        for (int k = 0; k < POWER_ON_RESET + START_DELAY; ++k) {
+            top_->clk = 0;
+            top_->eval();
+            top_->clk = 1;
+            top_->eval();
+        }
+        cycles_ = 0;
+    }
+
+    void serve() {
+        uint8_t head[8];
+        std::vector<uint8_t> data, answer;
+        for (;;) {
+            read_exactly(head, 4);
+            uint32_t length = le32(head);
+            if (length == END_OF_RUN) return;
+            if (length == IDLE) {
+                read_exactly(head, 8);
+                uint64_t cycles = le64(head);
+                uint8_t drops;
+                read_exactly(&drops, 1);
+                idle(cycles);
+                if (drops) requests_.discard();  // the link dropped any half frame
+                answer.clear();
+                reply(answer);
+                continue;
+            }
+            if (length == LINE_COUNTS) {
+                answer.resize(24);
+                put_le(answer.data(), rx_busy_, 8);
+                put_le(answer.data() + 8, tx_busy_, 8);
+                put_le(answer.data() + 16, quiet_, 8);
+                reply(answer);
+                continue;
+            }
+            data.resize(length);
+            read_exactly(data.data(), length);
+            request(data, answer);
+            reply(answer);
+        }
+    }
+
+  private:
+    // One clock cycle: the host's level on rx from the falling edge, the rising edge, then
+    // the chip's tx as the host sees it until the next rising edge. Returns a byte the host
+    // received in full in this cycle, else -1.
+    int cycle() {
+        bool sending = sender_.active();
+        top_->clk = 0;
+        top_->rx = sender_.level();
+        top_->eval();
+        top_->clk = 1;
+        top_->eval();
+        ++cycles_;
+        int byte;
+        bool receiving = receiver_.observe(top_->tx, byte);
+        rx_busy_ += sending;
+        tx_busy_ += receiving;
+        quiet_ += !(sending || receiving);
+        sender_.advance();
+        return byte;
+    }
+
+    void request(const std::vector<uint8_t> &data, std::vector<uint8_t> &answer) {
+        answer.clear();
+        int expected = 0;
+        for (uint8_t byte : data) expected += requests_.feed(byte);
+        sender_.load(data);
+        int got = 0;
+        uint64_t sent_at = cycles_;
+        while (sender_.active() || got < expected) {
+            bool sending = sender_.active();
+            int byte = cycle();
+            if (byte >= 0) {
+                answer.push_back(uint8_t(byte));
+                got += responses_.feed(uint8_t(byte));
+            }
+            if (sending && !sender_.active()) sent_at = cycles_;
+            if (!sender_.active() && got < expected && cycles_ - sent_at >= request_timeout_) {
+                char message[200];
+                std::snprintf(message, sizeof message,
+                              "no answer to a request within %" PRIu64
+                              " cycles of its last byte (%d of %d frames answered, cycle %" PRIu64
+                              ")",
+                              request_timeout_, got, expected, cycles_);
+                fail(message);
+            }
+        }
+    }
+
+    void idle(uint64_t cycles) {
+        for (uint64_t k = 0; k < cycles; ++k) {
+            if (cycle() >= 0) {
+                char message[120];
+                std::snprintf(message, sizeof message,
+                              "the chip sent a byte while the host was idle (cycle %" PRIu64 ")",
+                              cycles_);
+                fail(message);
+            }
+        }
+    }
+
+    void reply(const std::vector<uint8_t> &answer) {
+        uint8_t head[12];
+        put_le(head, answer.size(), 4);
+        put_le(head + 4, cycles_, 8);
+        write_exactly(head, sizeof head);
+        if (!answer.empty()) write_exactly(answer.data(), answer.size());
+    }
+
+    std::unique_ptr<Vtop> top_;
+    uint64_t request_timeout_;
+    uint64_t cycles_ = 0;  // rising edges since the start
+    uint64_t rx_busy_ = 0, tx_busy_ = 0, quiet_ = 0;  // cycles since the start, per line
+    Sender sender_;
+    Receiver receiver_;
+    FrameCounter requests_, responses_;
+};
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc < 2) fail("usage: uart_main REQUEST_TIMEOUT_CYCLES");
+    uint64_t request_timeout = std::strtoull(argv[1], nullptr, 10);
+    // Keep stdout for the messages; anything the model prints goes to stderr.
+    out_fd = ::dup(1);
+    if (out_fd < 0 || ::dup2(2, 1) < 0) fail("cannot set up stdout");
+    auto context = std::make_unique<VerilatedContext>();
+    context->commandArgs(argc, argv);
+    {
+        Harness harness(context.get(), request_timeout);
+        harness.reset();
+        harness.serve();
+    }
+    return 0;
+}

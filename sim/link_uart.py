@@ -1,0 +1,271 @@
+"""The RTL chip behind a board's UART, clocked from C++: a board's serial line, bit for bit.
+
+The ``sim`` target (:mod:`spikefab.sim.link_fast`) hands the host link a chunk of bytes per
+cycle, so it says what the chip computes and how many cycles the chip itself takes, but not
+how long a board takes, whose bytes cross a UART at 10 bit times each. Here the chip's
+:class:`~spikefab.hdl.system.ChipSystem` sits behind the UART of :mod:`spikefab.hdl.uart`
+(:class:`UartPort`, wired as ``boards/top.py``'s ``BoardTop`` wires it, at the board's divisor),
+and a C++ main (``harness/uart_main.cpp``) plays the host's UART on its pins: it sends each bit
+for ``divisor`` clock cycles and samples the chip's bits in their middles. It serves the
+messages of :mod:`spikefab.sim.link_rtl` like the ``sim`` harness (so
+:class:`~spikefab.sim.link_fast.FastLink` drives it), and one more, :data:`LINE_COUNTS`: the
+cycles each line was busy, and those with neither busy (the chip's own time).
+
+The host it plays is ideal: it starts a request in the cycle after the last stop bit of the
+previous answer. A real host adds a turnaround between an answer and its next request (a
+USB-serial adapter's latency, the operating system's scheduling), which this does not model.
+
+Builds are cached like :class:`~spikefab.sim.link_fast.HarnessBuild`'s (by the Verilog, the
+harness source, the Verilator version and the flags), with the same Verilator flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..firmware.protocol import SlipDecoder
+from ..hdl.uart import UART
+from .link_fast import VERILATOR_FLAGS, FastLink, HarnessBuild
+from .link_rtl import (ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, START_DELAY, LinkTransport)
+from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
+
+__all__ = ["UART_HARNESS_SOURCE", "LINE_COUNTS", "LINE_COUNTS_HEAD", "UartPort", "uart_build",
+           "UartHarnessBuild", "UartLink", "LineExchange", "UartTransport"]
+
+UART_HARNESS_SOURCE = Path(__file__).parent / "harness" / "uart_main.cpp"
+
+#: A request length that asks the harness for its line counts instead (the other special
+#: lengths are :mod:`spikefab.sim.link_rtl`'s): answered with ``ANSWER_HEAD`` and
+#: :data:`LINE_COUNTS_HEAD`.
+LINE_COUNTS = 0xFFFF_FFFD
+#: Clock cycles since the start in which the host was sending (rx busy), the chip was sending
+#: (tx busy), and neither was.
+LINE_COUNTS_HEAD = struct.Struct("<QQQ")
+
+
+class UartPort(wiring.Component):
+    """A board's chip between its UART pins, on one clock that resets itself.
+
+    The receive queue, the register stage a deep one gets, and the error pulses into the link
+    are wired as in ``BoardTop`` (``boards/top.py``); its clock, PLL and LEDs are left out. The
+    reset comes from a power-on counter, high for the first
+    :data:`~spikefab.sim.link_rtl.POWER_ON_RESET` rising edges, as in
+    :class:`~spikefab.sim.link_rtl.ChunkedPort`: a reset input would make Verilator evaluate
+    every register's reset logic at every eval.
+
+    Parameters
+    ----------
+    system : ChipSystem
+        The chip and its host link, on one clock (a board's: ``Clocking.SINGLE``).
+    divisor : int
+        Clock cycles per bit of the UART.
+    rx_fifo_depth : int
+        Bytes of receive queue.
+
+    Members
+    -------
+    clk : In(1)
+        The clock.
+    rx : In(1)
+        The line from the host, idle high.
+    tx : Out(1)
+        The line to the host, idle high.
+    """
+
+    def __init__(self, system, *, divisor: int, rx_fifo_depth: int = 2):
+        if system.chip.domains:
+            raise SimulationError("a chip with several clock domains cannot sit behind the "
+                                  "UART harness: build it with Clocking.SINGLE, as a board does")
+        self.system = system
+        self.divisor = divisor
+        self.rx_fifo_depth = rx_fifo_depth
+        super().__init__({"clk": In(1), "rx": In(1, init=1), "tx": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+        m.domains.por = ClockDomain("por", reset_less=True, local=True)
+        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+        edges = Signal(range(POWER_ON_RESET))
+        reset = Signal(init=1)
+        with m.If(edges != POWER_ON_RESET - 1):
+            m.d.por += edges.eq(edges + 1)
+        m.d.por += reset.eq(edges != POWER_ON_RESET - 1)
+        m.d.comb += ResetSignal("sync").eq(reset)
+
+        m.submodules.system = system = self.system
+        m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
+        m.d.comb += [uart.rx.eq(self.rx), self.tx.eq(uart.tx)]
+        if self.rx_fifo_depth > 16:
+            # BoardTop's register between a block-RAM queue and the frame receiver.
+            m.submodules.rx_stage = rx_stage = SyncFIFOBuffered(width=8, depth=1)
+            wiring.connect(m, uart.rx_bytes, rx_stage.w_stream)
+            wiring.connect(m, rx_stage.r_stream, system.rx)
+        else:
+            wiring.connect(m, uart.rx_bytes, system.rx)
+        wiring.connect(m, system.tx, uart.tx_bytes)
+        m.d.comb += system.line_error.eq(uart.overrun | uart.framing_error)
+        return m
+
+
+def uart_build(system, *, divisor: int, clock_hz: float, rx_fifo_depth: int = 2,
+               label: str = "uart") -> RTLBuild:
+    """The RTL build of ``system`` behind a UART of ``divisor`` clock cycles per bit (a board's:
+    ``sim/board_timing.py`` takes them from the board's top). ``clock_hz``, the clock the
+    board runs it at, only turns cycles into seconds."""
+    build = RTLBuild(UartPort(system, divisor=divisor, rx_fifo_depth=rx_fifo_depth), label,
+                     ports_only=True)
+    build.info = system.info
+    build.timeout_log2 = system.link.timeout_log2
+    build.domains = []
+    build.divisor = divisor
+    build.clock_hz = clock_hz
+    return build
+
+
+class UartHarnessBuild(HarnessBuild):
+    """``harness/uart_main.cpp`` compiled with Verilator's model of a :func:`uart_build`, with
+    :class:`~spikefab.sim.link_fast.HarnessBuild`'s flags and the divisor."""
+
+    def __init__(self, build: RTLBuild):
+        self.verilog = build.verilog
+        self.toplevel = build.toplevel
+        self.timeout_log2 = build.timeout_log2
+        self.divisor = build.divisor
+        self.clock_hz = build.clock_hz
+        self.source = UART_HARNESS_SOURCE.read_text()
+        self.flags = (*VERILATOR_FLAGS, "-CFLAGS", f"-DDIVISOR={build.divisor}")
+        version = importlib.metadata.version("verilator")
+        key = hashlib.sha256(json.dumps([
+            self.verilog, self.source, version, self.flags,
+        ]).encode()).hexdigest()[:16]
+        self.directory = build_dir_root() / "rtl" / f"{build.label}-verilator-uart-harness-{key}"
+        self.executable = self.directory / "uart_main"
+        self.log = self.directory / "build.log"
+
+    def build(self) -> "UartHarnessBuild":
+        cached_build(self.directory, self._compile)
+        return self
+
+    def _compile(self) -> None:
+        source = self.directory / f"{self.toplevel}.v"
+        source.write_text(self.verilog)
+        harness = self.directory / UART_HARNESS_SOURCE.name
+        harness.write_text(self.source)
+        env = {**os.environ, **_build_environment("verilator")}
+        command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *self.flags,
+                   "--top-module", self.toplevel, "--prefix", "Vtop",
+                   "-Mdir", str(self.directory / "obj"), "-o", str(self.executable),
+                   "-j", str(os.cpu_count() or 1), str(harness), str(source)]
+        with open(self.log, "w") as log:
+            log.write(" ".join(command) + "\n\n")
+            log.flush()
+            try:
+                done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=self.directory)
+            except OSError as exc:
+                raise SimulationError(f"building {self.directory.name} failed: {exc}; "
+                                      f"see {self.log}") from None
+        if done.returncode or not self.executable.exists():
+            raise SimulationError(f"building {self.directory.name} failed (Verilator "
+                                  f"exited with {done.returncode}); see {self.log}")
+
+
+class UartLink(FastLink):
+    """A running UART-accurate simulation of a chip behind its board's UART.
+
+    :meth:`exchange` sends one frame's bytes bit by bit and returns the chip's answer:
+    :attr:`cycles` is the clock cycles since the start as of the end of the answer's last stop
+    bit, :attr:`rx_busy`, :attr:`tx_busy` and :attr:`quiet` the cycles since the start with the
+    host sending, the chip sending, and neither. One frame at a time, as a board's serial
+    transport sends them: the chip's frame receiver takes no byte while it executes a frame,
+    and a UART's receive queue (2 bytes) would lose the next frame's.
+
+    Parameters
+    ----------
+    build : RTLBuild or UartHarnessBuild
+        From :func:`uart_build`.
+    timeout, request_timeout
+        As for :class:`~spikefab.sim.link_fast.FastLink`.
+    """
+
+    def __init__(self, build, **kwargs):
+        harness = build if isinstance(build, UartHarnessBuild) else UartHarnessBuild(build)
+        super().__init__(harness, **kwargs)
+        self.divisor = harness.divisor
+        self.clock_hz = harness.clock_hz
+        self.rx_busy = self.tx_busy = self.quiet = 0
+
+    def exchange(self, data: bytes) -> bytes:
+        frames = len(SlipDecoder().feed(data))
+        if frames > 1:
+            raise ValueError(f"{frames} frames in one exchange: a UART link carries one frame "
+                             f"at a time (the chip takes no bytes while it executes one), so "
+                             f"send each alone and wait for its answer")
+        answer = super().exchange(data)
+        self._send(REQUEST_HEAD.pack(LINE_COUNTS))
+        length, self.cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
+        if length != LINE_COUNTS_HEAD.size:
+            raise SimulationError(f"the UART harness answered LINE_COUNTS with {length} bytes, "
+                                  f"not {LINE_COUNTS_HEAD.size}")
+        self.rx_busy, self.tx_busy, self.quiet = LINE_COUNTS_HEAD.unpack(self._recv(length))
+        return answer
+
+
+@dataclass(frozen=True)
+class LineExchange:
+    """One request over a :class:`UartTransport`: what it sent and got, and its clock cycles
+    (from its first start bit to its answer's last stop bit), split by which line was busy."""
+    command: int | None   #: the request's command byte (None: no readable frame)
+    sent: int             #: bytes to the chip
+    received: int         #: bytes from the chip
+    cycles: int
+    rx_busy: int          #: cycles the host was sending
+    tx_busy: int          #: cycles the chip was sending
+    quiet: int            #: cycles with neither line busy: the chip at work
+
+
+class UartTransport(LinkTransport):
+    """A chip behind its board's UART as a driver transport: the driver's serial line, bit for
+    bit. ``window`` 1: the driver sends one frame and waits for its answer, as over a board's
+    line (where it uses ``SerialTransport``); nothing is lost, so no ``read_frame``.
+
+    :attr:`exchanges` lists a :class:`LineExchange` per request, in order.
+
+    Parameters
+    ----------
+    build : RTLBuild or UartHarnessBuild
+        From :func:`uart_build`.
+    """
+    window = 1
+
+    def __init__(self, build, **kwargs):
+        self.link = UartLink(build, **kwargs)
+        self.divisor = self.link.divisor
+        self.clock_hz = self.link.clock_hz
+        self.exchanges: list[LineExchange] = []
+
+    def exchange(self, data: bytes) -> bytes:
+        link = self.link
+        before = (link.cycles, link.rx_busy, link.tx_busy, link.quiet)
+        answer = link.exchange(data)
+        frames = SlipDecoder().feed(data)
+        command = frames[0][0][1] if frames and len(frames[0][0]) > 1 else None
+        cycles, rx_busy, tx_busy, quiet = (now - then for now, then in zip(
+            (link.cycles, link.rx_busy, link.tx_busy, link.quiet), before))
+        self.exchanges.append(LineExchange(command, len(data), len(answer), cycles, rx_busy,
+                                           tx_busy, quiet))
+        return answer
