@@ -285,7 +285,7 @@ def _cmd_train(args) -> int:
     given = {"hidden": args.hidden, "steps": args.steps, "w_bits": args.w_bits,
              "epochs": args.epochs, "qat_epochs": args.qat_epochs, "leak": args.leak,
              "shift": args.shift, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed, "recurrent": args.recurrent or None}
+             "seed": args.seed, "recurrent": args.recurrent or None, "encoder": args.encoder}
     config = TrainConfig(**{key: value for key, value in given.items() if value is not None})
     try:
         report = train_command(args.data, config, args.output, name=args.name,
@@ -600,6 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Adam learning rate of the float phase (default: 0.002)")
     train.add_argument("--seed", type=_non_negative, metavar="S",
                        help="seeds everything (default: 0)")
+    train.add_argument("--encoder", choices=("pcg64", "xorshift32"),
+                       help="the rate encoder to train and validate with, recorded in the "
+                       "model: xorshift32 is the chip's own, which boards with the encoder "
+                       "run from pixels (default: pcg64)")
     train.add_argument("--name", help="the model's name (default: none)")
     train.add_argument("--profile", choices=USER_PROFILES, default="icebreaker",
                        help="the chip the validation runs on (golden model) "

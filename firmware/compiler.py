@@ -197,6 +197,7 @@ def compile_model(model: Model, profile: ChipProfile | str | Mapping | None = No
         outputs=tuple(OutputSlice(s.tile, s.first, s.neurons)
                       for s in mapping.of_layer(count - 1)),
         classes=model.classes, drain_ticks=model.drain_ticks, steps=model.steps,
+        encoder=model.encoder,
         meta={"model": model.name, "sha256": model.digest(), "sizes": model.sizes,
               "recurrent": [l for l, layer in enumerate(model.layers)
                             if layer.recurrent is not None],
@@ -251,7 +252,7 @@ def summary(image: ChipImage) -> str:
                         for o in image.outputs)
     lines.append(f"inputs: {image.inputs} axons of tile{'s' * (len(image.input_tiles) > 1)} "
                  f"{inputs}; classes: {outputs}; drain ticks: {image.drain_ticks}; "
-                 f"steps: {steps}")
+                 f"steps: {steps}; encoder: {image.encoder}")
     lines.append(f"{len(image.writes)} WRITE frames, {image.word_count} words of "
                  f"{image.info.word_bytes} bytes")
     return "\n".join(lines)

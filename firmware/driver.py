@@ -4,7 +4,8 @@
 
     chip = open_chip("sim", profile="icebreaker")  # firmware/targets.py; or "golden", "serial:PORT"
     chip.load(image)                                # a ChipImage (firmware/image.py)
-    result = chip.run(spikes)                       # (T, images, inputs) 0/1, or counts
+    result = chip.run(spikes)                       # (T, images, inputs) 0/1, or counts,
+                                                    # or sim.encoding.Pixels
     result.predictions, result.sops_per_image, result.cycles_per_image
     chip.status()
 
@@ -17,7 +18,9 @@ answers to every frame sent). This module has the board's, :class:`SerialTranspo
 :class:`Link`, with the semantics every target shares (the golden one is
 ``sim.golden_chip.GoldenChip``): per image, a RESET, ``T`` ticks of input, then the image's
 drain ticks; outputs counted per class; the class decided by
-:func:`spikefab.sim.golden.decode` on the counts and the final membranes.
+:func:`spikefab.sim.golden.decode` on the counts and the final membranes. Images given as
+:class:`~spikefab.sim.encoding.Pixels` (the chip's encoder) go to a chip with the encoder as
+one ENCODE each, carrying the pixels; to any other, as the spikes the encoder would draw.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import Protocol
 import numpy as np
 
 from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, COUNTER_BITS, EVENT, INPUT_HEAD, MAX_OUTPUTS,
-                       MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX, READ_COUNT, RUN_TICKS, TICK_BITS,
+                       MAX_PAYLOAD, MAX_RUN_TICKS, OUTPUT_BYTES, OUTPUTS_MAX, READ_COUNT, RUN_TICKS, TICK_BITS,
                        ChipInfo, Command, LinkStatus, ProtocolError, Region, Register, Status,
                        to_signed)
+from ..sim.encoding import Pixels
 from ..sim.golden import decode
-from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, frame, input_payload,
-                       outputs_payload, parse_body, parse_run_answer, read_payload, run_payload,
-                       unpack_outputs, write_payload)
+from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, encode_payload, frame,
+                       input_payload, outputs_payload, parse_body, parse_run_answer,
+                       read_payload, run_payload, unpack_outputs, write_payload)
 
 __all__ = ["LinkError", "Transport", "SerialTransport", "Link", "LinkCounters", "image_frames",
            "RunResult", "check_spikes", "ChipBase", "LinkChip"]
@@ -376,7 +380,18 @@ class RunResult:
         return len(self.predictions)
 
 
+def check_pixels(pixels: Pixels, inputs) -> Pixels:
+    if pixels.images.ndim != 2 or pixels.images.shape[1] != inputs:
+        raise ValueError(f"the images must have {inputs} pixels each (the network's inputs), "
+                         f"not shape {pixels.images.shape}")
+    return pixels
+
+
 def check_spikes(spikes, inputs) -> np.ndarray:
+    """``spikes`` as an array of shape ``(steps, images, inputs)``; :class:`Pixels` as the
+    spikes the chip's encoder draws for them."""
+    if isinstance(spikes, Pixels):
+        return check_pixels(spikes, inputs).spikes()
     spikes = np.asarray(spikes)
     if spikes.ndim != 3 or spikes.shape[2] != inputs:
         raise ValueError(f"spikes must have shape (steps, images, {inputs}), not {spikes.shape}")
@@ -439,8 +454,12 @@ class LinkChip(ChipBase):
         image, info, link = self.image, self.info, self.link
         if image is None:
             raise ValueError("load an image first")
-        spikes = check_spikes(spikes, image.inputs)
-        steps, count, _ = spikes.shape
+        pixels = check_pixels(spikes, image.inputs) if isinstance(spikes, Pixels) else None
+        if pixels is None:
+            spikes = check_spikes(spikes, image.inputs)
+            steps, count, _ = spikes.shape
+        else:
+            steps, count = pixels.steps, len(pixels)
         # A class's place: its tile's output records name (x, y, neuron).
         class_of = {(*o.tile, j): o.first + j for o in image.outputs for j in range(o.count)}
         # Input spikes go to every core of layer 0 at one axon each on the wire: RUN's events
@@ -460,16 +479,18 @@ class LinkChip(ChipBase):
         sops_before, cycles_before = sops0, status0.cycles
         for b in range(count):
             requests = [(Command.RESET, b"")]
-            for t in range(steps):
-                axons = np.repeat(np.arange(image.inputs), spikes[t, b]).tolist()
-                per = EVENTS_PER_RUN if one_tile else AXONS_PER_INPUT
-                chunks = [axons[k:k + per] for k in range(0, len(axons), per)] or [[]]
-                for k, chunk in enumerate(chunks):
-                    ticks = 1 if k == len(chunks) - 1 else 0
-                    requests.append(
-                        (Command.RUN, run_payload(ticks, [(*one_tile, a) for a in chunk]))
-                        if one_tile else
-                        (Command.INPUT, input_payload(input_tiles, ticks, chunk)))
+            encode = None
+            if pixels is not None and info.encoder and steps <= MAX_RUN_TICKS:
+                encode = encode_payload(input_tiles, steps, int(pixels.states[b]),
+                                        pixels.images[b])
+                if len(encode) <= MAX_PAYLOAD:
+                    requests.append((Command.ENCODE, encode))
+                else:
+                    encode = None   # too many pixels for a frame: their spikes instead
+            if encode is None:
+                requests += self._spike_requests(
+                    spikes[:, b] if pixels is None else pixels.image_spikes(b), one_tile,
+                    input_tiles)
             if image.drain_ticks:
                 requests.append((Command.RUN, run_payload(image.drain_ticks)))
             answers = link.batch(requests)
@@ -511,6 +532,24 @@ class LinkChip(ChipBase):
         return RunResult(self.target, decode(counts, final_v), counts, final_v, outputs,
                          self._sops() - sops0, cycles, time.perf_counter() - start, used,
                          sops_each, cycles_each)
+
+    @staticmethod
+    def _spike_requests(spikes, one_tile, input_tiles) -> list[tuple[int, bytes]]:
+        """An image's input ticks as requests, ``spikes`` of shape ``(steps, inputs)``: per
+        tick, a RUN of its events (layer 0 on one core, ``one_tile``) or an INPUT naming
+        ``input_tiles``, split where they do not fit a frame, the last one running the tick."""
+        requests = []
+        for t in range(spikes.shape[0]):
+            axons = np.repeat(np.arange(spikes.shape[1]), spikes[t]).tolist()
+            per = EVENTS_PER_RUN if one_tile else AXONS_PER_INPUT
+            chunks = [axons[k:k + per] for k in range(0, len(axons), per)] or [[]]
+            for k, chunk in enumerate(chunks):
+                ticks = 1 if k == len(chunks) - 1 else 0
+                requests.append(
+                    (Command.RUN, run_payload(ticks, [(*one_tile, a) for a in chunk]))
+                    if one_tile else
+                    (Command.INPUT, input_payload(input_tiles, ticks, chunk)))
+        return requests
 
     def close(self):
         self.link.transport.close()

@@ -15,7 +15,8 @@ frame), and where the network's inputs and classes are.
                              profile (the chip's name), chip (ChipProfile.to_dict()),
                              info (hex of ChipInfo.encode()), input_tiles [[x, y], ...],
                              inputs, outputs [[x, y, first class, count], ...], classes,
-                             drain_ticks, steps (or null), meta (model name, sha256, sizes,
+                             drain_ticks, steps (or null), encoder (the model's rate
+                             encoder; "pcg64" if absent), meta (model name, sha256, sizes,
                              layer placement)
     record count   u32
     records        each: tile (u8, y * cols + x), region (u8, protocol.Region),
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from ..hdl.abi import ADDRESS_BYTES, MAX_PAYLOAD, ChipInfo, ProtocolError, TileInfo
 from ..hdl.profiles import ChipProfile
+from ..sim.encoding import check_encoder
 
 __all__ = ["MAGIC", "IMAGE_VERSION", "ImageError", "MemoryWrite", "OutputSlice", "ChipImage",
            "max_record_words"]
@@ -98,6 +100,7 @@ class ChipImage:
     drain_ticks: int
     steps: int | None = None
     meta: dict = field(default_factory=dict)
+    encoder: str = "pcg64"       #: the rate encoder of the model (sim.encoding.ENCODERS)
 
     def chip_profile(self) -> ChipProfile:
         """The chip this image was compiled for (to simulate it, or build its bitstream)."""
@@ -154,6 +157,10 @@ class ChipImage:
         if sorted(covered) != list(range(self.classes)) or self.classes < 1:
             raise ImageError(f"the outputs must hold each of the {self.classes} classes "
                              f"exactly once")
+        try:
+            check_encoder(self.encoder)
+        except ValueError as exc:
+            raise ImageError(f"encoder: {exc}") from None
         if self.drain_ticks < 0 or (self.steps is not None and self.steps < 1):
             raise ImageError(f"drain_ticks ({self.drain_ticks}) must be >= 0 and steps "
                              f"({self.steps}) >= 1")
@@ -171,6 +178,7 @@ class ChipImage:
             "classes": self.classes,
             "drain_ticks": self.drain_ticks,
             "steps": self.steps,
+            "encoder": self.encoder,
             "meta": self.meta,
         }
 
@@ -277,7 +285,8 @@ class ChipImage:
                     inputs=_int(head["inputs"]), outputs=tuple(outputs),
                     classes=_int(head["classes"]),
                     drain_ticks=_int(head["drain_ticks"]),
-                    steps=None if steps is None else _int(steps), meta=dict(head["meta"]))
+                    steps=None if steps is None else _int(steps), meta=dict(head["meta"]),
+                    encoder=str(head.get("encoder", "pcg64")))
         return image, pos
 
     def save(self, path) -> None:

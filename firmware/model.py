@@ -23,6 +23,8 @@ Keys of the ``.npz`` (every value a NumPy array; scalars are 0-d arrays, strings
     leak_{l}      integer leak shift, 0 (no leak) .. v_bits - 1
     reset_{l}     "subtract" or "zero" (or 0 / 1, the register encoding)
     steps         optional: the suggested number of time steps T
+    encoder       optional: the rate encoder the model was trained and evaluated with, a name of
+                  ``sim.encoding.ENCODERS`` ("pcg64" if absent)
     name          optional: a name for the model
 
 for ``l = 0 .. L - 1``, with ``weights_{l+1}`` having as many inputs as ``weights_{l}`` has
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sim.encoding import check_encoder
 from ..sim.golden import NeuronConfig, decode, lif_update
 from ..hdl.abi import ResetMode
 
@@ -54,7 +57,7 @@ FORMAT = "spikefab-model"
 VERSION = 1
 
 _LAYER_KEY = re.compile(r"^(weights|bias|recurrent|threshold|leak|reset)_(\d+)$")
-_TOP_KEYS = {"format", "version", "layers", "w_bits", "v_bits", "steps", "name"}
+_TOP_KEYS = {"format", "version", "layers", "w_bits", "v_bits", "steps", "encoder", "name"}
 
 
 #: Files that ``spikefab import`` converts into models, by suffix.
@@ -144,6 +147,7 @@ class Model:
     v_bits: int = 16
     steps: int | None = None
     name: str = ""
+    encoder: str = "pcg64"
 
     def __post_init__(self):
         self.validate()
@@ -158,6 +162,10 @@ class Model:
         if self.steps is not None:
             self.steps = _scalar_int("steps", self.steps, 1, None)
         self.name = str(self.name)
+        try:
+            self.encoder = check_encoder(str(self.encoder))
+        except ValueError as exc:
+            raise ModelError(f"encoder: {exc}") from None
         if not self.layers:
             raise ModelError("layers must be at least 1, not 0")
         v_hi = _int_range(self.v_bits)[1]
@@ -214,6 +222,8 @@ class Model:
             out["steps"] = np.array(self.steps)
         if self.name:
             out["name"] = np.array(self.name)
+        if self.encoder != "pcg64":
+            out["encoder"] = np.array(self.encoder)
         dtype = np.int8 if self.w_bits <= 8 else np.int16
         for l, layer in enumerate(self.layers):
             out[f"weights_{l}"] = layer.weights.astype(dtype)
@@ -259,7 +269,7 @@ class Model:
         if unknown:
             raise ModelError(f"unexpected key{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(repr, unknown))} (layers = {count}; the format's "
-                             f"keys are format, version, layers, w_bits, v_bits, steps, name "
+                             f"keys are format, version, layers, w_bits, v_bits, steps, encoder, name "
                              f"and weights/bias/recurrent/threshold/leak/reset_<layer>)")
         layers = []
         for l in range(count):
@@ -279,9 +289,14 @@ class Model:
                 raise ModelError(f"name must be a string, not {name.dtype} of shape "
                                  f"{name.shape}")
             name = str(name)
+        encoder = arrays.get("encoder", np.array("pcg64"))
+        encoder = np.asarray(encoder)
+        if encoder.dtype.kind != "U" or encoder.ndim != 0:
+            raise ModelError(f"encoder must be a string, not {encoder.dtype} of shape "
+                             f"{encoder.shape}")
         w_bits = _scalar_int("w_bits", arrays["w_bits"])
         return cls(layers, w_bits=w_bits, v_bits=arrays["v_bits"], steps=steps,
-                   name=name or "")
+                   name=name or "", encoder=str(encoder))
 
     @classmethod
     def load(cls, path) -> "Model":

@@ -2,7 +2,9 @@
 
 The same images, seed and model give the same spikes on every target (the encoder draws each
 image's spikes from ``(seed, index of the image in its file)``), so ``golden`` and ``sim``
-must give identical predictions.
+must give identical predictions. The encoder is the model's (``sim.encoding.ENCODERS``): with
+the chip's own, ``xorshift32``, the images go as pixels (``sim.encoding.Pixels``), which a chip
+with the encoder turns into spikes itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sim.encoding import Pixels
 
 __all__ = ["BUNDLED_MODELS", "model_path", "load_network", "Workload", "prepare", "simulated",
            "run_images", "run_mnist"]
@@ -92,7 +95,7 @@ class Workload:
     """MNIST images ready for a target: the compiled network and the images' spikes."""
     image: object               #: the ChipImage
     steps: int
-    spikes: np.ndarray          #: (steps, images, inputs)
+    spikes: object              #: (steps, images, inputs) array, or sim.encoding.Pixels
     labels: np.ndarray
     indices: np.ndarray         #: each image's index in its file (the encoder's key)
     data: str                   #: the data set's name
@@ -105,7 +108,7 @@ def prepare(*, model: str, data: str | None, split: str, first: int, count: int 
     """``count`` MNIST images (``None``: all) from position ``first`` of a split in ``data``
     (or of the bundled slice), rate-encoded with ``seed``, and ``model`` compiled for its
     chip."""
-    from ..sim.encoding import rate_encode
+    from ..sim.encoding import chip_inputs
     from .mnist import bundled_slice, load_mnist
     dataset = bundled_slice() if data is None else load_mnist(data, split=split)
     if count is None:
@@ -118,7 +121,7 @@ def prepare(*, model: str, data: str | None, split: str, first: int, count: int 
     chosen = slice(first, first + count)
     indices = dataset.indices[chosen]
     encode_start = time.perf_counter()
-    spikes = rate_encode(dataset.images[chosen], steps, seed, indices)
+    spikes = chip_inputs(dataset.images[chosen], steps, seed, indices, encoder=image.encoder)
     return Workload(image, steps, spikes, dataset.labels[chosen], indices, dataset.name,
                     time.perf_counter() - encode_start)
 
@@ -189,7 +192,8 @@ def run_mnist(*, target: str, model: str = "mnist-accurate", data: str | None = 
         from .plot import layer_spikes, plot_raster
         golden = GoldenChip(chip_profile.info())
         golden.load(image)
-        plot_raster(layer_spikes(image, golden.program, spikes[:, 0]), plot,
+        first = spikes.image_spikes(0) if isinstance(spikes, Pixels) else spikes[:, 0]
+        plot_raster(layer_spikes(image, golden.program, first), plot,
                     title=f"{work.data} image {int(indices[0])}, T = {steps}, "
                           f"predicted {int(result.predictions[0])}", label=int(labels[0]))
         plotted = {"path": str(plot), "image": int(indices[0]), "spikes_from": "golden model"}

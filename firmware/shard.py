@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from ..sim.encoding import Pixels
 from .driver import RunResult
 
 __all__ = ["ShardError", "default_workers", "shards", "merge", "run_sharded", "parse_workers",
@@ -113,6 +114,18 @@ def _close() -> None:
         chip.close()
 
 
+def image_count(spikes) -> int:
+    """The images of a run's input: spikes ``(steps, images, inputs)``, or ``Pixels``."""
+    return len(spikes) if isinstance(spikes, Pixels) else spikes.shape[1]
+
+
+def image_part(spikes, part: range):
+    """The images ``part`` of a run's input (a shard's)."""
+    if isinstance(spikes, Pixels):
+        return spikes.part(part.start, part.stop)
+    return spikes[:, part.start:part.stop]
+
+
 def _failed(part: range, target: str, exc: BaseException) -> ShardError:
     return ShardError(f"images {part.start} to {part.stop - 1} failed on {target}: {exc}")
 
@@ -125,7 +138,7 @@ def run_sharded(target: str, image, spikes: np.ndarray, *, workers: int,
     image's synaptic ops and cycles. ``progress(done, total)`` is called as shards finish."""
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, not {workers}")
-    count = spikes.shape[1]
+    count = image_count(spikes)
     parts = shards(count, workers)
     start = time.perf_counter()
     # Spawned, not forked: a worker runs a simulator in threads of its own, and a fork of a
@@ -136,7 +149,7 @@ def run_sharded(target: str, image, spikes: np.ndarray, *, workers: int,
     image_bytes = image.to_bytes()
     pool = ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=context)
     futures = {pool.submit(_run, target, image_bytes, baudrate, timeout,
-                           spikes[:, part.start:part.stop]): k
+                           image_part(spikes, part)): k
                for k, part in enumerate(parts)}
     try:
         for future in as_completed(futures):
@@ -199,7 +212,7 @@ def run_on_ray(address: str, target: str, image, spikes: np.ndarray, *,
         import ray
     except ImportError:
         raise ShardError("--workers ray needs Ray: pip install 'spikefab[ray]'") from None
-    count = spikes.shape[1]
+    count = image_count(spikes)
     start = time.perf_counter()
     started = not ray.is_initialized()
     if started:
@@ -211,7 +224,7 @@ def run_on_ray(address: str, target: str, image, spikes: np.ndarray, *,
         task = ray.remote(max_retries=RAY_RETRIES, num_cpus=1)(_run)
         image_ref = ray.put(image.to_bytes())
         refs = {task.remote(target, image_ref, baudrate, timeout,
-                            spikes[:, part.start:part.stop]): k
+                            image_part(spikes, part)): k
                 for k, part in enumerate(parts)}
         results: dict[int, RunResult] = {}
         waiting, done = list(refs), 0

@@ -161,3 +161,23 @@ def board_timing_table(rows: list[dict]) -> str:
             f"{r['bytes_out_per_image']:,.0f} | {r['requests_per_image']:.1f} | "
             f"{r['equals_golden']} |")
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    """``python -m spikefab.sim.board_timing``: the table for every board and model."""
+    import argparse
+    from ..boards.top import BOARDS
+    parser = argparse.ArgumentParser(prog="python -m spikefab.sim.board_timing",
+                                     description=main.__doc__)
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--baud", type=int, default=3_000_000)
+    parser.add_argument("--boards", default=",".join(BOARDS))
+    parser.add_argument("--models", default=",".join(BOARD_TIMING_MODELS))
+    args = parser.parse_args(argv)
+    rows = [board_timing_figures(board, model, images=args.images, baud=args.baud)
+            for board in args.boards.split(",") for model in args.models.split(",")]
+    print(board_timing_table(rows))
+
+
+if __name__ == "__main__":
+    main()

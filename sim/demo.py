@@ -17,7 +17,7 @@ import numpy as np
 from ..firmware.driver import RunResult
 from ..hdl.abi import CoreShape, ResetMode
 from .core_rtl import simulate_core
-from .encoding import rate_encode
+from .encoding import chip_inputs, rate_encode
 from .golden import NeuronConfig
 from .scenario import CoreScenario, CoreTrace, Pattern, compare_traces
 
@@ -188,7 +188,8 @@ def run_mnist_demo(*, model: str = "mnist-accurate", count: int = 20, seed: int 
     image, steps = load_network(model, profile=profile, seed=seed, board=board)
     if starting is not None:
         starting(image.chip_profile())
-    spikes = rate_encode(dataset.images[:count], steps, seed, dataset.indices[:count])
+    spikes = chip_inputs(dataset.images[:count], steps, seed, dataset.indices[:count],
+                         encoder=image.encoder)
     results = {}
     for target in ("golden", "sim"):
         start = time.perf_counter()

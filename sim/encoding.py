@@ -26,14 +26,15 @@ not sent to the chip and draw nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from ..hdl.abi import ENCODER_DRAW, ENCODER_SHIFTS, encoder_step
+from ..hdl.abi import ENCODER_DRAW, ENCODER_SHIFTS
 
-__all__ = ["rate_encode", "chip_encode", "encoder_state", "encoder_draws", "ENCODERS",
-           "encode", "check_encoder"]
+__all__ = ["rate_encode", "chip_encode", "encoder_state", "encoder_draws", "Pixels", "ENCODERS",
+           "encode", "chip_inputs", "check_encoder"]
 
 
 def _checked(images, steps, seed, indices):
@@ -138,17 +139,61 @@ def encoder_draws(state: int, n: int) -> np.ndarray:
     return (states >> np.uint32(32 - ENCODER_DRAW)).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Pixels:
+    """Images for the chip's encoder (``xorshift32``): their pixels and each one's generator
+    start, the spikes not drawn yet. A chip with the encoder draws them itself (the driver sends
+    ENCODE); elsewhere :meth:`spikes` draws the same ones.
+
+    Attributes
+    ----------
+    images : ndarray of uint8, shape ``(count, inputs)``
+    steps : int
+        Ticks of input ``T``.
+    states : ndarray of uint32, shape ``(count,)``
+        Each image's :func:`encoder_state`.
+    """
+    images: np.ndarray
+    steps: int
+    states: np.ndarray
+
+    @classmethod
+    def of(cls, images: np.ndarray, steps: int, seed: int,
+           indices: Sequence[int] | np.ndarray | None = None) -> "Pixels":
+        """The images as :func:`chip_encode` keys them: on ``(seed, index)``."""
+        flat, indices = _checked(images, steps, seed, indices)
+        states = np.array([encoder_state(seed, i) for i in indices.tolist()], dtype=np.uint32)
+        return cls(flat, int(steps), states)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def part(self, start: int, stop: int) -> "Pixels":
+        """Images ``start`` to ``stop`` (a shard of a run)."""
+        return Pixels(self.images[start:stop], self.steps, self.states[start:stop])
+
+    def image_spikes(self, k: int) -> np.ndarray:
+        """Image ``k``'s spikes, shape ``(steps, inputs)``."""
+        pixels = self.images[k]
+        lit = np.flatnonzero(pixels)
+        draws = encoder_draws(int(self.states[k]), self.steps * lit.size)
+        out = np.zeros((self.steps, pixels.size), dtype=np.uint8)
+        out[:, lit] = draws.reshape(self.steps, lit.size) < pixels[lit]
+        return out
+
+    def spikes(self) -> np.ndarray:
+        """Every image's spikes, shape ``(steps, count, inputs)`` (as :func:`rate_encode`)."""
+        out = np.zeros((self.steps, *self.images.shape), dtype=np.uint8)
+        for k in range(len(self)):
+            out[:, k] = self.image_spikes(k)
+        return out
+
+
 def chip_encode(images: np.ndarray, steps: int, seed: int,
                 indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """Encode a batch of images as the chip's encoder does (``xorshift32``, above); the
     parameters and the result are :func:`rate_encode`'s."""
-    flat, indices = _checked(images, steps, seed, indices)
-    out = np.zeros((steps, flat.shape[0], flat.shape[1]), dtype=np.uint8)
-    for k, (index, pixels) in enumerate(zip(indices.tolist(), flat)):
-        lit = np.flatnonzero(pixels)
-        draws = encoder_draws(encoder_state(seed, index), steps * lit.size)
-        out[:, k, lit] = draws.reshape(steps, lit.size) < pixels[lit]
-    return out
+    return Pixels.of(images, steps, seed, indices).spikes()
 
 
 #: The encoders by name: what a model records (``Model.encoder``).
@@ -167,3 +212,13 @@ def encode(images: np.ndarray, steps: int, seed: int,
            encoder: str = "pcg64") -> np.ndarray:
     """The spikes of ``images`` under the encoder named ``encoder`` (:data:`ENCODERS`)."""
     return ENCODERS[check_encoder(encoder)](images, steps, seed, indices)
+
+
+def chip_inputs(images: np.ndarray, steps: int, seed: int,
+                indices: Sequence[int] | np.ndarray | None = None, *,
+                encoder: str = "pcg64"):
+    """What a chip's ``run`` takes for ``images`` under ``encoder``: their :class:`Pixels` for
+    the chip's own encoder (a chip with it draws the spikes), else their spikes."""
+    if check_encoder(encoder) == "xorshift32":
+        return Pixels.of(images, steps, seed, indices)
+    return encode(images, steps, seed, indices, encoder=encoder)

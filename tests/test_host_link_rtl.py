@@ -3,7 +3,7 @@
 Two chips (2 x 1 meshes, the cores on clocks 9.7x and 1.7x slower than the mesh; one with
 narrow memory words, one with the ULX3S profile's 16-byte words and registered synapse reads)
 each get a seeded sequence of requests: every command, random memory traffic over every region,
-a network that spikes (fed by RUN and INPUT), and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
+a network that spikes (fed by RUN, INPUT and ENCODE, the chip's encoder), and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
 same events; their order within a tick may differ), and after every bad frame the whole chip
 state, read back, must be unchanged.
 """
@@ -15,14 +15,15 @@ import pytest
 
 from spikefab.firmware.protocol import (SlipDecoder, frame, input_payload, parse_body,
                                         slip_encode)
-from spikefab.hdl.abi import (END, ESC, MAX_FRAME, MAX_OUTPUTS, MAX_RUN_TICKS, Command, CoreShape,
-                              LinkStatus, Region, Register, Status, pack_event_word)
+from spikefab.hdl.abi import (ENCODE_HEAD, END, ESC, MAX_FRAME, MAX_OUTPUTS, MAX_RUN_TICKS,
+                              Command, CoreShape, LinkStatus, Region, Register, Status,
+                              pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import SimLink, link_build
 
 from conftest import record_checked
-from link_client import mutate
+from link_client import mutate, random_groups
 
 TILES = {(0, 0): TileConfig(CoreShape(24, 6, w_bits=8, v_bits=12), lanes=4, destinations=16),
          (1, 0): TileConfig(CoreShape(8, 5, w_bits=4, v_bits=16), lanes=2, destinations=8)}
@@ -37,7 +38,7 @@ WIDE = {(0, 0): TileConfig(CoreShape(24, 6, w_bits=8, v_bits=12), lanes=16, dest
 @pytest.fixture(scope="module", params=["narrow", "wide"])
 def build(request):
     tiles = TILES if request.param == "narrow" else WIDE
-    return link_build(Chip(cols=2, rows=1, tiles=tiles), output_depth=8,
+    return link_build(Chip(cols=2, rows=1, tiles=tiles), output_depth=8, encoder=True,
                       label=f"link-2x1-{request.param}")
 
 
@@ -184,15 +185,20 @@ def test_rtl_host_link_equals_model(build, base_seed):
                       for x in (rng.randrange(2) for _ in range(rng.randint(0, 10)))]
             payload = (rng.randint(0, 2)).to_bytes(2, "little") + b"".join(
                 e.to_bytes(2, "little") for e in events)
-            if rng.random() < 0.5:
+            roll = rng.random()
+            tiles = rng.randint(1, 3)
+            limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
+            if roll < 0.4:
                 [(_, status, answer)] = s.send(s.request(Command.RUN, payload), what="RUN")
-            else:   # the same input to one tile or both, each axon on every tile named
-                tiles = rng.randint(1, 3)
-                limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
+            elif roll < 0.7:   # the same input to one tile or both, each axon on every tile named
                 axons = [rng.randrange(limit) for _ in range(rng.randint(0, 10))]
                 [(_, status, answer)] = s.send(s.request(
                     Command.INPUT, input_payload(tiles, rng.randint(0, 2), axons)),
                     what="INPUT")
+            else:              # pixels, the spikes drawn by the chip
+                [(_, status, answer)] = s.send(s.request(Command.ENCODE, ENCODE_HEAD.pack(
+                    tiles, rng.randint(0, 2), rng.getrandbits(32)) + random_groups(rng, limit)),
+                    what="ENCODE")
             assert status == Status.OK, (seed, status)
             if rng.random() < 0.5:
                 [(_, _, answer)] = s.send(s.request(
@@ -253,6 +259,16 @@ def test_rtl_host_link_equals_model(build, base_seed):
             "address-input-axon": s.request(Command.INPUT, input_payload(
                 3, 1, [0, 7, info.tiles[1].axons, 2])),
             "address-input-axon-high": s.request(Command.INPUT, input_payload(1, 0, [1 << 15])),
+            "length-encode-head": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)[:-1]),
+            "length-encode-value": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)
+                                             + bytes([0b1001, 200])),
+            "argument-encode": s.request(Command.ENCODE, ENCODE_HEAD.pack(0, 1, 9) + b"\x01\x80"),
+            "argument-encode-ticks": s.request(Command.ENCODE,
+                                               ENCODE_HEAD.pack(1, MAX_RUN_TICKS + 1, 9)),
+            "address-encode-tile": s.request(Command.ENCODE, ENCODE_HEAD.pack(4, 1, 9)),
+            # Tile 1 has 8 axons: axon 8 of the pair is off it (tile 0 has 24).
+            "address-encode-axon": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)
+                                             + bytes([0xFF]) + bytes(range(1, 9)) + b"\x01\xff"),
             "garbage": bytes(rng.getrandbits(8) | 1 for _ in range(40)) + bytes([END]),
         }
         for name, data in bad.items():
@@ -269,6 +285,9 @@ def test_rtl_host_link_equals_model(build, base_seed):
         [(_, status, _)] = s.send(s.request(Command.INPUT, input_payload(
             1, 0, [info.tiles[1].axons])), what="input after bad")
         assert status == Status.OK, f"a good INPUT refused after bad ones (seed {seed})"
+        [(_, status, _)] = s.send(s.request(Command.ENCODE, ENCODE_HEAD.pack(1, 1, 9)
+                                            + bytes([0x81, 255, 255])), what="encode after bad")
+        assert status == Status.OK, f"a good ENCODE refused after bad ones (seed {seed})"
         assert s.snapshot() != before
         assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",
                                "ARGUMENT", "ADDRESS", "SEQUENCE"}, s.naks
@@ -325,8 +344,8 @@ def _valid_request(s, rng):
     size = info.tiles[t].regions[region]
     offset = rng.randrange(size)
     count = rng.randint(1, min(size - offset, 6))
-    kind = rng.choice(["WRITE", "READ", "FILL", "RUN", "RUN", "INPUT", "OUTPUTS", "OUTPUTS",
-                       "STATUS", "RESET", "INFO"])
+    kind = rng.choice(["WRITE", "READ", "FILL", "RUN", "RUN", "INPUT", "ENCODE", "OUTPUTS",
+                       "OUTPUTS", "STATUS", "RESET", "INFO"])
     if kind == "WRITE":
         if region == Region.REGISTER:   # sane parameters, so that the network keeps spiking
             return s.request(Command.WRITE, _address(t, region, 3) + bytes(wb))
@@ -349,6 +368,12 @@ def _valid_request(s, rng):
         limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
         return s.request(Command.INPUT, input_payload(
             tiles, rng.randint(0, 2), [rng.randrange(limit) for _ in range(rng.randint(0, 6))]))
+    if kind == "ENCODE":
+        tiles = rng.randint(1, 3)
+        limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
+        return s.request(Command.ENCODE, ENCODE_HEAD.pack(tiles, rng.randint(0, 2),
+                                                          rng.getrandbits(32))
+                         + random_groups(rng, limit))
     if kind == "OUTPUTS":
         # All pending or none: a part of one tick's events would depend on the order they
         # reached the link (docs/semantics.md, "Output order"), which differs from the model's.

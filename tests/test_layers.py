@@ -29,7 +29,7 @@ LAYERS = {
     **{f"firmware.{name}": 2 for name in ("protocol", "model", "image", "mnist")},
     **{f"sim.{name}": 3 for name in (
         "link_model", "runner", "scenario", "core_rtl", "chip_rtl", "link_rtl", "link_fast",
-        "formal", "golden_chip")},
+        "formal", "golden_chip", "link_uart")},
     **{f"sim.benches.{name}": 3 for name in (
         "streams", "core_bench", "chip_bench", "link_bench", "uart_netlist_bench")},
     **{f"firmware.{name}": 3 for name in ("mapper", "compiler", "driver", "energy")},
@@ -37,7 +37,7 @@ LAYERS = {
         "targets", "cli", "cli_args", "run", "shard", "verify", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
         "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
-    **{f"sim.{name}": 4 for name in ("demo", "benchmarks", "standin")},
+    **{f"sim.{name}": 4 for name in ("demo", "benchmarks", "standin", "board_timing")},
     **{f"boards.{name}": 4 for name in ("clocks", "synthesis", "top", "build", "netlist")},
 }
 
@@ -54,8 +54,8 @@ ONLY = {
     "sim.encoding": ("hdl.abi",),
     "sim.chip": ("hdl.abi", "sim.golden"),
     "firmware.protocol": ("hdl.abi",),
-    "firmware.driver": ("hdl.abi", "sim.golden", "sim.chip", "firmware.protocol",
-                        "firmware.image"),
+    "firmware.driver": ("hdl.abi", "sim.golden", "sim.chip", "sim.encoding",
+                        "firmware.protocol", "firmware.image"),
 }
 
 

@@ -82,7 +82,7 @@ def train_command(data, config: TrainConfig, output, *, name: str | None = None,
         "val_accuracy": golden["accuracy"], "val_correct": golden["correct"],
         "val_count": golden["images"], "trainer_val_accuracy": result.val_accuracy,
         "slice": slice_report, "profile": profile, "golden": golden["golden"],
-        "eval_seed": config.eval_seed,
+        "eval_seed": config.eval_seed, "encoder": config.encoder,
         "train_seconds": result.seconds, "eval_seconds": time.perf_counter() - start,
         "history": result.history,
     }

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...sim.encoding import check_encoder
+
 
 __all__ = ["TrainConfig"]
 
@@ -58,6 +60,9 @@ class TrainConfig:
         Seeds everything (weights, batches, shifts, training spike trains).
     eval_seed : int
         The encoder seed of the validation runs.
+    encoder : str
+        The rate encoder of training and validation (``sim.encoding.ENCODERS``), recorded in
+        the exported model: ``"xorshift32"`` for the chip's own.
     """
     hidden: int | tuple[int, ...] = 128
     recurrent: bool = False
@@ -78,6 +83,7 @@ class TrainConfig:
     init_gain: float = 1.0
     seed: int = 0
     eval_seed: int = 0
+    encoder: str = "pcg64"
 
     def validate(self) -> TrainConfig:
         """Check every field; raises ValueError naming the field."""
@@ -108,6 +114,7 @@ class TrainConfig:
         integer("shift", 0, 8)
         integer("seed", 0)
         integer("eval_seed", 0)
+        check_encoder(self.encoder)
         for name in ("lr", "qat_lr", "slope", "logit_scale", "init_gain"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...sim.encoding import rate_encode
+from ...sim.encoding import encode
 from ..model import Model
 from .data import _check_data, _check_indices
 
@@ -16,7 +16,7 @@ __all__ = ["golden_evaluate"]
 def golden_evaluate(model: Model, images, labels, indices=None, *, steps: int | None = None,
                     seed: int = 0, profile: str = "icebreaker") -> dict:
     """Accuracy of ``model`` on the golden model, as ``spikefab run --target golden`` measures
-    it: rate-encoded with ``seed`` keyed on ``indices``, compiled for ``profile`` and run on
+    it: rate-encoded with the model's encoder and ``seed``, keyed on ``indices``, compiled for ``profile`` and run on
     :class:`spikefab.firmware.driver.GoldenChip` (the golden chip model).
 
     A model that does not fit ``profile`` runs on :meth:`Model.forward` instead (the integer
@@ -39,7 +39,8 @@ def golden_evaluate(model: Model, images, labels, indices=None, *, steps: int | 
         chip.load(image)
     correct, predictions = 0, []
     for lo in range(0, len(images), 1000):
-        spikes = rate_encode(images[lo:lo + 1000], steps, seed, indices[lo:lo + 1000])
+        spikes = encode(images[lo:lo + 1000], steps, seed, indices[lo:lo + 1000],
+                        encoder=model.encoder)
         decided = (chip.run(spikes).predictions if chip is not None
                    else model.forward(spikes).predictions)
         predictions.append(decided)

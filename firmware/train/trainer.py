@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...sim.encoding import rate_encode
+from ...sim.encoding import encode
 from ...sim.golden import decode
 from ...hdl.abi import ResetMode
 from ..model import Layer, Model
@@ -135,7 +135,8 @@ def _export(layers: list[_Layer], config: TrainConfig, name: str) -> Model:
                         bias=layer.bias.astype(np.int64),
                         recurrent=None if layer.recurrent is None
                         else layer.recurrent.astype(np.int64)) for layer in layers],
-                 w_bits=config.w_bits, v_bits=config.v_bits, steps=config.steps, name=name)
+                 w_bits=config.w_bits, v_bits=config.v_bits, steps=config.steps, name=name,
+                 encoder=config.encoder)
 
 
 def _accuracy(layers: list[_Layer], spikes: np.ndarray, labels: np.ndarray,
@@ -210,8 +211,8 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
     params = _init_params(sizes, rng, config.init_gain, recurrent)
     flat_params = [p for layer in params for p in layer]
     decay_mask = [k != 1 for layer in params for k in range(len(layer))]   # not the biases
-    val_spikes = (rate_encode(val_images, config.steps, config.eval_seed, val_indices)
-                  if has_val else None)
+    val_spikes = (encode(val_images, config.steps, config.eval_seed, val_indices,
+                         encoder=config.encoder) if has_val else None)
     report = _Progress(progress, config.epochs)
     scale = config.logit_scale / config.steps
     float_epochs = config.epochs - config.qat
@@ -250,8 +251,8 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
                     dx = rng.integers(-config.shift, config.shift + 1, size=len(pick))
                     dy = rng.integers(-config.shift, config.shift + 1, size=len(pick))
                     batch_images = shift_images(batch_images, dx, dy)
-                return pick, pool.submit(rate_encode, batch_images, config.steps, epoch_seed,
-                                         indices[pick])
+                return pick, pool.submit(encode, batch_images, config.steps, epoch_seed,
+                                         indices[pick], encoder=config.encoder)
 
             upcoming = encode(0)
             for k in range(batches):
