@@ -38,8 +38,9 @@ from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, COUNTER_BITS, EVENT, INPUT_HEAD, 
 from ..sim.encoding import Pixels
 from ..sim.golden import decode
 from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, encode_payload, frame,
-                       input_payload, outputs_payload, parse_body, parse_run_answer,
-                       read_payload, run_payload, unpack_outputs, write_payload)
+                       input_payload, outputs_payload, parse_body, parse_encode_answer,
+                       parse_run_answer, read_payload, run_payload, unpack_outputs,
+                       write_payload)
 
 __all__ = ["LinkError", "Transport", "SerialTransport", "Link", "LinkCounters", "image_frames",
            "RunResult", "check_spikes", "ChipBase", "LinkChip"]
@@ -477,41 +478,50 @@ class LinkChip(ChipBase):
         sops_each = np.zeros(count, np.int64) if per_image else None
         cycles_each = np.zeros(count, np.int64) if per_image else None
         sops_before, cycles_before = sops0, status0.cycles
+        # With the encoder, an image is one ENCODE that clears the chip, runs the image and
+        # its drain ticks, and answers with its outputs and the first output tile's membranes.
+        reported = image.outputs[0]
+        report = (info.tile_index(*reported.tile), reported.count)
         for b in range(count):
-            requests = [(Command.RESET, b"")]
             encode = None
             if pixels is not None and info.encoder and steps <= MAX_RUN_TICKS:
                 encode = encode_payload(input_tiles, steps, int(pixels.states[b]),
-                                        pixels.images[b])
-                if len(encode) <= MAX_PAYLOAD:
-                    requests.append((Command.ENCODE, encode))
-                else:
+                                        pixels.images[b], drain=image.drain_ticks, clear=True,
+                                        report=report)
+                if len(encode) > MAX_PAYLOAD:
                     encode = None   # too many pixels for a frame: their spikes instead
-            if encode is None:
-                requests += self._spike_requests(
+            final = {}
+            if encode is not None:
+                [answer] = link.batch([(Command.ENCODE, encode)])
+                last_tick, pending, got, membranes = parse_encode_answer(answer, report[1])
+                final[0] = membranes
+            else:
+                requests = [(Command.RESET, b"")] + self._spike_requests(
                     spikes[:, b] if pixels is None else pixels.image_spikes(b), one_tile,
                     input_tiles)
-            if image.drain_ticks:
-                requests.append((Command.RUN, run_payload(image.drain_ticks)))
-            answers = link.batch(requests)
-            last_tick, pending = parse_run_answer(answers[-1])
+                if image.drain_ticks:
+                    requests.append((Command.RUN, run_payload(image.drain_ticks)))
+                last_tick, pending = parse_run_answer(link.batch(requests)[-1])
+                got = []
             first_tick = last_tick - steps - image.drain_ticks   # ticks count from the image
-            events = []
+            pending -= len(got)
             while pending:
-                got = unpack_outputs(link.request(Command.OUTPUTS,
-                                                  outputs_payload(min(pending, MAX_OUTPUTS))))
-                events += [(x, y, n, (tick - first_tick) & TICK_MASK) for x, y, n, tick in got]
-                pending -= len(got)
+                more = unpack_outputs(link.request(Command.OUTPUTS,
+                                                   outputs_payload(min(pending, MAX_OUTPUTS))))
+                got += more
+                pending -= len(more)
+            events = [(x, y, n, (tick - first_tick) & TICK_MASK) for x, y, n, tick in got]
             outputs.append(events)
             for x, y, neuron, _ in events:
                 c = class_of.get((x, y, neuron))
                 if c is not None:
                     counts[b, c] += 1
-            for o in image.outputs:
-                tile = info.tile_index(*o.tile)
-                words = link.read(tile, Region.MEMBRANE, 0, o.count)
-                final_v[b, o.first:o.first + o.count] = [
-                    to_signed(w, info.tiles[tile].v_bits) for w in words]
+            for k, o in enumerate(image.outputs):
+                if k not in final:
+                    tile = info.tile_index(*o.tile)
+                    final[k] = [to_signed(w, info.tiles[tile].v_bits)
+                                for w in link.read(tile, Region.MEMBRANE, 0, o.count)]
+                final_v[b, o.first:o.first + o.count] = final[k]
             if per_image:
                 sops_now, cycles_now = self._sops(), link.status().cycles
                 sops_each[b] = sops_now - sops_before

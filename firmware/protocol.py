@@ -50,7 +50,8 @@ READ              tile, region, offset (u32), count (u16)            word x coun
 FILL              tile, region, offset (u32), count (u32), word      (none)
 RUN               ticks (u16), event (u16) x n  (n >= 0)             ticks (u32), pending (u16)
 INPUT             tiles (u64), ticks (u16), axon (u16) x n           ticks (u32), pending (u16)
-ENCODE            tiles (u64), ticks (u16), state (u32), groups      ticks (u32), pending (u16)
+ENCODE            tiles (u64), ticks (u16), state (u32), drain (u16),  ticks (u32), pending (u16)
+                  flags (u8), tile (u8), count (u16), groups         [, output x k, v x count]
 OUTPUTS           max (u16)                                          output (4 bytes) x k
 STATUS            (none)                                             :class:`LinkStatus` bytes
 RESET             (none)                                             (none)
@@ -77,7 +78,15 @@ RESET             (none)                                             (none)
   byte, bit ``b`` of group ``k`` standing for axon ``8 k + b``, then a value byte for each set
   bit (:func:`~spikefab.hdl.abi.parse_pixel_groups`). INPUT's checks apply to the tiles and
   the ticks; groups that do not end with the payload are ``LENGTH``, an axon a tile lacks
-  ``ADDRESS`` (nothing injected).
+  ``ADDRESS`` (nothing injected). Then ``drain`` ticks without input (at most
+  :data:`~spikefab.hdl.abi.MAX_RUN_TICKS`). Flags (:class:`~spikefab.hdl.abi.EncodeFlag`):
+  ``CLEAR`` does first what RESET does; ``REPORT`` adds to the answer the first
+  :func:`~spikefab.hdl.abi.report_outputs` ``(count)`` pending output events, taken as
+  OUTPUTS takes them, and the membranes of neurons ``0 .. count - 1`` of ``tile`` (1 to
+  :data:`~spikefab.hdl.abi.MAX_REPORT` of them, ``ADDRESS`` past the tile's neurons),
+  :data:`~spikefab.hdl.abi.REPORT_BYTES` bytes each, two's complement. ``tile`` and ``count``
+  mean nothing without ``REPORT``. With both flags, one request runs a whole image: its
+  answer is all the host needs, and sent again it gives the same answer.
 * OUTPUTS takes up to ``max`` output events off the chip's output queue (oldest first), each
   an :data:`~spikefab.hdl.abi.OutputRecord`; ``max`` is at most :data:`MAX_OUTPUTS`. The events
   it answers with stay in the queue, no longer pending, until the next request that passes
@@ -96,7 +105,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, ENCODE_HEAD, END, ESC, ESC_END,
-                       ESC_ESC, EVENT,
+                       ESC_ESC, EVENT, REPORT_BYTES, EncodeFlag,
                        FILL_COUNT, INPUT_HEAD, MAX_FRAME, MAX_PAYLOAD, OUTPUT_BYTES, OUTPUTS_MAX,
                        OVERHEAD, READ_COUNT, RUN_ANSWER, RUN_TICKS, TICK_BITS, Command, OutputRecord,
                        ProtocolError, Status, pack, pack_event_word, unpack, unpack_event_word)
@@ -104,7 +113,8 @@ from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, ENCODE_HEAD, END, ES
 __all__ = ["crc16", "slip_encode", "SlipDecoder", "frame", "parse_body", "MemoryRequest",
            "write_payload", "read_payload", "fill_payload", "parse_memory_request",
            "run_payload", "parse_run", "EVENTS_PER_RUN", "input_payload", "parse_input",
-           "AXONS_PER_INPUT", "pixel_groups", "encode_payload", "run_answer",
+           "AXONS_PER_INPUT", "pixel_groups", "encode_payload", "parse_encode_answer",
+           "run_answer",
            "parse_run_answer",
            "outputs_payload", "parse_outputs_request", "pack_outputs", "unpack_outputs"]
 
@@ -331,10 +341,32 @@ def pixel_groups(pixels) -> bytes:
     return bytes(out)
 
 
-def encode_payload(tiles: int, ticks: int, state: int, pixels) -> bytes:
+def encode_payload(tiles: int, ticks: int, state: int, pixels, *, drain: int = 0,
+                   clear: bool = False, report: tuple[int, int] | None = None) -> bytes:
     """An ENCODE: ``ticks`` ticks of the spikes the chip draws for ``pixels`` from the
-    generator state ``state``, each spike an axon of every tile of the bit set ``tiles``."""
-    return ENCODE_HEAD.pack(tiles, ticks, state) + pixel_groups(pixels)
+    generator state ``state``, each spike an axon of every tile of the bit set ``tiles``; then
+    ``drain`` ticks; ``clear`` first, and ``report`` ``(tile, count)`` membranes."""
+    flags = (EncodeFlag.CLEAR if clear else 0) | (EncodeFlag.REPORT if report else 0)
+    tile, count = report or (0, 0)
+    return (ENCODE_HEAD.pack(tiles, ticks, state, drain, flags, tile, count)
+            + pixel_groups(pixels))
+
+
+def parse_encode_answer(payload: bytes, count: int):
+    """``(ticks, pending, outputs, membranes)`` of the answer to an ENCODE that reported
+    ``count`` membranes (``outputs``: as :func:`unpack_outputs`; ``membranes``: signed)."""
+    head = RUN_ANSWER.size
+    v_bytes = REPORT_BYTES * count
+    if len(payload) < head + v_bytes or (len(payload) - head - v_bytes) % OUTPUT_BYTES:
+        raise ProtocolError(Status.LENGTH, f"an ENCODE answer of {len(payload)} bytes for "
+                                           f"{count} membranes")
+    ticks, pending = RUN_ANSWER.unpack_from(payload)
+    tail = payload[len(payload) - v_bytes:]
+    bits = 8 * REPORT_BYTES
+    membranes = [int.from_bytes(tail[k:k + REPORT_BYTES], "little") for k in
+                 range(0, v_bytes, REPORT_BYTES)]
+    membranes = [v - (1 << bits) if v >> (bits - 1) else v for v in membranes]
+    return ticks, pending, unpack_outputs(payload[head:len(payload) - v_bytes]), membranes
 
 
 def run_answer(ticks: int, pending: int) -> bytes:

@@ -8,14 +8,21 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .abi import (ADDRESS_BYTES, AXON_BITS, ENCODE_HEAD, ENCODER_DRAW, ENCODER_SHIFTS,
-                  INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, NO_SEQ, OUTPUT_BYTES, AERPacket, ChipInfo,
-                  Command, EventWord, OutputRecord, PacketKind, Region, Status)
+                  INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, MAX_PAYLOAD, MAX_REPORT, MAX_RUN_TICKS,
+                  NO_SEQ, OUTPUT_BYTES, REPORT_BYTES, RUN_ANSWER, AERPacket, ChipInfo, Command, EncodeFlag,
+                  EventWord, OutputRecord, PacketKind, Region, Status, report_outputs)
 from .core import Handshake
 from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
 from .host_link_frames import FRAME_ADDR_BITS, LENGTH_BITS, ReceivedFrame, response_layouts
 
 __all__ = ["chip_ports", "CommandExecutor"]
+
+#: :func:`~spikefab.hdl.abi.report_outputs` as the gateware computes it, with shifts and
+#: adds: ``(this - count - 2 count) >> 2``.
+MAX_PAYLOAD_FOR_REPORT = MAX_PAYLOAD - RUN_ANSWER.size
+assert REPORT_BYTES == 3 and OUTPUT_BYTES == 4 and all(
+    report_outputs(c) == (MAX_PAYLOAD_FOR_REPORT - 3 * c) >> 2 for c in range(MAX_REPORT + 1))
 
 
 def chip_ports(bus) -> dict:
@@ -86,7 +93,7 @@ class CommandExecutor(wiring.Component):
     piece : Out(stream.Signature(piece layout)), values : Out(values layout)
         To :class:`~spikefab.hdl.host_link_frames.ResponsePath` (the layouts of
         :func:`~spikefab.hdl.host_link_frames.response_layouts` for :attr:`pieces`).
-        ``select`` follows the state alone (:attr:`PIECE_STATES`).
+        ``select`` follows the state alone (:attr:`piece_states`).
     outputs : In(stream.Signature(AERPacket)), pending, taken : In(16), output_drops : In(32)
         From :class:`~spikefab.hdl.host_link_outputs.OutputQueue`.
     commit, rewind, clear, mark, rollback : Out(1), overflowed : In(1)
@@ -105,7 +112,8 @@ class CommandExecutor(wiring.Component):
         One cycle for every NAK sent.
     """
 
-    #: The states that send each piece of the response.
+    #: The states that send each piece of the response (:attr:`piece_states` adds the
+    #: encoder's).
     PIECE_STATES = {"ok": ("DECIDE", "RESPOND_OK", "RUN_ANSWER", "OUTPUTS_AGAIN"),
                     "nak": ("NAK",), "info": ("INFO_SEND",), "ticks": ("SEND_TICKS",),
                     "drops": ("STATUS_A",), "pending": ("PENDING",), "frames": ("STATUS_C",),
@@ -128,6 +136,12 @@ class CommandExecutor(wiring.Component):
         #: The pieces of the responses: name -> bytes.
         self.pieces = {"ok": 2, "nak": 3, "info": 1, "ticks": 4, "drops": 8, "pending": 2,
                        "frames": 4, "naks": 8, "word": info.word_bytes, "output": OUTPUT_BYTES}
+        self.piece_states = dict(self.PIECE_STATES)
+        if info.encoder:
+            # ENCODE's report: its outputs, then its membranes.
+            self.pieces["membrane"] = REPORT_BYTES
+            self.piece_states["output"] += ("REPORT_OUTPUTS",)
+            self.piece_states["membrane"] = ("REPORT_V",)
         piece, values = response_layouts(self.pieces)
         super().__init__({
             "frame": In(stream.Signature(ReceivedFrame)),
@@ -268,10 +282,20 @@ class CommandExecutor(wiring.Component):
         scan = SimpleNamespace(dry=Signal(), mask=Signal(8), group=Signal(range(MAX_FRAME)),
                                value=Signal(8), state=Signal(32), axon=Signal(AXON_BITS),
                                bad_length=Signal(), bad_axon=Signal(),
-                               end=Signal(FRAME_ADDR_BITS + 1))
+                               end=Signal(FRAME_ADDR_BITS + 1),
+                               # ENCODE's head after its tiles and ticks, gathered apart:
+                               # state, drain, flags, report tile and count.
+                               head=Signal(80, reset_less=True), verdict=Signal(4),
+                               drain=Signal(16), limit=Signal(range(MAX_OUTPUTS + 1)))
+        scan.reporting = C(0)
         if info.encoder:
             with m.If(self.request.command == Command.ENCODE):
                 m.d.comb += self.host_in.payload.body.event.axon.eq(scan.axon)
+            head = scan.head
+            scan.start_state, scan.drain_ticks = head[0:32], head[32:48]
+            scan.flags, scan.report_tile, scan.report_count = head[48:56], head[56:64], head[64:80]
+            scan.reporting = ((self.request.command == Command.ENCODE)
+                              & scan.flags[EncodeFlag.REPORT.bit_length() - 1])
 
         # For OUTPUTS' count (the events asked for, or as many as are queued): whether fewer
         # are asked for than are queued, and whether the count is none, registered (the
@@ -307,8 +331,8 @@ class CommandExecutor(wiring.Component):
         # conditions a state puts on its piece only gate the offer, so that the choice of the
         # byte, and whether it is the piece's last, do not wait for them (they come late: the
         # checks' verdicts, the counts).
-        assert s.sent == set(self.PIECE_STATES), s.sent
-        for name, states in self.PIECE_STATES.items():
+        assert s.sent == set(self.piece_states), s.sent
+        for name, states in self.piece_states.items():
             m.d.comb += self.piece.payload.select[name].eq(
                 Cat(*(fsm.ongoing(state) for state in states)).any())
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
@@ -339,12 +363,14 @@ class CommandExecutor(wiring.Component):
                      values.frames.eq(Cat(s.frames, s.bad_frames)),
                      values.naks.eq(Cat(s.naks, s.cycles_q, s.line_errors)),
                      values.word.eq(self.bus.resp.payload), values.output.eq(out_record)]
+        if self.info.encoder:
+            m.d.comb += values.membrane.eq(self.bus.resp.payload[:8 * REPORT_BYTES])
         s.sent = set()
 
         def send(name, last, next_state, when=None):
             """Offer the piece ``name`` of the response (the state's, in :attr:`PIECE_STATES`),
             the response's last if ``last``, then go to ``next_state`` (a state, or a function
-            that picks one). Returns the condition of the cycle the piece's last byte is taken.
+            that picks one); ``name`` and the state are one of :attr:`piece_states`. Returns the condition of the cycle the piece's last byte is taken.
             """
             s.sent.add(name)
             offer = C(1) if when is None else when
@@ -374,7 +400,8 @@ class CommandExecutor(wiring.Component):
                              s.length.eq(self.frame.payload.length),
                              rx_status.eq(self.frame.payload.status),
                              s.resetting.eq(0), s.inputting.eq(0),
-                             s.scan.bad_length.eq(0), s.scan.bad_axon.eq(0)]
+                             s.scan.bad_length.eq(0), s.scan.bad_axon.eq(0),
+                             s.scan.verdict.eq(Status.OK)]
                 m.next = "HEADER"
         with m.State("HEADER"):
             s.gather(12, "MEASURE", s.hdr[:12 * 8])
@@ -396,9 +423,9 @@ class CommandExecutor(wiring.Component):
                 # ENCODE's pixel groups, checked in a scan of their own before DECIDE: a frame
                 # with a bad one must change nothing, not even the output queue's commit.
                 with m.If((cmd == Command.ENCODE) & (rx_status == Status.OK)):
-                    m.d.sync += [ptr.eq(2 + ENCODE_HEAD.size), s.scan.group.eq(0),
-                                 s.scan.dry.eq(1), s.scan.end.eq(s.length - 2)]
-                    m.next = "SCAN_GROUP"
+                    m.d.sync += [ptr.eq(2 + INPUT_HEAD.size), s.scan.dry.eq(1),
+                                 s.scan.end.eq(s.length - 2)]
+                    m.next = "ENCODE_HEAD"
         with m.State("DECIDE"):
             m.d.sync += [tile.eq(tile_f), region.eq(region_f), offset.eq(offset_f)]
             with m.If(s.refused):
@@ -412,6 +439,10 @@ class CommandExecutor(wiring.Component):
             with m.Elif(s.runs & ~self.events_ok):
                 m.d.sync += status.eq(Status.ADDRESS)
                 m.next = "NAK"
+            with m.Elif(s.scan.verdict != Status.OK):
+                # Only ENCODE's check sets it: its drain, flags or report.
+                m.d.sync += status.eq(s.scan.verdict)
+                m.next = "NAK"
             with m.Elif(s.scan.bad_length | s.scan.bad_axon):
                 # Only ENCODE's scan sets these: groups cut short, or an axon off a tile.
                 m.d.sync += status.eq(Mux(s.scan.bad_length, Status.LENGTH, Status.ADDRESS))
@@ -419,7 +450,11 @@ class CommandExecutor(wiring.Component):
             with m.Elif(s.skip):
                 # The first answer again, nothing executed.
                 with m.Switch(cmd):
-                    with m.Case(Command.RUN, Command.INPUT, Command.ENCODE):
+                    with m.Case(Command.RUN, Command.INPUT):
+                        m.next = "RUN_ANSWER"
+                    with m.Case(Command.ENCODE):
+                        # Its report's outputs go out again, as a repeated OUTPUTS's do.
+                        m.d.comb += self.rewind.eq(1)
                         m.next = "RUN_ANSWER"
                     with m.Case(Command.OUTPUTS):
                         m.d.comb += self.rewind.eq(1)
@@ -464,11 +499,14 @@ class CommandExecutor(wiring.Component):
                         m.next = "EVENTS"
                     if self.info.encoder:
                         with m.Case(Command.ENCODE):
-                            m.d.comb += self.mark.eq(1)
-                            m.d.sync += [ptr.eq(2 + INPUT_HEAD.size), s.ticks_left.eq(p(8, 2)),
-                                         s.inputting.eq(1), s.input_tiles.eq(p(0, 8)),
-                                         s.scan.dry.eq(0)]
-                            m.next = "ENCODE_STATE"
+                            m.d.sync += [s.ticks_left.eq(p(8, 2)), s.inputting.eq(1),
+                                         s.input_tiles.eq(p(0, 8)), s.scan.dry.eq(0)]
+                            with m.If(s.scan.flags[EncodeFlag.CLEAR.bit_length() - 1]):
+                                # RESET's work first; its FLUSH comes back to ENCODE_START.
+                                m.d.sync += s.resetting.eq(1)
+                                m.next = "WAIT_QUIET"
+                            with m.Else():
+                                m.next = "ENCODE_START"
                     with m.Case(Command.OUTPUTS):
                         m.d.sync += remaining.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
                         send("ok", s.outputs_none, "OUTPUTS")
@@ -512,9 +550,13 @@ class CommandExecutor(wiring.Component):
             with m.Else():
                 m.next = "PENDING"
 
+        reporting = s.scan.reporting
+
         def after_pending():
             with m.If(is_status):
                 m.next = "STATUS_C"
+            with m.Elif(reporting):
+                m.next = "REPORT_COUNT"
             with m.Else():
                 m.next = "FINISH"
 
@@ -523,7 +565,7 @@ class CommandExecutor(wiring.Component):
         with m.State("STATUS_A"):
             send("drops", 0, "PENDING")
         with m.State("PENDING"):
-            send("pending", ~is_status, after_pending)
+            send("pending", ~is_status & ~reporting, after_pending)
         with m.State("STATUS_C"):
             send("frames", 0, "STATUS_D")
         with m.State("STATUS_D"):
@@ -642,6 +684,9 @@ class CommandExecutor(wiring.Component):
         with m.State("FLUSH"):
             m.d.comb += self.clear.eq(1)
             m.next = "RESPOND_OK"
+            if info.encoder:
+                with m.If(s.cmd == Command.ENCODE):
+                    m.next = "ENCODE_START"
 
     def _encoder_logic(self, m, scan):
         """ENCODE's combinational parts, outside the state machine: the generator's next state
@@ -662,14 +707,39 @@ class CommandExecutor(wiring.Component):
         DECIDE), then once per tick to draw each pixel's spike and inject it (to every tile of
         the set, as INPUT's axons), then the tick. Three cycles per byte read (the frame
         buffer's latency, as :func:`gather`'s), one per packet injected."""
-        scan, ptr, j = s.scan, s.ptr, s.j
+        info, scan, ptr, j = self.info, s.scan, s.ptr, s.j
         start = 2 + ENCODE_HEAD.size
         drawn, axon = scan.drawn, scan.next_axon
-        with m.State("ENCODE_STATE"):
-            s.gather(4, "ENCODE_TICK", scan.state)
+        # The head's fields after the tiles and ticks, checked (those two are the request
+        # checker's), then the groups' dry scan.
+        with m.State("ENCODE_HEAD"):
+            s.gather(10, "ENCODE_CHECK", scan.head)
+        with m.State("ENCODE_CHECK"):
+            tile_neurons = Array(Const(t.neurons, 16) for t in info.tiles)
+            report = scan.flags[EncodeFlag.REPORT.bit_length() - 1]
+            with m.If((scan.drain_ticks > MAX_RUN_TICKS)
+                      | (scan.flags & ~Const(EncodeFlag.CLEAR | EncodeFlag.REPORT, 8) != 0)
+                      | (report & ((scan.report_count == 0)
+                                   | (scan.report_count > MAX_REPORT)))):
+                m.d.sync += scan.verdict.eq(Status.ARGUMENT)
+            with m.Elif(report & ((scan.report_tile >= len(info.tiles))
+                                  | (scan.report_count > tile_neurons[scan.report_tile]))):
+                m.d.sync += scan.verdict.eq(Status.ADDRESS)
+            m.d.sync += [ptr.eq(start), scan.group.eq(0),
+                         scan.limit.eq((MAX_PAYLOAD_FOR_REPORT - scan.report_count
+                                        - (scan.report_count << 1)) >> 2)]
+            m.next = "SCAN_GROUP"
+        with m.State("ENCODE_START"):
+            # After RESET's work if asked: this run's outputs are kept all or none from here.
+            m.d.comb += self.mark.eq(1)
+            m.d.sync += [s.resetting.eq(0), scan.state.eq(scan.start_state),
+                         scan.drain.eq(scan.drain_ticks)]
+            m.next = "ENCODE_TICK"
         with m.State("ENCODE_TICK"):
             with m.If(s.ticks_left == 0):
-                m.next = "WAIT_QUIET"
+                # Then the drain ticks, as RUN's.
+                m.d.sync += [s.ticks_left.eq(scan.drain), scan.drain.eq(0)]
+                m.next = "TICKS"
             with m.Else():
                 m.d.sync += [ptr.eq(start), scan.group.eq(0)]
                 m.next = "SCAN_GROUP"
@@ -712,3 +782,30 @@ class CommandExecutor(wiring.Component):
             with m.If(self.tick.ready):
                 m.d.sync += s.ticks_left.eq(s.ticks_left - 1)
                 m.next = "ENCODE_TICK"
+
+        # The report, after the answer's ticks and pending: as many outputs as fit beside the
+        # membranes, then the membranes, read through the chip bus as READ does.
+        remaining, outputs, req = s.remaining, self.outputs, self.bus.req.payload
+        with m.State("REPORT_COUNT"):
+            m.d.sync += remaining.eq(Mux(self.pending < scan.limit, self.pending, scan.limit))
+            m.next = "REPORT_OUTPUTS"
+        with m.State("REPORT_OUTPUTS"):
+            with m.If(remaining == 0):
+                m.d.sync += [s.tile.eq(scan.report_tile), s.region.eq(Region.MEMBRANE),
+                             s.offset.eq(0), remaining.eq(scan.report_count)]
+                m.next = "REPORT_REQUEST"
+            with m.Else():
+                with m.If(s.send("output", 0, "REPORT_OUTPUTS", when=outputs.valid)):
+                    m.d.comb += outputs.ready.eq(1)
+                    m.d.sync += remaining.eq(remaining - 1)
+        with m.State("REPORT_REQUEST"):
+            m.d.comb += [self.bus.req.valid.eq(1), req.write.eq(0)]
+            with m.If(self.bus.req.ready):
+                m.next = "REPORT_V"
+        with m.State("REPORT_V"):
+            last = remaining == 1
+            with m.If(s.send("membrane", last, "REPORT_REQUEST", when=self.bus.resp.valid)):
+                m.d.comb += self.bus.resp.ready.eq(1)
+                m.d.sync += [s.offset.eq(s.offset + 1), remaining.eq(remaining - 1)]
+                with m.If(last):
+                    m.next = "FINISH"

@@ -9,8 +9,9 @@ divisor, receive queue and link timeout come from the board's top (``boards/top.
 passes between an answer's last stop bit and the next request's start bit (a real USB-serial
 adapter and its operating system add latency per request, not modelled).
 
-An image's time is that of its requests (RESET, one RUN per tick, the drain RUN, OUTPUTS, the
-READ of the output membranes), split into wire in (the host sending), wire out (the chip
+An image's time is that of its requests (RESET; its input: one ENCODE of its pixels to a chip
+with the encoder, else a RUN of its spikes per tick; the drain RUN; OUTPUTS; the READ of the
+output membranes), split into wire in (the host sending), wire out (the chip
 sending) and the chip alone (neither line busy); the STATUS and counter reads a run starts and
 ends with are not counted. Every result is checked against the golden model.
 """
@@ -74,29 +75,26 @@ def board_timing_figures(board: str, model: str, *, images: int = 10,
                          baud: int = 3_000_000, first: int = 0, seed: int = 0,
                          profile: str | None = None) -> dict:
     """Images ``first`` .. ``first + images - 1`` of the bundled slice, with ``model`` compiled
-    for ``board``'s chip (or ``profile``), through the UART-accurate simulation at ``baud``.
+    for ``board``'s chip (or ``profile``), through the UART-accurate simulation at ``baud``. The
+    images go as ``spikefab run`` sends them (``firmware/run.py``: ``prepare``): as pixels, one
+    ENCODE each, to a chip that draws a model's spikes itself, else as spikes, RUN's events.
 
     Returns the per-image means: clock cycles, seconds at the board's clock, images/s, and the
     split: ``wire_in_ms`` (host sending), ``wire_out_ms`` (chip sending), ``chip_ms`` (neither
-    line busy), bytes each way, requests; ``equals_golden`` (every prediction, output count,
-    output event, final membrane and synaptic-op count equals the golden model's);
-    ``sim_seconds`` (wall time of the run, load excluded)."""
+    line busy), bytes each way, requests; ``input`` (``"pixels"`` or ``"spikes"``);
+    ``equals_golden`` (every prediction, output count, output event, final membrane and
+    synaptic-op count equals the golden model's); ``sim_seconds`` (wall time of the run, load
+    excluded)."""
     from ..firmware.driver import Link, LinkChip
-    from ..firmware.mnist import bundled_slice
-    from ..firmware.run import load_network
-    from .encoding import rate_encode
+    from ..firmware.run import prepare
     from .golden_chip import GoldenChip
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     build = board_uart_build(board, profile=profile, baud=baud)
     chip_profile = build.profile
-    image, steps = load_network(model, profile=chip_profile.name, seed=seed)
-    data = bundled_slice()
-    if first < 0 or first + images > len(data.labels):
-        raise ValueError(f"first {first}, images {images}: the bundled slice has "
-                         f"{len(data.labels)} images")
-    chosen = slice(first, first + images)
-    spikes = rate_encode(data.images[chosen], steps, seed, data.indices[chosen])
+    work = prepare(model=model, data=None, split="test", first=first, count=images, steps=None,
+                   seed=seed, profile=chip_profile.name, board=None)
+    image, steps, spikes = work.image, work.steps, work.spikes
     golden = GoldenChip(chip_profile.info())
     golden.load(image)
     want = golden.run(spikes)
@@ -140,21 +138,24 @@ def board_timing_figures(board: str, model: str, *, images: int = 10,
         "overlap_ms": (per["rx_busy"] + per["tx_busy"] + per["quiet"] - per["cycles"]) * ms,
         "bytes_in_per_image": per["sent"], "bytes_out_per_image": per["received"],
         "requests_per_image": sum(len(s) for s in spans) / images,
-        "correct": int((got.predictions == data.labels[chosen]).sum()),
+        "input": "pixels" if any(e.command == Command.ENCODE for s in spans for e in s)
+                 else "spikes",
+        "correct": int((got.predictions == work.labels).sum()),
         "equals_golden": equal, "sim_seconds": sim_seconds,
     }
 
 
 def board_timing_table(rows: list[dict]) -> str:
     """:func:`board_timing_figures` rows as a Markdown table."""
-    lines = ["| board (clock, baud) | model (T) | images | cycles/image | ms/image | "
+    lines = ["| board (clock, baud) | model (T), input | images | cycles/image | ms/image | "
              "images/s | wire in ms | chip ms | wire out ms | bytes in / out per image | "
              "requests/image | RTL == golden |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['board']} ({r['clock_hz'] / 1e6:g} MHz, {r['baud'] / 1e6:g} Mbaud: "
-            f"{r['divisor']} cycles/bit) | {r['model']} ({r['steps']}) | {r['images']} | "
+            f"{r['divisor']} cycles/bit) | {r['model']} ({r['steps']}), {r['input']} | "
+            f"{r['images']} | "
             f"{r['cycles_per_image']:,.0f} | {r['seconds_per_image'] * 1e3:.3f} | "
             f"{r['images_per_second']:,.1f} | {r['wire_in_ms']:.3f} | {r['chip_ms']:.3f} | "
             f"{r['wire_out_ms']:.3f} | {r['bytes_in_per_image']:,.0f} / "

@@ -22,6 +22,7 @@ from ..firmware.protocol import (SlipDecoder, frame, pack_outputs, parse_body,
                                  parse_input, parse_memory_request, parse_outputs_request,
                                  parse_run, run_answer)
 from ..hdl.abi import (COUNTER_BITS, COUNTERS, MAX_OUTPUTS, MAX_RUN_TICKS, NO_SEQ, REGISTERS,
+                       REPORT_BYTES, report_outputs,
                        ROUTE_INDEX_BITS, TICK_BITS, ChipInfo, Command, CoreMemoryMap, LinkStatus,
                        ProtocolError, Region, Register, ResetMode, RouteDest, RouteEntry, Status,
                        unpack_route_dest, unpack_route_entry)
@@ -95,6 +96,7 @@ class LinkModel:
         self.frames = self.bad_frames = self.naks = 0
         self.repeats = self.timeouts = 0
         self._last = None   # (seq, command) of the last request answered OK
+        self._reported = None   # the last ENCODE's report: (tile, count), or None
         self._model = None   # built on RUN, dropped on any memory access
         self._ticks = 0
         self._mesh_drops = 0
@@ -191,8 +193,12 @@ class LinkModel:
 
     def _answer_again(self, command: Command) -> bytes:
         """A repeat's answer, the first one's again, without executing anything."""
-        if command in (Command.RUN, Command.INPUT, Command.ENCODE):
+        if command in (Command.RUN, Command.INPUT):
             return run_answer(self._ticks, len(self.outputs))
+        if command is Command.ENCODE:
+            # Its report's outputs go out again (rewound): as many pending as the first time.
+            answer = run_answer(self._ticks, len(self.taken) + len(self.outputs))
+            return answer + (self._report() if self._reported else b"")
         if command is Command.OUTPUTS:
             return pack_outputs(self.taken)
         return b""
@@ -206,11 +212,7 @@ class LinkModel:
         if command is Command.STATUS:
             return self.status().encode()
         if command is Command.RESET:
-            self._sync_out()
-            for k in range(len(self.tiles)):
-                self._v[k][:] = 0
-                self._i[k][:] = 0
-            self.outputs.clear()
+            self._reset()
             return b""
         if command in (Command.WRITE, Command.READ, Command.FILL):
             request = parse_memory_request(command, payload, wb)
@@ -232,14 +234,39 @@ class LinkModel:
             self._run(info.input_events(tiles, axons), ticks)
             return run_answer(self._ticks, len(self.outputs))
         if command is Command.ENCODE:
-            ticks, _, per_tick = info.encode_events(payload)
-            self._run((), ticks, per_tick)
-            return run_answer(self._ticks, len(self.outputs))
+            request = info.encode_events(payload)
+            if request.clear:
+                self._reset()
+            self._run((), request.ticks + request.drain, request.events)
+            answer = run_answer(self._ticks, len(self.outputs))
+            self._reported = request.report
+            if request.report:
+                most = report_outputs(request.report[1])
+                self.taken, self.outputs = self.outputs[:most], self.outputs[most:]
+                answer += self._report()
+            return answer
         if command is Command.OUTPUTS:
             most = parse_outputs_request(payload)
             self.taken, self.outputs = self.outputs[:most], self.outputs[most:]
             return pack_outputs(self.taken)
         raise AssertionError(command)
+
+    def _reset(self) -> None:
+        """RESET's work: membranes and accumulators zeroed, the output queue emptied."""
+        self._sync_out()
+        for k in range(len(self.tiles)):
+            self._v[k][:] = 0
+            self._i[k][:] = 0
+        self.outputs.clear()
+
+    def _report(self) -> bytes:
+        """An ENCODE's report: the outputs it took, then the membranes it names."""
+        tile, count = self._reported
+        self._sync_out()
+        mask = (1 << 8 * REPORT_BYTES) - 1
+        return pack_outputs(self.taken) + b"".join(
+            (self._read(tile, Region.MEMBRANE, n) & mask).to_bytes(REPORT_BYTES, "little")
+            for n in range(count))
 
     def status(self) -> LinkStatus:
         short = SHORT_COUNTER_MASK
@@ -344,7 +371,7 @@ class LinkModel:
             model.cores[x, y].deliver([axon])
         produced = []
         for t in range(ticks):
-            for x, y, axon in (per_tick[t] if per_tick else ()):
+            for x, y, axon in (per_tick[t] if per_tick and t < len(per_tick) else ()):
                 model.cores[x, y].deliver([axon])
             produced += [(x, y, neuron, tick & ((1 << TICK_BITS) - 1))
                          for x, y, neuron, tick in model.step()[0]]

@@ -12,8 +12,8 @@ from collections import Counter
 from conftest import record_checked
 from spikefab.firmware.protocol import (SlipDecoder, crc16, frame, parse_body, slip_encode,
                                         unpack_outputs)
-from spikefab.hdl.abi import (END, ESC, MAX_OUTPUTS, ChipInfo, Command, CoreShape, LinkStatus,
-                              Region, Status, pack_event_word)
+from spikefab.hdl.abi import (ENCODE_HEAD, END, ESC, MAX_OUTPUTS, ChipInfo, Command, CoreShape,
+                              EncodeFlag, LinkStatus, Region, Status, pack_event_word)
 from spikefab.hdl.chip import TileConfig
 from spikefab.hdl.host_link import chip_info
 from spikefab.sim.link_model import LinkModel
@@ -285,3 +285,16 @@ def random_groups(rng: random.Random, limit: int) -> bytes:
         out.append(mask)
         out += bytes(group[b] for b in range(len(group)) if mask >> b & 1)
     return bytes(out) + bytes(rng.choice([0, 0, 0, 1, 2]))
+
+
+def random_encode(rng: random.Random, info: ChipInfo, *, most_ticks: int = 2) -> bytes:
+    """An ENCODE payload the chip accepts: any tiles, ticks, drain, state and flags (a report
+    of any of a tile's membranes), and :func:`random_groups`."""
+    tiles = rng.randint(1, (1 << len(info.tiles)) - 1)
+    limit = min(info.tiles[k].axons for k in range(len(info.tiles)) if tiles >> k & 1)
+    flags = rng.choice([0, 0, EncodeFlag.CLEAR, EncodeFlag.REPORT,
+                        EncodeFlag.CLEAR | EncodeFlag.REPORT])
+    tile = rng.randrange(len(info.tiles))
+    count = rng.randint(1, info.tiles[tile].neurons) if flags & EncodeFlag.REPORT else 0
+    return ENCODE_HEAD.pack(tiles, rng.randint(0, most_ticks), rng.getrandbits(32),
+                            rng.randint(0, 2), flags, tile, count) + random_groups(rng, limit)

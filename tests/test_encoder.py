@@ -14,15 +14,16 @@ import pytest
 from spikefab.firmware.mnist import bundled_slice
 from spikefab.firmware.protocol import (SlipDecoder, encode_payload, frame, parse_body,
                                         pixel_groups)
-from spikefab.hdl.abi import (ENCODE_HEAD, MAX_RUN_TICKS, Clocking, Command, ProtocolError,
-                              Region, Status, encoder_step, parse_pixel_groups)
+from spikefab.hdl.abi import (ENCODE_HEAD, MAX_REPORT, MAX_RUN_TICKS, Clocking, Command,
+                              EncodeFlag, ProtocolError, Region, Status, encoder_step,
+                              parse_pixel_groups)
 from spikefab.hdl.profiles import get_profile
 from spikefab.sim.encoding import chip_encode, encode, encoder_draws, encoder_state, rate_encode
 from spikefab.sim.link_fast import FastLink
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import link_build
 
-from link_client import random_groups, random_pixels
+from link_client import random_encode, random_pixels
 from test_host_link_rtl import Session, _address, _spiking_network
 
 
@@ -75,11 +76,12 @@ def test_chip_encode_is_what_encode_asks_the_chip_for():
             == rate_encode(images, steps, seed, indices)).all()
     for k, (image, index) in enumerate(zip(images, indices)):
         payload = encode_payload(0b01, steps, encoder_state(seed, index), image.reshape(-1))
-        ticks, state, events = info.encode_events(payload)
-        assert (ticks, state) == (steps, encoder_state(seed, index))
+        request = info.encode_events(payload)
+        assert (request.ticks, request.drain, request.clear, request.report) == (
+            steps, 0, False, None)
         for t in range(steps):
-            assert {(x, y) for x, y, _ in events[t]} <= {(0, 0)}
-            drawn = sorted(axon for _, _, axon in events[t])
+            assert {(x, y) for x, y, _ in request.events[t]} <= {(0, 0)}
+            drawn = sorted(axon for _, _, axon in request.events[t])
             assert drawn == np.flatnonzero(spikes[t, k]).tolist(), (k, t)
     with pytest.raises(ValueError, match="unknown encoder 'lfsr'"):
         encode(images, steps, seed, encoder="lfsr")
@@ -88,12 +90,26 @@ def test_chip_encode_is_what_encode_asks_the_chip_for():
 def test_encode_refusals_in_the_chips_order():
     info = get_profile("tiny").info()
     limit = min(t.axons for t in info.tiles)           # both tiles: 16 axons
-    ok = ENCODE_HEAD.pack(3, 2, 5)
+
+    def head(tiles=3, ticks=2, drain=0, flags=0, report=(0, 0)):
+        return ENCODE_HEAD.pack(tiles, ticks, 5, drain, flags, *report)
+
+    ok = head()
+    both = EncodeFlag.CLEAR | EncodeFlag.REPORT
     cases = {
         "head short": (ok[:-1], Status.LENGTH),
-        "no tile": (ENCODE_HEAD.pack(0, 2, 5) + b"\x01", Status.ARGUMENT),
-        "too many ticks": (ENCODE_HEAD.pack(1, MAX_RUN_TICKS + 1, 5), Status.ARGUMENT),
-        "tile past the last": (ENCODE_HEAD.pack(4, 1, 5) + b"\x01\x05", Status.ADDRESS),
+        "no tile": (head(0) + b"\x01", Status.ARGUMENT),
+        "too many ticks": (head(1, ticks=MAX_RUN_TICKS + 1), Status.ARGUMENT),
+        "tile past the last": (head(4) + b"\x01\x05", Status.ADDRESS),
+        # The tiles before the rest of the head: ADDRESS before ARGUMENT here.
+        "tile past the last, bad flags": (head(4, flags=8), Status.ADDRESS),
+        "too many drain ticks": (head(drain=MAX_RUN_TICKS + 1), Status.ARGUMENT),
+        "unknown flag": (head(flags=4), Status.ARGUMENT),
+        "report of none": (head(flags=both, report=(0, 0)), Status.ARGUMENT),
+        "report of too many": (head(flags=both, report=(0, MAX_REPORT + 1)), Status.ARGUMENT),
+        "report past the tiles": (head(flags=EncodeFlag.REPORT, report=(2, 1)), Status.ADDRESS),
+        "report past the neurons": (head(flags=EncodeFlag.REPORT, report=(1, 9)),
+                                    Status.ADDRESS),
         "value missing": (ok + bytes([0b11, 9]), Status.LENGTH),
         "axon off the tiles": (ok + bytes(limit // 8) + b"\x01\x05", Status.ADDRESS),
         # Both wrong: the groups' form is judged before their axons.
@@ -102,8 +118,11 @@ def test_encode_refusals_in_the_chips_order():
     for name, (payload, status) in cases.items():
         with pytest.raises(ProtocolError) as e:
             info.encode_events(payload)
+            pytest.fail(f"{name}: accepted")
         assert e.value.status == status, name
-    assert info.encode_events(ok + bytes(limit // 8) + b"\x00")[0] == 2   # an empty group
+    assert info.encode_events(ok + bytes(limit // 8) + b"\x00").ticks == 2   # an empty group
+    # Without REPORT, the report's tile and count mean nothing.
+    assert info.encode_events(head(report=(7, 0))).report is None
     no_encoder = get_profile("icebreaker").info()
     with pytest.raises(ProtocolError) as e:
         no_encoder.encode_events(ok)
@@ -136,15 +155,12 @@ def test_rtl_encode_equals_model(tiny_build, base_seed):
         _spiking_network(s, rng)
         spikes = repeats = 0
         for _ in range(25):
-            tiles = rng.randint(1, 3)
-            limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
-            state = rng.choice([0, 1, rng.getrandbits(32)])
-            payload = ENCODE_HEAD.pack(tiles, rng.randint(0, 3), state) + random_groups(rng, limit)
-            request = s.request(Command.ENCODE, payload)
+            payload = bytearray(random_encode(rng, info, most_ticks=3))
+            payload[10:14] = rng.choice([0, 1, rng.getrandbits(32)]).to_bytes(4, "little")
+            request = s.request(Command.ENCODE, bytes(payload))
             [(_, status, answer)] = s.send(request, what="ENCODE")
             assert status == Status.OK, (seed, payload.hex())
-            _, _, events = info.encode_events(payload)
-            spikes += sum(map(len, events))
+            spikes += sum(map(len, info.encode_events(payload).events))
             if rng.random() < 0.3:
                 # Its answer "lost": sent again at once, answered again, not run again.
                 [(_, status, again)] = s.send(request, what="ENCODE repeated")
@@ -160,12 +176,13 @@ def test_rtl_encode_equals_model(tiny_build, base_seed):
         assert repeats, seed
 
         before = s.snapshot()
-        ok = ENCODE_HEAD.pack(3, 1, 7)
+        ok = ENCODE_HEAD.pack(3, 1, 7, 0, EncodeFlag.CLEAR, 0, 0)
         for name, payload in {
                 "value missing": ok + bytes([0b101, 9]),
                 "axon off a tile": ok + bytes(2) + b"\x01\x80",
                 "groups past the frame's end": ok + b"\xff" + bytes(7),
-                "no tile": ENCODE_HEAD.pack(0, 1, 7) + b"\x01\x80",
+                "no tile": ENCODE_HEAD.pack(0, 1, 7, 0, 0, 0, 0) + b"\x01\x80",
+                "report past the neurons": ENCODE_HEAD.pack(3, 1, 7, 0, EncodeFlag.REPORT, 1, 9),
                 "head short": ok[:-2]}.items():
             [(_, status, _)] = s.send(s.request(Command.ENCODE, payload), what=name)
             assert status != Status.OK, name

@@ -16,14 +16,14 @@ import pytest
 from spikefab.firmware.protocol import (SlipDecoder, frame, input_payload, parse_body,
                                         slip_encode)
 from spikefab.hdl.abi import (ENCODE_HEAD, END, ESC, MAX_FRAME, MAX_OUTPUTS, MAX_RUN_TICKS,
-                              Command, CoreShape, LinkStatus, Region, Register, Status,
-                              pack_event_word)
+                              REPORT_BYTES, RUN_ANSWER, Command, CoreShape, EncodeFlag,
+                              LinkStatus, Region, Register, Status, pack_event_word)
 from spikefab.hdl.chip import Chip, TileConfig
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import SimLink, link_build
 
 from conftest import record_checked
-from link_client import mutate, random_groups
+from link_client import mutate, random_encode
 
 TILES = {(0, 0): TileConfig(CoreShape(24, 6, w_bits=8, v_bits=12), lanes=4, destinations=16),
          (1, 0): TileConfig(CoreShape(8, 5, w_bits=4, v_bits=16), lanes=2, destinations=8)}
@@ -44,6 +44,21 @@ def build(request):
 
 def _address(tile, region, offset):
     return bytes([tile, region]) + offset.to_bytes(4, "little")
+
+
+def _sorted_report(request, answer):
+    """An ENCODE's answer with the output records of its report sorted."""
+    *_, flags, _, count = ENCODE_HEAD.unpack_from(request)
+    if not flags & EncodeFlag.REPORT:
+        return answer
+    end = len(answer) - REPORT_BYTES * count
+    records = sorted(answer[k:k + 4] for k in range(RUN_ANSWER.size, end, 4))
+    return answer[:RUN_ANSWER.size] + b"".join(records) + answer[end:]
+
+
+def _encode_head(tiles, *, ticks=1, drain=0, flags=0, report=(0, 0)):
+    """An ENCODE's head (its groups to follow), state 9."""
+    return ENCODE_HEAD.pack(tiles, ticks, 9, drain, flags, *report)
 
 
 class Session:
@@ -75,6 +90,9 @@ class Session:
                 # Outputs of one tick may leave the mesh in another order.
                 gp = sorted(gp[k:k + 4] for k in range(0, len(gp), 4))
                 wp = sorted(wp[k:k + 4] for k in range(0, len(wp), 4))
+            if wc == Status.OK and command == Command.ENCODE:
+                # Its report's outputs likewise (between the answer's head and membranes).
+                gp, wp = _sorted_report(body[2:-2], gp), _sorted_report(body[2:-2], wp)
             if wc == Status.OK and command == Command.STATUS:
                 # The cycle count aside: the model has no clock.
                 gp, wp = (dataclasses.replace(LinkStatus.decode(x), cycles=0) for x in (gp, wp))
@@ -196,9 +214,9 @@ def test_rtl_host_link_equals_model(build, base_seed):
                     Command.INPUT, input_payload(tiles, rng.randint(0, 2), axons)),
                     what="INPUT")
             else:              # pixels, the spikes drawn by the chip
-                [(_, status, answer)] = s.send(s.request(Command.ENCODE, ENCODE_HEAD.pack(
-                    tiles, rng.randint(0, 2), rng.getrandbits(32)) + random_groups(rng, limit)),
-                    what="ENCODE")
+                [(_, status, answer)] = s.send(s.request(Command.ENCODE,
+                                                         random_encode(rng, info)),
+                                               what="ENCODE")
             assert status == Status.OK, (seed, status)
             if rng.random() < 0.5:
                 [(_, _, answer)] = s.send(s.request(
@@ -259,15 +277,24 @@ def test_rtl_host_link_equals_model(build, base_seed):
             "address-input-axon": s.request(Command.INPUT, input_payload(
                 3, 1, [0, 7, info.tiles[1].axons, 2])),
             "address-input-axon-high": s.request(Command.INPUT, input_payload(1, 0, [1 << 15])),
-            "length-encode-head": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)[:-1]),
-            "length-encode-value": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)
+            "length-encode-head": s.request(Command.ENCODE, _encode_head(3)[:-1]),
+            "length-encode-value": s.request(Command.ENCODE, _encode_head(3)
                                              + bytes([0b1001, 200])),
-            "argument-encode": s.request(Command.ENCODE, ENCODE_HEAD.pack(0, 1, 9) + b"\x01\x80"),
+            "argument-encode": s.request(Command.ENCODE, _encode_head(0) + b"\x01\x80"),
             "argument-encode-ticks": s.request(Command.ENCODE,
-                                               ENCODE_HEAD.pack(1, MAX_RUN_TICKS + 1, 9)),
-            "address-encode-tile": s.request(Command.ENCODE, ENCODE_HEAD.pack(4, 1, 9)),
+                                               _encode_head(1, ticks=MAX_RUN_TICKS + 1)),
+            "argument-encode-drain": s.request(Command.ENCODE,
+                                               _encode_head(1, drain=MAX_RUN_TICKS + 1)),
+            "argument-encode-flags": s.request(Command.ENCODE, _encode_head(1, flags=4)),
+            "argument-encode-report-none": s.request(Command.ENCODE, _encode_head(
+                1, flags=EncodeFlag.REPORT, report=(0, 0))),
+            "address-encode-tile": s.request(Command.ENCODE, _encode_head(4)),
+            "address-encode-report-tile": s.request(Command.ENCODE, _encode_head(
+                1, flags=EncodeFlag.REPORT, report=(2, 1))),
+            "address-encode-report-count": s.request(Command.ENCODE, _encode_head(
+                1, flags=EncodeFlag.CLEAR | EncodeFlag.REPORT, report=(1, 6))),
             # Tile 1 has 8 axons: axon 8 of the pair is off it (tile 0 has 24).
-            "address-encode-axon": s.request(Command.ENCODE, ENCODE_HEAD.pack(3, 1, 9)
+            "address-encode-axon": s.request(Command.ENCODE, _encode_head(3)
                                              + bytes([0xFF]) + bytes(range(1, 9)) + b"\x01\xff"),
             "garbage": bytes(rng.getrandbits(8) | 1 for _ in range(40)) + bytes([END]),
         }
@@ -285,7 +312,7 @@ def test_rtl_host_link_equals_model(build, base_seed):
         [(_, status, _)] = s.send(s.request(Command.INPUT, input_payload(
             1, 0, [info.tiles[1].axons])), what="input after bad")
         assert status == Status.OK, f"a good INPUT refused after bad ones (seed {seed})"
-        [(_, status, _)] = s.send(s.request(Command.ENCODE, ENCODE_HEAD.pack(1, 1, 9)
+        [(_, status, _)] = s.send(s.request(Command.ENCODE, _encode_head(1)
                                             + bytes([0x81, 255, 255])), what="encode after bad")
         assert status == Status.OK, f"a good ENCODE refused after bad ones (seed {seed})"
         assert s.snapshot() != before
@@ -369,11 +396,7 @@ def _valid_request(s, rng):
         return s.request(Command.INPUT, input_payload(
             tiles, rng.randint(0, 2), [rng.randrange(limit) for _ in range(rng.randint(0, 6))]))
     if kind == "ENCODE":
-        tiles = rng.randint(1, 3)
-        limit = min(info.tiles[k].axons for k in range(2) if tiles >> k & 1)
-        return s.request(Command.ENCODE, ENCODE_HEAD.pack(tiles, rng.randint(0, 2),
-                                                          rng.getrandbits(32))
-                         + random_groups(rng, limit))
+        return s.request(Command.ENCODE, random_encode(rng, info))
     if kind == "OUTPUTS":
         # All pending or none: a part of one tick's events would depend on the order they
         # reached the link (docs/semantics.md, "Output order"), which differs from the model's.

@@ -20,8 +20,9 @@ __all__ = [
     "PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_RESIDUE", "MAX_FRAME",
     "OVERHEAD", "MAX_PAYLOAD", "OUTPUT_BYTES", "MAX_OUTPUTS", "ADDRESS", "READ_COUNT",
     "FILL_COUNT", "RUN_TICKS", "EVENT", "INPUT_TILES", "INPUT_HEAD", "RUN_ANSWER", "OUTPUTS_MAX",
-    "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ", "ENCODE_HEAD", "ENCODER_SHIFTS", "ENCODER_DRAW",
-    "encoder_step", "parse_pixel_groups",
+    "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ", "ENCODE_HEAD", "EncodeFlag", "MAX_REPORT",
+    "REPORT_BYTES", "report_outputs", "ENCODER_SHIFTS", "ENCODER_DRAW", "encoder_step",
+    "parse_pixel_groups", "EncodeRequest",
     "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
 ]
 
@@ -38,6 +39,12 @@ class Command(enum.IntEnum, shape=8):
     RESET = 0x08
     INPUT = 0x09
     ENCODE = 0x0A
+
+
+class EncodeFlag(enum.IntFlag, shape=8):
+    """ENCODE's flags: what it does beside drawing the spikes."""
+    CLEAR = 0x01    #: first what RESET does: membranes, accumulators and output queue emptied
+    REPORT = 0x02   #: the answer carries the outputs and the reported membranes
 
 
 class Status(enum.IntEnum, shape=8):
@@ -109,8 +116,10 @@ EVENT = struct.Struct("<H")          #: RUN: one :data:`EventWord`
 INPUT_TILES = struct.Struct("<Q")    #: INPUT: the tiles it feeds, bit ``y * cols + x``
 #: INPUT's fields before its axons: the tiles, then the ticks to run after injecting.
 INPUT_HEAD = struct.Struct("<QH")
-#: ENCODE's fields before its pixel groups: the tiles, the ticks, the generator's state.
-ENCODE_HEAD = struct.Struct("<QHI")
+#: ENCODE's fields before its pixel groups: the tiles, the ticks, the generator's state, the
+#: drain ticks, the :class:`EncodeFlag` bits, the tile and the count of the membranes it
+#: reports.
+ENCODE_HEAD = struct.Struct("<QHIHBBH")
 RUN_ANSWER = struct.Struct("<IH")    #: RUN's answer: the chip's tick count, outputs pending
 OUTPUTS_MAX = struct.Struct("<H")    #: OUTPUTS: most events to take
 #: The bytes of a memory address in WRITE/READ/FILL.
@@ -118,6 +127,17 @@ ADDRESS_BYTES = ADDRESS.size
 #: Most ticks one RUN or INPUT may ask for (more: ARGUMENT), so that every request is answered
 #: in bounded time: a host's timeout can then tell a lost answer from a long run.
 MAX_RUN_TICKS = 1024
+#: The bytes of a membrane in ENCODE's report: two's complement, v_bits <= 24.
+REPORT_BYTES = 3
+#: Most membranes one ENCODE may report (they and its answer's head must fit a frame).
+MAX_REPORT = (MAX_PAYLOAD - RUN_ANSWER.size) // REPORT_BYTES
+
+
+def report_outputs(count: int) -> int:
+    """Most output events an ENCODE's answer carries beside ``count`` reported membranes."""
+    return (MAX_PAYLOAD - RUN_ANSWER.size - REPORT_BYTES * count) // OUTPUT_BYTES
+
+
 #: ENCODE's spike generator: xorshift32 (Marsaglia 2003) with these shifts, ``x ^= x << a``,
 #: ``x ^= x >> b``, ``x ^= x << c``; each draw steps it once and takes its top
 #: :data:`ENCODER_DRAW` bits. A linear generator of three shifts and XORs: each next-state bit
@@ -309,21 +329,22 @@ class ChipInfo:
             events += [(x, y, axon) for x, y in places]
         return events
 
-    def encode_events(self, payload: bytes) -> tuple[int, int, list[list[tuple[int, int, int]]]]:
-        """What an ENCODE request stands for: ``(ticks, state, events)``, ``events[t]`` the
-        events injected before tick ``t``. Each tick, the generator (:func:`encoder_step`,
-        from the request's ``state``) steps once for each pixel of the groups, in axon order;
-        the pixel spikes iff the draw (the state's top :data:`ENCODER_DRAW` bits) is below its
-        value, and a spike is its axon's event on every tile of ``tiles``, as INPUT's are.
-        Raises :class:`ProtocolError` for what the chip refuses, in the chip's order: LENGTH
-        (no room for the head), ARGUMENT (no tile, too many ticks), ADDRESS (a tile past the
-        last), LENGTH (groups that do not end with the payload), ADDRESS (an axon some tile of
-        the set lacks)."""
+    def encode_events(self, payload: bytes) -> "EncodeRequest":
+        """What an ENCODE request stands for (:class:`EncodeRequest`). Each of its ``ticks``
+        ticks, the generator (:func:`encoder_step`, from the request's ``state``) steps once
+        for each pixel of the groups, in axon order; the pixel spikes iff the draw (the
+        state's top :data:`ENCODER_DRAW` bits) is below its value, and a spike is its axon's
+        event on every tile of ``tiles``, as INPUT's are. Raises :class:`ProtocolError` for
+        what the chip refuses, in the chip's order: LENGTH (no room for the head), ARGUMENT
+        (no tile, too many ticks), ADDRESS (a tile past the last), ARGUMENT (too many drain
+        ticks, an unknown flag, a report of no membrane or of more than :data:`MAX_REPORT`),
+        ADDRESS (a report of membranes the tile lacks), LENGTH (groups that do not end with
+        the payload), ADDRESS (an axon some tile of the set lacks)."""
         if not self.encoder:
             raise ProtocolError(Status.COMMAND, "this chip has no encoder (INFO's features)")
         if len(payload) < ENCODE_HEAD.size:
             raise ProtocolError(Status.LENGTH, f"ENCODE payload of {len(payload)} bytes")
-        tiles, ticks, state = ENCODE_HEAD.unpack_from(payload)
+        tiles, ticks, state, drain, flags, tile, count = ENCODE_HEAD.unpack_from(payload)
         if tiles == 0:
             raise ProtocolError(Status.ARGUMENT, "ENCODE names no tile")
         if ticks > MAX_RUN_TICKS:
@@ -331,6 +352,16 @@ class ChipInfo:
         if tiles >> len(self.tiles):
             raise ProtocolError(Status.ADDRESS, f"ENCODE names tiles past the last of "
                                                 f"{len(self.tiles)} (mask 0x{tiles:x})")
+        if drain > MAX_RUN_TICKS:
+            raise ProtocolError(Status.ARGUMENT, f"ENCODE of {drain} drain ticks")
+        if flags & ~int(EncodeFlag.CLEAR | EncodeFlag.REPORT):
+            raise ProtocolError(Status.ARGUMENT, f"ENCODE flags 0x{flags:02x}")
+        report = bool(flags & EncodeFlag.REPORT)
+        if report and not 1 <= count <= MAX_REPORT:
+            raise ProtocolError(Status.ARGUMENT, f"ENCODE reporting {count} membranes")
+        if report and (tile >= len(self.tiles) or count > self.tiles[tile].neurons):
+            raise ProtocolError(Status.ADDRESS, f"ENCODE reporting {count} membranes of tile "
+                                                f"{tile}")
         entries = parse_pixel_groups(payload[ENCODE_HEAD.size:])
         self.input_events(tiles, [axon for axon, _ in entries])   # ADDRESS for a missing axon
         places = [(k % self.cols, k // self.cols) for k in range(len(self.tiles))
@@ -344,7 +375,22 @@ class ChipInfo:
                 if x >> shift < value:
                     tick += [(px, py, axon) for px, py in places]
             events.append(tick)
-        return ticks, state, events
+        return EncodeRequest(ticks, drain, bool(flags & EncodeFlag.CLEAR),
+                             (tile, count) if report else None, events)
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    """An ENCODE, checked (:meth:`ChipInfo.encode_events`): first what RESET does if
+    ``clear``; then ``ticks`` ticks, ``events[t]`` injected before tick ``t``; then ``drain``
+    ticks without input. Answered as RUN is, and with ``report`` (a ``(tile, count)``) also
+    with the first :func:`report_outputs` ``(count)`` output events pending and the
+    membranes of neurons ``0 .. count - 1`` of that tile, :data:`REPORT_BYTES` each."""
+    ticks: int
+    drain: int
+    clear: bool
+    report: tuple[int, int] | None
+    events: list
 
 
 @dataclass(frozen=True)
