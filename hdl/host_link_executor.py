@@ -553,12 +553,12 @@ class CommandExecutor(wiring.Component):
         reporting = s.scan.reporting
 
         def after_pending():
+            m.next = "FINISH"
+            if self.info.encoder:
+                with m.If(reporting):
+                    m.next = "REPORT_COUNT"
             with m.If(is_status):
                 m.next = "STATUS_C"
-            with m.Elif(reporting):
-                m.next = "REPORT_COUNT"
-            with m.Else():
-                m.next = "FINISH"
 
         with m.State("SEND_TICKS"):
             send("ticks", 0, after_ticks)

@@ -15,7 +15,7 @@ import pytest
 
 from spikefab.firmware.cli import main
 from spikefab.firmware.run import prepare, run_images
-from spikefab.firmware.shard import ShardError, merge, run_sharded, shards
+from spikefab.firmware.shard import ShardError, image_part, merge, run_sharded, shards
 from spikefab.firmware.verify import compare
 from spikefab.sim.golden_chip import GoldenChip
 
@@ -38,7 +38,7 @@ def test_merged_shards_equal_one_golden_run():
     chip = GoldenChip(work.image.chip_profile().info())
     chip.load(work.image)
     whole = chip.run(work.spikes, per_image=True)
-    parts = [chip.run(work.spikes[:, p.start:p.stop], per_image=True) for p in shards(9, 2)]
+    parts = [chip.run(image_part(work.spikes, p), per_image=True) for p in shards(9, 2)]
     merged = merge(parts, target="golden", seconds=0.0)
     assert compare(whole, merged) == []
     assert merged.sops == whole.sops == int(whole.sops_per_image.sum())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...sim.encoding import encode
+from ...sim.encoding import encode as encode_spikes
 from ...sim.golden import decode
 from ...hdl.abi import ResetMode
 from ..model import Layer, Model
@@ -211,8 +211,8 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
     params = _init_params(sizes, rng, config.init_gain, recurrent)
     flat_params = [p for layer in params for p in layer]
     decay_mask = [k != 1 for layer in params for k in range(len(layer))]   # not the biases
-    val_spikes = (encode(val_images, config.steps, config.eval_seed, val_indices,
-                         encoder=config.encoder) if has_val else None)
+    val_spikes = (encode_spikes(val_images, config.steps, config.eval_seed, val_indices,
+                                encoder=config.encoder) if has_val else None)
     report = _Progress(progress, config.epochs)
     scale = config.logit_scale / config.steps
     float_epochs = config.epochs - config.qat
@@ -251,8 +251,8 @@ def train(images, labels, *, config: TrainConfig = TrainConfig(), val_images=Non
                     dx = rng.integers(-config.shift, config.shift + 1, size=len(pick))
                     dy = rng.integers(-config.shift, config.shift + 1, size=len(pick))
                     batch_images = shift_images(batch_images, dx, dy)
-                return pick, pool.submit(encode, batch_images, config.steps, epoch_seed,
-                                         indices[pick], encoder=config.encoder)
+                return pick, pool.submit(encode_spikes, batch_images, config.steps,
+                                         epoch_seed, indices[pick], encoder=config.encoder)
 
             upcoming = encode(0)
             for k in range(batches):
