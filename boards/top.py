@@ -94,7 +94,8 @@ class BoardTop(Elaboratable):
         self.system = ChipSystem(self.profile.chip(clocking=Clocking.SINGLE),
                                  output_depth=self.profile.output_depth,
                                  timeout_log2=self.timeout_log2,
-                                 encoder=self.profile.encoder)
+                                 encoder=self.profile.encoder,
+                                 rx_queue=self.profile.rx_queue)
 
     def make_pll(self, clock_mhz: float):
         raise NotImplementedError

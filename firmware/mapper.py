@@ -230,7 +230,8 @@ def _generate(model: Model, style: BoardChip | None, lanes: int, memory: MemoryS
         cols=cols, rows=rows, host=path[0], tiles=configs, output_depth=output_depth,
         router_fifo_depth=style.router_fifo_depth if style else 2,
         dsp_counters=style.dsp_counters if style else False,
-        board=style.board if style else None, encoder=style.encoder if style else True)
+        board=style.board if style else None, encoder=style.encoder if style else True,
+        rx_queue=style.rx_queue if style else 0)
     if style is not None and style.lut_ram and style.blocks(profile) > style.block_count:
         # Short of block RAM: the small memories to LUT RAM, on logic the board has to spare.
         profile = replace(profile, description=profile.description + ", small memories in LUT RAM",

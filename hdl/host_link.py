@@ -22,6 +22,7 @@ The protocol is defined once, in :mod:`spikefab.firmware.protocol`; this is its 
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .abi import CORE_REGIONS, AERPacket, ChipInfo, CoreMemoryMap, TileInfo
@@ -35,7 +36,7 @@ __all__ = ["chip_info", "FrameReceiver", "FrameSender", "ResponseByte", "HostLin
 
 
 def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int,
-              encoder: bool = False) -> ChipInfo:
+              encoder: bool = False, rx_queue: int = 0) -> ChipInfo:
     """What INFO answers for a chip of these parameters (those of :class:`Chip`, with
     ``tiles`` mapping ``(x, y)`` to :class:`~spikefab.hdl.chip.TileConfig`): derived from the
     same memory maps and bus layout the gateware uses."""
@@ -50,7 +51,7 @@ def chip_info(*, cols: int, rows: int, host, tiles: dict, output_depth: int,
                               config.shape.v_bits, config.lanes, config.shape.events_per_tick,
                               mm.data_bits, tuple(regions)))
     return ChipInfo(cols, rows, tuple(host), (data_bits + 7) // 8, output_depth, tuple(infos),
-                    encoder)
+                    encoder, rx_queue)
 
 
 class HostLink(wiring.Component):
@@ -68,6 +69,10 @@ class HostLink(wiring.Component):
     encoder : bool
         Draw spikes from pixels on the chip (the ENCODE command): the executor's scan of a
         frame's pixel groups and its generator.
+    rx_queue : int
+        Bytes queued (a block RAM) in front of the frame receiver, which takes none while it
+        holds a frame: with it a host sends the next requests while the chip executes and
+        answers one (0: none).
 
     Members
     -------
@@ -87,18 +92,23 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21,
-                 encoder: bool = False):
+                 encoder: bool = False, rx_queue: int = 0):
         if not isinstance(chip, Chip):
             raise TypeError(f"chip must be a Chip, not {chip!r}")
         if isinstance(output_depth, bool) or not isinstance(output_depth, int) \
                 or not 1 <= output_depth <= 4096:
             raise ValueError(f"output_depth must be an integer in [1, 4096], "
                              f"not {output_depth!r}")
+        if isinstance(rx_queue, bool) or not isinstance(rx_queue, int) \
+                or not 0 <= rx_queue <= 0xFFFF:
+            raise ValueError(f"rx_queue must be an integer in [0, 65535], not {rx_queue!r}")
         self.chip = chip
         self.output_depth = output_depth
+        self.rx_queue = rx_queue
         self.timeout_log2 = timeout_log2
         self.info = chip_info(cols=chip.cols, rows=chip.rows, host=chip.host, tiles=chip.tiles,
-                              output_depth=output_depth, encoder=bool(encoder))
+                              output_depth=output_depth, encoder=bool(encoder),
+                              rx_queue=rx_queue)
         bus_signature = chip.signature.members["bus"].signature.flip()
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -126,7 +136,14 @@ class HostLink(wiring.Component):
         # A request: its bytes into the receiver, checked as they are stored (RUN's events);
         # the frame to the executor, which reads it from the receiver's buffer and has its
         # header checked.
-        wiring.connect(m, wiring.flipped(self.rx), receiver.bytes)
+        if self.rx_queue:
+            m.submodules.rx_queue = rx_queue = SyncFIFOBuffered(width=8, depth=self.rx_queue)
+            wiring.connect(m, wiring.flipped(self.rx), rx_queue.w_stream)
+            wiring.connect(m, rx_queue.r_stream, receiver.bytes)
+            queued = rx_queue.r_rdy
+        else:
+            wiring.connect(m, wiring.flipped(self.rx), receiver.bytes)
+            queued = 0
         m.d.comb += [run_events.store.eq(receiver.store),
                      run_events.store_addr.eq(receiver.store_addr),
                      run_events.store_data.eq(receiver.store_data),
@@ -164,5 +181,5 @@ class HostLink(wiring.Component):
 
         m.d.comb += [self.nak.eq(executor.nak),
                      self.busy.eq(executor.busy | receiver.frame.valid | sender.busy
-                                  | response.response.valid)]
+                                  | response.response.valid | queued)]
         return m

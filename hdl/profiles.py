@@ -67,6 +67,8 @@ class ChipProfile:
         The board a generated chip was made for (:data:`BOARD_CHIPS`), if any.
     encoder : bool
         The host link draws spikes from pixels (ENCODE; INFO's features say so).
+    rx_queue : int
+        Bytes of requests the host link queues while it executes one (INFO says how many).
     """
     name: str
     description: str
@@ -80,6 +82,7 @@ class ChipProfile:
     for_tests: bool = False
     board: str | None = None
     encoder: bool = False
+    rx_queue: int = 0
 
     def __post_init__(self):
         want = {(x, y) for y in range(self.rows) for x in range(self.cols)}
@@ -98,7 +101,8 @@ class ChipProfile:
     def info(self) -> ChipInfo:
         """What the chip of this profile answers to INFO."""
         return chip_info(cols=self.cols, rows=self.rows, host=self.host, tiles=self.tiles,
-                         output_depth=self.output_depth, encoder=self.encoder)
+                         output_depth=self.output_depth, encoder=self.encoder,
+                         rx_queue=self.rx_queue)
 
     def to_dict(self) -> dict:
         """Everything the chip is generated from, as JSON-ready values (a chip image records
@@ -115,7 +119,7 @@ class ChipProfile:
                 "rows": self.rows, "host": list(self.host), "tiles": tiles,
                 "output_depth": self.output_depth, "router_fifo_depth": self.router_fifo_depth,
                 "dsp_counters": self.dsp_counters, "for_tests": self.for_tests,
-                "board": self.board, "encoder": self.encoder}
+                "board": self.board, "encoder": self.encoder, "rx_queue": self.rx_queue}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChipProfile":
@@ -139,7 +143,8 @@ class ChipProfile:
                        router_fifo_depth=int(d["router_fifo_depth"]),
                        dsp_counters=bool(d["dsp_counters"]), for_tests=bool(d["for_tests"]),
                        board=None if d.get("board") is None else str(d["board"]),
-                       encoder=bool(d.get("encoder", False)))
+                       encoder=bool(d.get("encoder", False)),
+                       rx_queue=int(d.get("rx_queue", 0)))
         except KeyError as exc:
             raise ValueError(f"a chip description without {exc.args[0]!r}") from None
         except (TypeError, AttributeError) as exc:
@@ -176,7 +181,7 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
             (1, 0): TileConfig(CoreShape(128, 16, w_bits=8, v_bits=16), lanes=16,
                                memory=MemoryStyle.BLOCK, destinations=16, register_reads=True),
         },
-        encoder=True),
+        encoder=True, rx_queue=1024),
     ChipProfile(
         name="tiny",
         description="two small tiles (64 x 16 and 16 x 8) for fast tests",
@@ -188,7 +193,7 @@ PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
             (1, 0): TileConfig(CoreShape(16, 8, w_bits=8, v_bits=16), lanes=4,
                                memory=MemoryStyle.BLOCK, destinations=8),
         },
-        encoder=True),
+        encoder=True, rx_queue=64),
 )}
 
 
@@ -229,9 +234,11 @@ class BoardChip:
     lut_ram: bool = False         #: small memories may go to LUT RAM when block RAM is short
     spram_words: int = 0          #: words of the SPRAM (16-bit words, ``spram_count`` of them)
     spram_count: int = 0
-    #: the host link's encoder (ENCODE): where the device has the logic for it (the UP5K
-    #: has not: its chip leaves a few dozen of its 5,280 cells free)
+    #: the host link's encoder (ENCODE) and its queue of request bytes: where the device has
+    #: the logic for them (the UP5K has not: its chip leaves a few dozen of its 5,280 cells
+    #: free)
     encoder: bool = False
+    rx_queue: int = 0
 
     def _memory(self, depth: int, width: int) -> int:
         if depth <= self.lut_depth:
@@ -264,7 +271,8 @@ class BoardChip:
         """Block RAMs of the whole chip and its host link."""
         return (sum(self.tile_blocks(c) for c in profile.tiles.values())
                 + self._memory(MAX_FRAME, 8) + self._memory(profile.output_depth,
-                                                           AERPacket.size))
+                                                           AERPacket.size)
+                + (self._memory(profile.rx_queue, 8) if profile.rx_queue else 0))
 
     def spram_fits(self, config: TileConfig) -> bool:
         """Whether a core's synapses fit the SPRAMs: words as wide as the core's lanes of
@@ -285,7 +293,7 @@ BOARD_CHIPS: dict[str, BoardChip] = {b.board: b for b in (
     BoardChip(board="ulx3s-85f", lanes=16, output_lanes=16, spram=False, register_reads=True,
               router_fifo_depth=2, dsp_counters=False, max_cores=16, block_count=208,
               block_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
-              lut_depth=64, lut_ram=True, encoder=True),
+              lut_depth=64, lut_ram=True, encoder=True, rx_queue=1024),
 )}
 
 

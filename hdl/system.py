@@ -25,6 +25,8 @@ class ChipSystem(wiring.Component):
         The link's inter-byte timeout (:class:`HostLink`).
     encoder : bool
         The link's encoder (:class:`HostLink`).
+    rx_queue : int
+        The link's queue of request bytes (:class:`HostLink`).
 
     Members
     -------
@@ -37,10 +39,10 @@ class ChipSystem(wiring.Component):
     """
 
     def __init__(self, chip: Chip, *, output_depth: int = 256, timeout_log2: int = 21,
-                 encoder: bool = False):
+                 encoder: bool = False, rx_queue: int = 0):
         self.chip = chip
         self.link = HostLink(chip, output_depth=output_depth, timeout_log2=timeout_log2,
-                             encoder=encoder)
+                             encoder=encoder, rx_queue=rx_queue)
         self.info = self.link.info
         super().__init__({
             "rx": In(stream.Signature(8)),

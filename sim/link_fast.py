@@ -240,5 +240,6 @@ class FastTransport(LinkTransport):
     def __init__(self, profile):
         chip = profile.chip(clocking=Clocking.SINGLE)
         build = link_build(chip, output_depth=profile.output_depth, encoder=profile.encoder,
+                           rx_queue=profile.rx_queue,
                            label=f"link-{profile.name}-{chip.clocking.value}")
         self.link = FastLink(build)

@@ -160,12 +160,12 @@ class ChunkedPort(wiring.Component):
 
 def link_build(chip, *, output_depth: int = 256, label: str = "link",
                one_clock: bool = False, timeout_log2: int = SIM_TIMEOUT_LOG2,
-               encoder: bool = False) -> RTLBuild:
+               encoder: bool = False, rx_queue: int = 0) -> RTLBuild:
     """The RTL build of ``chip`` behind its host link; ``one_clock`` runs every core on the
     mesh's clock (faster to simulate; no ``periods_ps`` then)."""
     from ..hdl.system import ChipSystem
     system = ChipSystem(chip, output_depth=output_depth, timeout_log2=timeout_log2,
-                        encoder=encoder)
+                        encoder=encoder, rx_queue=rx_queue)
     port = ChunkedPort(system, one_clock=one_clock,
                        power_on_reset=one_clock or not chip.domains)
     build = RTLBuild(port, label + ("-1clk" if one_clock else ""), ports_only=True)
@@ -313,5 +313,6 @@ class SimTransport(LinkTransport):
     def __init__(self, profile, *, periods_ps: dict | None = None):
         chip = profile.chip(clocking=Clocking.GALS if periods_ps else Clocking.SINGLE)
         build = link_build(chip, output_depth=profile.output_depth, encoder=profile.encoder,
+                           rx_queue=profile.rx_queue,
                            label=f"link-{profile.name}-{chip.clocking.value}")
         self.link = SimLink(build, periods_ps=periods_ps)

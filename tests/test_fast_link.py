@@ -26,6 +26,7 @@ from spikefab.sim.link_rtl import SimLink, link_build
 from spikefab.sim.runner import SimulationError
 
 from conftest import record_checked
+from link_client import random_encode
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,8 @@ def build():
     """The ``tiny`` profile's chip as the ``sim`` and ``cocotb`` targets build it."""
     profile = get_profile("tiny")
     chip = profile.chip(clocking=Clocking.SINGLE)
-    return link_build(chip, output_depth=profile.output_depth,
-                      label=f"link-{profile.name}-{chip.clocking.value}")
+    return link_build(chip, output_depth=profile.output_depth, encoder=profile.encoder,
+                      rx_queue=profile.rx_queue, label=f"link-{profile.name}-{chip.clocking.value}")
 
 
 def _address(tile, region, offset):
@@ -104,6 +105,11 @@ def _script(info, seed, timeout_log2):
                f"OUTPUTS {tick}")
         if tick % 4 == 1:
             s.send(s.request(Command.STATUS), f"STATUS {tick}")
+    # Images drawn by the chip's encoder, three in one exchange: the chip's queue takes the
+    # next ones while it runs one.
+    for k in range(3):
+        s.send(b"".join(s.request(Command.ENCODE, random_encode(rng, info)) for _ in range(3)),
+               f"three ENCODEs {k}")
     for t, tile in enumerate(info.tiles):
         s.send(s.request(Command.READ, _address(t, Region.MEMBRANE, 0)
                          + tile.neurons.to_bytes(2, "little")), f"membranes of tile {t}")

@@ -247,17 +247,21 @@ class ChipInfo:
     output_depth: int
     tiles: tuple[TileInfo, ...]   #: in tile order, ``y * cols + x``
     encoder: bool = False         #: the link draws spikes from pixels (ENCODE)
+    #: bytes the link queues ahead of the frame it holds: a host may send that many bytes of
+    #: requests beyond the one the chip executes (0: none; send a request only when the last
+    #: is answered)
+    rx_queue: int = 0
     version: int = PROTOCOL_VERSION
     magic: bytes = field(default=b"SPKF", repr=False)
 
-    #: ... ``output_depth``, then the features: bit 0, :attr:`encoder`.
-    _HEAD = "<4sBBBBBBHB"
+    #: ... ``output_depth``, then the features (bit 0, :attr:`encoder`), then :attr:`rx_queue`.
+    _HEAD = "<4sBBBBBBHBH"
     _FEATURES = 0x01
 
     def encode(self) -> bytes:
         head = struct.pack(self._HEAD, self.magic, self.version, self.cols, self.rows,
                            self.host[0], self.host[1], self.word_bytes, self.output_depth,
-                           int(self.encoder))
+                           int(self.encoder), self.rx_queue)
         return head + b"".join(t.encode() for t in self.tiles)
 
     @classmethod
@@ -268,8 +272,8 @@ class ChipInfo:
         if data[4] != PROTOCOL_VERSION:
             raise ProtocolError(Status.LENGTH, f"the chip speaks protocol version {data[4]}; "
                                                f"this driver speaks {PROTOCOL_VERSION}")
-        magic, version, cols, rows, hx, hy, word_bytes, depth, features = struct.unpack_from(
-            cls._HEAD, data)
+        (magic, version, cols, rows, hx, hy, word_bytes, depth, features,
+         rx_queue) = struct.unpack_from(cls._HEAD, data)
         if features & ~cls._FEATURES:
             raise ProtocolError(Status.LENGTH, f"INFO names features 0x{features:02x} this "
                                                f"driver does not know")
@@ -280,7 +284,7 @@ class ChipInfo:
         tiles = tuple(TileInfo.decode(data[head + k * size: head + (k + 1) * size])
                       for k in range(cols * rows))
         return cls(cols, rows, (hx, hy), word_bytes, depth, tiles, bool(features & 1),
-                   version, magic)
+                   rx_queue, version, magic)
 
     @property
     def max_read_words(self) -> int:
