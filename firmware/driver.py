@@ -26,6 +26,7 @@ one ENCODE each, carrying the pixels; to any other, as the spikes the encoder wo
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,6 +139,8 @@ LINE_NAKS = (Status.CRC, Status.SHORT, Status.OVERSIZE, Status.ESCAPE)
 _SPLITTABLE = (Command.WRITE, Command.RUN, Command.INPUT, Command.READ, Command.OUTPUTS)
 #: The smallest payload a frame is cut to on a bad line (bytes).
 MIN_FRAME_PAYLOAD = 24
+#: Requests a :meth:`Link.stream` hands a simulator at once.
+STREAM_BATCH = 16
 
 
 @dataclass
@@ -328,6 +331,52 @@ class Link:
     def request(self, command, payload=b"") -> bytes:
         return self.batch([(command, payload)])[0]
 
+    def stream(self, requests):
+        """The OK payload of each of ``requests``, in order, as they come: the next requests
+        are sent while the chip runs one, as many bytes ahead as its queue takes
+        (``info.rx_queue``), so that their bytes travel while it works and answers. Only for
+        requests that give the same answer when run twice (an ENCODE that clears the chip and
+        reports): over a line that loses an answer, the requests from that one on are sent
+        again one at a time, and some of them may have run already (the results are the
+        same; the chip's counters, synaptic ops among them, count both runs). A consumer that
+        stops early leaves answers on the line, which the next request skips."""
+        requests = list(requests)
+        if not hasattr(self.transport, "read_frame"):
+            # Nothing is lost: the chip's queue, and the simulator's hold on the line when it
+            # is full, pipeline a batch.
+            for k in range(0, len(requests), STREAM_BATCH):
+                yield from self.batch(requests[k:k + STREAM_BATCH])
+            return
+        room = self.info.rx_queue
+        sent = deque()        # (seq, command, payload, bytes): sent, not answered yet
+        k = 0
+        while k < len(requests) or sent:
+            while k < len(requests):
+                ahead = sum(len(data) for *_, data in list(sent)[1:])
+                seq = self._seq % 255 + 1
+                data = frame(seq, *requests[k])
+                if sent and ahead + len(data) > room:
+                    break
+                self._next_seq()
+                self.transport.send(data)
+                sent.append((seq, *requests[k], data))
+                k += 1
+            seq, command, payload, _ = sent.popleft()
+            outcome = self._answer(seq, command)
+            if isinstance(outcome, bytes):
+                self._line_ok()
+                yield outcome
+                continue
+            self._line_bad()
+            self.counters.retries += 1
+            # Every request sent after it may have run, or not: each again, alone.
+            again = [(command, payload)] + [(c, p) for _, c, p, _ in sent]
+            sent.clear()
+            if self.transport.drain():
+                self.counters.resyncs += 1
+            for command, payload in again:
+                yield self._over_the_line(command, payload)
+
     # Commands.
     def write_requests(self, tile, region, offset, words) -> list[tuple[int, bytes]]:
         wb = self.info.word_bytes
@@ -482,18 +531,37 @@ class LinkChip(ChipBase):
         # its drain ticks, and answers with its outputs and the first output tile's membranes.
         reported = image.outputs[0]
         report = (info.tile_index(*reported.tile), reported.count)
+        encodes = [None] * count
+        if pixels is not None and info.encoder and steps <= MAX_RUN_TICKS:
+            for b in range(count):
+                payload = encode_payload(input_tiles, steps, int(pixels.states[b]),
+                                         pixels.images[b], drain=image.drain_ticks,
+                                         clear=True, report=report)
+                # Too many pixels for a frame: their spikes instead.
+                encodes[b] = payload if len(payload) <= MAX_PAYLOAD else None
+        # Consecutive ENCODEs are streamed (the next sent while the chip runs one), unless
+        # every image's counters are read between them.
+        stream, stream_end = None, 0
         for b in range(count):
-            encode = None
-            if pixels is not None and info.encoder and steps <= MAX_RUN_TICKS:
-                encode = encode_payload(input_tiles, steps, int(pixels.states[b]),
-                                        pixels.images[b], drain=image.drain_ticks, clear=True,
-                                        report=report)
-                if len(encode) > MAX_PAYLOAD:
-                    encode = None   # too many pixels for a frame: their spikes instead
             final = {}
-            if encode is not None:
-                [answer] = link.batch([(Command.ENCODE, encode)])
+            if encodes[b] is not None:
+                if per_image:
+                    [answer] = link.batch([(Command.ENCODE, encodes[b])])
+                else:
+                    if b >= stream_end:
+                        stream_end = next((j for j in range(b, count) if encodes[j] is None),
+                                          count)
+                        stream = link.stream([(Command.ENCODE, encodes[j])
+                                              for j in range(b, stream_end)])
+                    answer = next(stream)
                 last_tick, pending, got, membranes = parse_encode_answer(answer, report[1])
+                if pending > len(got) and b + 1 < stream_end:
+                    # The rest of its outputs went with the next image's CLEAR: run it again
+                    # alone, and fetch them; the stream starts again after it.
+                    stream.close()
+                    stream_end = b + 1
+                    [answer] = link.batch([(Command.ENCODE, encodes[b])])
+                    last_tick, pending, got, membranes = parse_encode_answer(answer, report[1])
                 final[0] = membranes
             else:
                 requests = [(Command.RESET, b"")] + self._spike_requests(
