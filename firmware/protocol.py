@@ -51,7 +51,7 @@ FILL              tile, region, offset (u32), count (u32), word      (none)
 RUN               ticks (u16), event (u16) x n  (n >= 0)             ticks (u32), pending (u16)
 INPUT             tiles (u64), ticks (u16), axon (u16) x n           ticks (u32), pending (u16)
 ENCODE            tiles (u64), ticks (u16), state (u32), drain (u16),  ticks (u32), pending (u16)
-                  flags (u8), tile (u8), count (u16), groups         [, output x k, v x count]
+                  flags (u8), tile (u8), count (u16), runs           [, output x k, v x count]
 OUTPUTS           max (u16)                                          output (4 bytes) x k
 STATUS            (none)                                             :class:`LinkStatus` bytes
 RESET             (none)                                             (none)
@@ -72,12 +72,13 @@ RESET             (none)                                             (none)
   past the last tile, or an axon that a tile of the set lacks, is ``ADDRESS`` (nothing
   injected).
 * ENCODE (a chip whose INFO names the encoder; else ``COMMAND``) draws an image's spikes on
-  the chip: ``ticks`` ticks, before each of which every pixel of the groups draws from the
+  the chip: ``ticks`` ticks, before each of which every pixel of the runs draws from the
   generator (``state`` its start) and spikes as INPUT's axon would
-  (:meth:`~spikefab.hdl.abi.ChipInfo.encode_events` defines every bit). A group is a mask
-  byte, bit ``b`` of group ``k`` standing for axon ``8 k + b``, then a value byte for each set
-  bit (:func:`~spikefab.hdl.abi.parse_pixel_groups`). INPUT's checks apply to the tiles and
-  the ticks; groups that do not end with the payload are ``LENGTH``, an axon a tile lacks
+  (:meth:`~spikefab.hdl.abi.ChipInfo.encode_events` defines every bit). A run is a byte of
+  axons passed over, a byte ``count``, then ``count`` pixel values for the axons from there
+  on (:func:`~spikefab.hdl.abi.parse_pixel_runs`): for an MNIST image, about 210 bytes (a
+  bitmap of the pixels sent and their values: about 245). INPUT's checks apply to the tiles
+  and the ticks; runs that do not end with the payload are ``LENGTH``, an axon a tile lacks
   ``ADDRESS`` (nothing injected). Then ``drain`` ticks without input (at most
   :data:`~spikefab.hdl.abi.MAX_RUN_TICKS`). Flags (:class:`~spikefab.hdl.abi.EncodeFlag`):
   ``CLEAR`` does first what RESET does; ``REPORT`` adds to the answer the first
@@ -113,7 +114,7 @@ from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, CRC_RESIDUE, ENCODE_HEAD, END, ES
 __all__ = ["crc16", "slip_encode", "SlipDecoder", "frame", "parse_body", "MemoryRequest",
            "write_payload", "read_payload", "fill_payload", "parse_memory_request",
            "run_payload", "parse_run", "EVENTS_PER_RUN", "input_payload", "parse_input",
-           "AXONS_PER_INPUT", "pixel_groups", "encode_payload", "parse_encode_answer",
+           "AXONS_PER_INPUT", "pixel_runs", "encode_payload", "parse_encode_answer",
            "run_answer",
            "parse_run_answer",
            "outputs_payload", "parse_outputs_request", "pack_outputs", "unpack_outputs"]
@@ -325,19 +326,27 @@ def parse_input(payload: bytes) -> tuple[int, int, list[int]]:
     return tiles, ticks, [a for (a,) in EVENT.iter_unpack(payload[INPUT_HEAD.size:])]
 
 
-def pixel_groups(pixels) -> bytes:
-    """ENCODE's groups for ``pixels`` (one value 0-255 per axon, from axon 0): the non-zero
-    pixels, a mask byte per 8 axons and their values; the zero groups at the end left out."""
+def pixel_runs(pixels) -> bytes:
+    """ENCODE's runs for ``pixels`` (one value 0-255 per axon, from axon 0): each stretch of
+    non-zero pixels a run (skip, count, values), zero pixels left out (a gap of more than 255
+    is passed over by runs of none, a stretch of more than 255 split)."""
     values = bytes(int(v) for v in pixels)
-    if len(values) % 8:
-        values += bytes(8 - len(values) % 8)
     out = bytearray()
-    for k in range(0, len(values), 8):
-        group = values[k:k + 8]
-        out.append(sum(1 << b for b in range(8) if group[b]))
-        out += bytes(v for v in group if v)
-    while out and out[-1] == 0:     # a zero mask: an empty group
-        out.pop()
+    at = 0          # where the last run ended
+    k = 0
+    while k < len(values):
+        if not values[k]:
+            k += 1
+            continue
+        end = k
+        while end < len(values) and values[end] and end - k < 255:
+            end += 1
+        skip = k - at
+        while skip > 255:
+            out += bytes([255, 0])
+            skip -= 255
+        out += bytes([skip, end - k]) + values[k:end]
+        at = k = end
     return bytes(out)
 
 
@@ -349,7 +358,7 @@ def encode_payload(tiles: int, ticks: int, state: int, pixels, *, drain: int = 0
     flags = (EncodeFlag.CLEAR if clear else 0) | (EncodeFlag.REPORT if report else 0)
     tile, count = report or (0, 0)
     return (ENCODE_HEAD.pack(tiles, ticks, state, drain, flags, tile, count)
-            + pixel_groups(pixels))
+            + pixel_runs(pixels))
 
 
 def parse_encode_answer(payload: bytes, count: int):

@@ -278,8 +278,11 @@ class CommandExecutor(wiring.Component):
                      self.host_in.payload.x.eq(Mux(inputting, fan_x, event.x)),
                      self.host_in.payload.y.eq(Mux(inputting, fan_y, event.y)),
                      self.host_in.payload.body.event.axon.eq(event.axon)]
-        # ENCODE's scan of its pixel groups (see _encode); the spike's axon replaces the event's.
-        scan = SimpleNamespace(dry=Signal(), mask=Signal(8), group=Signal(range(MAX_FRAME)),
+        # ENCODE's scan of its pixel runs (see _encode); the spike's axon replaces the event's.
+        # ``count``: the run's pixels left; ``value``: its skip, then each pixel's value;
+        # ``pos``: the next pixel's axon (a run passes over at most 255, and MAX_FRAME bytes
+        # hold fewer than 256 runs).
+        scan = SimpleNamespace(dry=Signal(), count=Signal(8), pos=Signal(16),
                                value=Signal(8), state=Signal(32), axon=Signal(AXON_BITS),
                                bad_length=Signal(), bad_axon=Signal(),
                                end=Signal(FRAME_ADDR_BITS + 1),
@@ -420,7 +423,7 @@ class CommandExecutor(wiring.Component):
                          s.runs.eq((cmd == Command.RUN) | (cmd == Command.INPUT))]
             m.next = "DECIDE"
             if self.info.encoder:
-                # ENCODE's pixel groups, checked in a scan of their own before DECIDE: a frame
+                # ENCODE's pixel runs, checked in a scan of their own before DECIDE: a frame
                 # with a bad one must change nothing, not even the output queue's commit.
                 with m.If((cmd == Command.ENCODE) & (rx_status == Status.OK)):
                     m.d.sync += [ptr.eq(2 + INPUT_HEAD.size), s.scan.dry.eq(1),
@@ -444,7 +447,7 @@ class CommandExecutor(wiring.Component):
                 m.d.sync += status.eq(s.scan.verdict)
                 m.next = "NAK"
             with m.Elif(s.scan.bad_length | s.scan.bad_axon):
-                # Only ENCODE's scan sets these: groups cut short, or an axon off a tile.
+                # Only ENCODE's scan sets these: runs cut short, or an axon off a tile.
                 m.d.sync += status.eq(Mux(s.scan.bad_length, Status.LENGTH, Status.ADDRESS))
                 m.next = "NAK"
             with m.Elif(s.skip):
@@ -690,28 +693,23 @@ class CommandExecutor(wiring.Component):
 
     def _encoder_logic(self, m, scan):
         """ENCODE's combinational parts, outside the state machine: the generator's next state
-        (``scan.drawn``: :func:`~spikefab.hdl.abi.encoder_step`'s three shifts and XORs) and
-        the axon of the lowest pixel left in the group's mask (``scan.next_axon``)."""
+        (``scan.drawn``: :func:`~spikefab.hdl.abi.encoder_step`'s three shifts and XORs)."""
         a, b, c = ENCODER_SHIFTS
         x1, x2, scan.drawn = Signal(32), Signal(32), Signal(32)
         m.d.comb += [x1.eq(scan.state ^ (scan.state << a)[:32]), x2.eq(x1 ^ (x1 >> b)),
                      scan.drawn.eq(x2 ^ (x2 << c)[:32])]
-        bit = Signal(3)
-        for k in reversed(range(8)):
-            with m.If(scan.mask[k]):
-                m.d.comb += bit.eq(k)
-        scan.next_axon = Cat(bit, scan.group)
 
     def _encode(self, m, s):
-        """ENCODE: a scan of the frame's pixel groups, once to check them (``dry``, before
-        DECIDE), then once per tick to draw each pixel's spike and inject it (to every tile of
-        the set, as INPUT's axons), then the tick. Three cycles per byte read (the frame
-        buffer's latency, as :func:`gather`'s), one per packet injected."""
+        """ENCODE: a scan of the frame's pixel runs (:func:`~spikefab.hdl.abi.parse_pixel_runs`),
+        once to check them (``dry``, before DECIDE), then once per tick to draw each pixel's
+        spike and inject it (to every tile of the set, as INPUT's axons), then the tick.
+        Three cycles per byte read (the frame buffer's latency, as :func:`gather`'s), one
+        per packet injected."""
         info, scan, ptr, j = self.info, s.scan, s.ptr, s.j
         start = 2 + ENCODE_HEAD.size
-        drawn, axon = scan.drawn, scan.next_axon
+        drawn, count, skip = scan.drawn, scan.count, scan.value
         # The head's fields after the tiles and ticks, checked (those two are the request
-        # checker's), then the groups' dry scan.
+        # checker's), then the runs' dry scan.
         with m.State("ENCODE_HEAD"):
             s.gather(10, "ENCODE_CHECK", scan.head)
         with m.State("ENCODE_CHECK"):
@@ -725,10 +723,10 @@ class CommandExecutor(wiring.Component):
             with m.Elif(report & ((scan.report_tile >= len(info.tiles))
                                   | (scan.report_count > tile_neurons[scan.report_tile]))):
                 m.d.sync += scan.verdict.eq(Status.ADDRESS)
-            m.d.sync += [ptr.eq(start), scan.group.eq(0),
+            m.d.sync += [ptr.eq(start), scan.pos.eq(0),
                          scan.limit.eq((MAX_PAYLOAD_FOR_REPORT - scan.report_count
                                         - (scan.report_count << 1)) >> 2)]
-            m.next = "SCAN_GROUP"
+            m.next = "SCAN_RUN"
         with m.State("ENCODE_START"):
             # After RESET's work if asked: this run's outputs are kept all or none from here.
             m.d.comb += self.mark.eq(1)
@@ -741,31 +739,41 @@ class CommandExecutor(wiring.Component):
                 m.d.sync += [s.ticks_left.eq(scan.drain), scan.drain.eq(0)]
                 m.next = "TICKS"
             with m.Else():
-                m.d.sync += [ptr.eq(start), scan.group.eq(0)]
-                m.next = "SCAN_GROUP"
-        with m.State("SCAN_GROUP"):
+                m.d.sync += [ptr.eq(start), scan.pos.eq(0)]
+                m.next = "SCAN_RUN"
+        # A run: its skip, its count, then its values, each drawn for.
+        with m.State("SCAN_RUN"):
             with m.If((j == 0) & (ptr >= scan.end)):
                 with m.If(scan.dry):
                     m.next = "DECIDE"
                 with m.Else():
                     m.next = "SCAN_TICK"
             with m.Else():
-                s.gather(1, "SCAN_PIXEL", scan.mask)
+                s.gather(1, "SCAN_SKIP", skip)
+        with m.State("SCAN_SKIP"):
+            with m.If(j == 0):
+                m.d.sync += scan.pos.eq(scan.pos + skip)
+            with m.If((j == 0) & (ptr >= scan.end)):
+                # A run without its count (only a dry scan can meet one).
+                m.d.sync += scan.bad_length.eq(1)
+                m.next = "DECIDE"
+            with m.Else():
+                s.gather(1, "SCAN_PIXEL", count)
         with m.State("SCAN_PIXEL"):
-            with m.If(scan.mask == 0):
-                m.d.sync += scan.group.eq(scan.group + 1)
-                m.next = "SCAN_GROUP"
+            with m.If(count == 0):
+                m.next = "SCAN_RUN"
             with m.Elif((j == 0) & (ptr >= scan.end)):
                 # A pixel without its value (only a dry scan can meet one).
                 m.d.sync += scan.bad_length.eq(1)
                 m.next = "DECIDE"
             with m.Else():
                 with m.If(j == 0):
-                    m.d.sync += [scan.axon.eq(axon),
-                                 scan.bad_axon.eq(scan.bad_axon | (axon >= self.axon_limit))]
+                    m.d.sync += [scan.axon.eq(scan.pos),
+                                 scan.bad_axon.eq(scan.bad_axon
+                                                  | (scan.pos >= self.axon_limit))]
                 s.gather(1, "SCAN_DRAW", scan.value)
         with m.State("SCAN_DRAW"):
-            m.d.sync += scan.mask.eq(scan.mask & (scan.mask - 1))
+            m.d.sync += [count.eq(count - 1), scan.pos.eq(scan.pos + 1)]
             m.next = "SCAN_PIXEL"
             with m.If(~scan.dry):
                 m.d.sync += [scan.state.eq(drawn), s.fanout.eq(s.input_tiles)]

@@ -9,11 +9,13 @@ divisor, receive queue and link timeout come from the board's top (``boards/top.
 passes between an answer's last stop bit and the next request's start bit (a real USB-serial
 adapter and its operating system add latency per request, not modelled).
 
-An image's time is that of its requests (RESET; its input: one ENCODE of its pixels to a chip
-with the encoder, else a RUN of its spikes per tick; the drain RUN; OUTPUTS; the READ of the
-output membranes), split into wire in (the host sending), wire out (the chip
-sending) and the chip alone (neither line busy); the STATUS and counter reads a run starts and
-ends with are not counted. Every result is checked against the golden model.
+An image's time is that of the requests the driver sends for it (``LinkChip.run``: to a chip
+with the encoder, one ENCODE of its pixels that also clears the chip, runs the drain ticks and
+answers with the outputs and membranes, and OUTPUTS for any more outputs; else RESET, a RUN of
+its spikes per tick, the drain RUN, OUTPUTS and a READ of the output membranes), split into
+wire in (the host sending), wire out (the chip sending) and the chip alone (neither line busy);
+the counter reads a run starts and ends with are not counted. Every result is checked against
+the golden model.
 """
 
 from __future__ import annotations
@@ -58,15 +60,17 @@ def board_uart_build(board: str, *, profile: str | None = None, baud: int = 3_00
 
 
 def _image_spans(exchanges, marks):
-    """Each image's requests: those from the RESET that starts it up to the mark after it
-    (``marks``: the number of exchanges before the run and after each image)."""
+    """Each image's requests (``marks``: the number of exchanges before the run and after
+    each image), without the counter reads (READ, STATUS) a run starts with: an image's own
+    requests begin with the one that clears the chip (RESET, or an ENCODE)."""
     spans = []
     for start, end in zip(marks, marks[1:]):
         requests = exchanges[start:end]
-        first = next((k for k, e in enumerate(requests) if e.command == Command.RESET), None)
+        first = next((k for k, e in enumerate(requests)
+                      if e.command not in (Command.READ, Command.STATUS)), None)
         if first is None:
-            raise SimulationError("an image's requests hold no RESET: the driver runs images "
-                                  "otherwise than board_timing expects")
+            raise SimulationError("an image went by with no request but reads: the driver runs "
+                                  "images otherwise than board_timing expects")
         spans.append(requests[first:])
     return spans
 
@@ -76,8 +80,8 @@ def board_timing_figures(board: str, model: str, *, images: int = 10,
                          profile: str | None = None) -> dict:
     """Images ``first`` .. ``first + images - 1`` of the bundled slice, with ``model`` compiled
     for ``board``'s chip (or ``profile``), through the UART-accurate simulation at ``baud``. The
-    images go as ``spikefab run`` sends them (``firmware/run.py``: ``prepare``): as pixels, one
-    ENCODE each, to a chip that draws a model's spikes itself, else as spikes, RUN's events.
+    images go as ``spikefab run`` sends them (``firmware/run.py``: ``prepare``): as pixels (an
+    ENCODE each) to a chip that draws a model's spikes itself, else as spikes (RUN's events).
 
     Returns the per-image means: clock cycles, seconds at the board's clock, images/s, and the
     split: ``wire_in_ms`` (host sending), ``wire_out_ms`` (chip sending), ``chip_ms`` (neither

@@ -274,22 +274,25 @@ def random_pixels(rng: random.Random, limit: int) -> list[int]:
     return pixels
 
 
-def random_groups(rng: random.Random, limit: int) -> bytes:
-    """ENCODE's groups as any host may send them, not only as ``pixel_groups`` makes them: a
-    pixel sent with the value 0 (it draws, and never spikes) and empty groups at the end."""
-    pixels = random_pixels(rng, limit)
-    out = bytearray()
-    for k in range(0, len(pixels), 8):
-        group = pixels[k:k + 8]
-        mask = sum(1 << b for b, v in enumerate(group) if v or rng.random() < 0.05)
-        out.append(mask)
-        out += bytes(group[b] for b in range(len(group)) if mask >> b & 1)
-    return bytes(out) + bytes(rng.choice([0, 0, 0, 1, 2]))
+def random_runs(rng: random.Random, limit: int) -> bytes:
+    """ENCODE's runs as any host may send them, not only as ``pixel_runs`` makes them: zero
+    values inside runs (they draw, and never spike), runs of no pixels, runs back to back.
+    Every pixel sent is below ``limit``."""
+    out, axon = bytearray(), 0
+    while rng.random() < 0.85:
+        skip = rng.randint(0, 6)
+        count = rng.randint(0, 5)
+        if axon + skip + count > limit:
+            break
+        values = [rng.choice([0, 255, rng.randint(1, 254)]) for _ in range(count)]
+        out += bytes([skip, count] + values)
+        axon += skip + count
+    return bytes(out)
 
 
 def random_encode(rng: random.Random, info: ChipInfo, *, most_ticks: int = 2) -> bytes:
     """An ENCODE payload the chip accepts: any tiles, ticks, drain, state and flags (a report
-    of any of a tile's membranes), and :func:`random_groups`."""
+    of any of a tile's membranes), and :func:`random_runs`."""
     tiles = rng.randint(1, (1 << len(info.tiles)) - 1)
     limit = min(info.tiles[k].axons for k in range(len(info.tiles)) if tiles >> k & 1)
     flags = rng.choice([0, 0, EncodeFlag.CLEAR, EncodeFlag.REPORT,
@@ -297,4 +300,4 @@ def random_encode(rng: random.Random, info: ChipInfo, *, most_ticks: int = 2) ->
     tile = rng.randrange(len(info.tiles))
     count = rng.randint(1, info.tiles[tile].neurons) if flags & EncodeFlag.REPORT else 0
     return ENCODE_HEAD.pack(tiles, rng.randint(0, most_ticks), rng.getrandbits(32),
-                            rng.randint(0, 2), flags, tile, count) + random_groups(rng, limit)
+                            rng.randint(0, 2), flags, tile, count) + random_runs(rng, limit)

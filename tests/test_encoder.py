@@ -13,10 +13,10 @@ import pytest
 
 from spikefab.firmware.mnist import bundled_slice
 from spikefab.firmware.protocol import (SlipDecoder, encode_payload, frame, parse_body,
-                                        pixel_groups)
+                                        pixel_runs)
 from spikefab.hdl.abi import (ENCODE_HEAD, MAX_REPORT, MAX_RUN_TICKS, Clocking, Command,
                               EncodeFlag, ProtocolError, Region, Status, encoder_step,
-                              parse_pixel_groups)
+                              parse_pixel_runs)
 from spikefab.hdl.profiles import get_profile
 from spikefab.sim.encoding import chip_encode, encode, encoder_draws, encoder_state, rate_encode
 from spikefab.sim.link_fast import FastLink
@@ -51,16 +51,23 @@ def test_spike_rate_is_value_over_256(base_seed):
     assert not chip_encode(np.zeros((1, 40), dtype=np.uint8), 5, base_seed).any()
 
 
-def test_pixel_groups_carry_the_nonzero_pixels(base_seed):
+def test_pixel_runs_carry_the_nonzero_pixels(base_seed):
     rng = random.Random(base_seed)
     for _ in range(50):
-        pixels = random_pixels(rng, 100)
+        pixels = random_pixels(rng, 1200)
         want = [(k, v) for k, v in enumerate(pixels) if v]
-        assert parse_pixel_groups(pixel_groups(pixels)) == want, base_seed
-    assert pixel_groups([0] * 30) == b""
-    with pytest.raises(ProtocolError, match="lacks the value of axon 10") as e:
-        parse_pixel_groups(bytes([0, 0b110, 5]))
-    assert e.value.status == Status.LENGTH
+        assert parse_pixel_runs(pixel_runs(pixels)) == want, base_seed
+    # Gaps and stretches longer than a byte counts.
+    pixels = [0] * 600 + [7] * 300
+    assert pixel_runs(pixels)[:6] == bytes([255, 0, 255, 0, 90, 255])
+    assert parse_pixel_runs(pixel_runs(pixels)) == [(600 + k, 7) for k in range(300)]
+    assert pixel_runs([0] * 30) == b""
+    assert parse_pixel_runs(bytes([3, 0, 2, 2, 9, 0])) == [(5, 9), (6, 0)]
+    for data, message in ((bytes([0, 3, 5, 6]), "lacks 1 values"),
+                          (bytes([0, 1, 5, 4]), "run at byte 3 has no count")):
+        with pytest.raises(ProtocolError, match=message) as e:
+            parse_pixel_runs(data)
+        assert e.value.status == Status.LENGTH
 
 
 def test_chip_encode_is_what_encode_asks_the_chip_for():
@@ -110,17 +117,18 @@ def test_encode_refusals_in_the_chips_order():
         "report past the tiles": (head(flags=EncodeFlag.REPORT, report=(2, 1)), Status.ADDRESS),
         "report past the neurons": (head(flags=EncodeFlag.REPORT, report=(1, 9)),
                                     Status.ADDRESS),
-        "value missing": (ok + bytes([0b11, 9]), Status.LENGTH),
-        "axon off the tiles": (ok + bytes(limit // 8) + b"\x01\x05", Status.ADDRESS),
-        # Both wrong: the groups' form is judged before their axons.
-        "both": (ok + bytes(limit // 8) + b"\x03\x05", Status.LENGTH),
+        "value missing": (ok + bytes([0, 2, 9]), Status.LENGTH),
+        "count missing": (ok + bytes([0, 1, 9, 3]), Status.LENGTH),
+        "axon off the tiles": (ok + bytes([limit - 1, 2, 5, 5]), Status.ADDRESS),
+        # Both wrong: the runs' form is judged before their axons.
+        "both": (ok + bytes([limit, 1, 5, 0]), Status.LENGTH),
     }
     for name, (payload, status) in cases.items():
         with pytest.raises(ProtocolError) as e:
             info.encode_events(payload)
             pytest.fail(f"{name}: accepted")
         assert e.value.status == status, name
-    assert info.encode_events(ok + bytes(limit // 8) + b"\x00").ticks == 2   # an empty group
+    assert info.encode_events(ok + bytes([limit, 0])).ticks == 2   # a run of none, past the end
     # Without REPORT, the report's tile and count mean nothing.
     assert info.encode_events(head(report=(7, 0))).report is None
     no_encoder = get_profile("icebreaker").info()
@@ -142,7 +150,7 @@ def tiny_build():
 
 def test_rtl_encode_equals_model(tiny_build, base_seed):
     """Random ENCODEs on a spiking network (any tiles, 0 to 3 ticks, any state, pixels sent with
-    the value 0, empty groups), each followed by the chip's outputs and membranes; repeats
+    the value 0, runs of none), each followed by the chip's outputs and membranes; repeats
     answered again without drawing; bad ones refused with the chip unchanged. Every answer
     equal to the model's."""
     seed = base_seed + 23
@@ -178,10 +186,10 @@ def test_rtl_encode_equals_model(tiny_build, base_seed):
         before = s.snapshot()
         ok = ENCODE_HEAD.pack(3, 1, 7, 0, EncodeFlag.CLEAR, 0, 0)
         for name, payload in {
-                "value missing": ok + bytes([0b101, 9]),
-                "axon off a tile": ok + bytes(2) + b"\x01\x80",
-                "groups past the frame's end": ok + b"\xff" + bytes(7),
-                "no tile": ENCODE_HEAD.pack(0, 1, 7, 0, 0, 0, 0) + b"\x01\x80",
+                "value missing": ok + bytes([1, 2, 9]),
+                "axon off a tile": ok + bytes([16, 1, 0x80]),
+                "runs past the frame's end": ok + bytes([0, 255]) + bytes(7),
+                "no tile": ENCODE_HEAD.pack(0, 1, 7, 0, 0, 0, 0) + bytes([0, 1, 0x80]),
                 "report past the neurons": ENCODE_HEAD.pack(3, 1, 7, 0, EncodeFlag.REPORT, 1, 9),
                 "head short": ok[:-2]}.items():
             [(_, status, _)] = s.send(s.request(Command.ENCODE, payload), what=name)

@@ -281,8 +281,10 @@ def test_rtl_host_link_equals_model(build, base_seed):
             "address-input-axon-high": s.request(Command.INPUT, input_payload(1, 0, [1 << 15])),
             "length-encode-head": s.request(Command.ENCODE, _encode_head(3)[:-1]),
             "length-encode-value": s.request(Command.ENCODE, _encode_head(3)
-                                             + bytes([0b1001, 200])),
-            "argument-encode": s.request(Command.ENCODE, _encode_head(0) + b"\x01\x80"),
+                                             + bytes([1, 2, 200])),
+            "length-encode-count": s.request(Command.ENCODE, _encode_head(3)
+                                             + bytes([1, 1, 200, 4])),
+            "argument-encode": s.request(Command.ENCODE, _encode_head(0) + b"\x00\x01\x80"),
             "argument-encode-ticks": s.request(Command.ENCODE,
                                                _encode_head(1, ticks=MAX_RUN_TICKS + 1)),
             "argument-encode-drain": s.request(Command.ENCODE,
@@ -297,7 +299,7 @@ def test_rtl_host_link_equals_model(build, base_seed):
                 1, flags=EncodeFlag.CLEAR | EncodeFlag.REPORT, report=(1, 6))),
             # Tile 1 has 8 axons: axon 8 of the pair is off it (tile 0 has 24).
             "address-encode-axon": s.request(Command.ENCODE, _encode_head(3)
-                                             + bytes([0xFF]) + bytes(range(1, 9)) + b"\x01\xff"),
+                                             + bytes([0, 9]) + bytes(range(1, 10))),
             "garbage": bytes(rng.getrandbits(8) | 1 for _ in range(40)) + bytes([END]),
         }
         for name, data in bad.items():
@@ -315,7 +317,8 @@ def test_rtl_host_link_equals_model(build, base_seed):
             1, 0, [info.tiles[1].axons])), what="input after bad")
         assert status == Status.OK, f"a good INPUT refused after bad ones (seed {seed})"
         [(_, status, _)] = s.send(s.request(Command.ENCODE, _encode_head(1)
-                                            + bytes([0x81, 255, 255])), what="encode after bad")
+                                            + bytes([0, 1, 255, 6, 1, 255])),
+                                  what="encode after bad")
         assert status == Status.OK, f"a good ENCODE refused after bad ones (seed {seed})"
         assert s.snapshot() != before
         assert set(s.naks) == {"CRC", "SHORT", "OVERSIZE", "ESCAPE", "COMMAND", "LENGTH",

@@ -22,7 +22,7 @@ __all__ = [
     "FILL_COUNT", "RUN_TICKS", "EVENT", "INPUT_TILES", "INPUT_HEAD", "RUN_ANSWER", "OUTPUTS_MAX",
     "ADDRESS_BYTES", "MAX_RUN_TICKS", "NO_SEQ", "ENCODE_HEAD", "EncodeFlag", "MAX_REPORT",
     "REPORT_BYTES", "report_outputs", "ENCODER_SHIFTS", "ENCODER_DRAW", "encoder_step",
-    "parse_pixel_groups", "EncodeRequest",
+    "parse_pixel_runs", "EncodeRequest",
     "ProtocolError", "TileInfo", "ChipInfo", "LinkStatus",
 ]
 
@@ -116,7 +116,7 @@ EVENT = struct.Struct("<H")          #: RUN: one :data:`EventWord`
 INPUT_TILES = struct.Struct("<Q")    #: INPUT: the tiles it feeds, bit ``y * cols + x``
 #: INPUT's fields before its axons: the tiles, then the ticks to run after injecting.
 INPUT_HEAD = struct.Struct("<QH")
-#: ENCODE's fields before its pixel groups: the tiles, the ticks, the generator's state, the
+#: ENCODE's fields before its pixel runs: the tiles, the ticks, the generator's state, the
 #: drain ticks, the :class:`EncodeFlag` bits, the tile and the count of the membranes it
 #: reports.
 ENCODE_HEAD = struct.Struct("<QHIHBBH")
@@ -161,22 +161,26 @@ def encoder_step(state: int) -> int:
     return state
 
 
-def parse_pixel_groups(data: bytes) -> list[tuple[int, int]]:
-    """ENCODE's pixels: ``[(axon, value), ...]`` in axon order from its groups (the payload
-    after :data:`ENCODE_HEAD`). Group ``k`` is a mask byte, bit ``b`` standing for axon
-    ``8 k + b``, followed by one value byte for each set bit, lowest bit first.
-    ``ProtocolError`` (LENGTH) unless the groups end exactly where ``data`` does."""
-    entries, at, group = [], 0, 0
+def parse_pixel_runs(data: bytes) -> list[tuple[int, int]]:
+    """ENCODE's pixels: ``[(axon, value), ...]`` in axon order from its runs (the payload
+    after :data:`ENCODE_HEAD`). A run is ``skip`` (a byte: axons passed over), ``count`` (a
+    byte), then ``count`` value bytes, one for each axon from there on; the first run starts
+    at axon 0, each next where the last ended. ``ProtocolError`` (LENGTH) unless the runs end
+    exactly where ``data`` does."""
+    entries, at, axon = [], 0, 0
     while at < len(data):
-        mask, at = data[at], at + 1
-        for bit in range(8):
-            if mask >> bit & 1:
-                if at == len(data):
-                    raise ProtocolError(Status.LENGTH, f"ENCODE's group {group} lacks the "
-                                                       f"value of axon {8 * group + bit}")
-                entries.append((8 * group + bit, data[at]))
-                at += 1
-        group += 1
+        if at + 2 > len(data):
+            raise ProtocolError(Status.LENGTH, f"ENCODE's run at byte {at} has no count")
+        skip, count = data[at], data[at + 1]
+        at += 2
+        if at + count > len(data):
+            raise ProtocolError(Status.LENGTH, f"ENCODE's run of {count} pixels from axon "
+                                               f"{axon + skip} lacks {at + count - len(data)} "
+                                               f"values")
+        axon += skip
+        entries += [(axon + k, data[at + k]) for k in range(count)]
+        axon += count
+        at += count
     return entries
 
 
@@ -336,13 +340,13 @@ class ChipInfo:
     def encode_events(self, payload: bytes) -> "EncodeRequest":
         """What an ENCODE request stands for (:class:`EncodeRequest`). Each of its ``ticks``
         ticks, the generator (:func:`encoder_step`, from the request's ``state``) steps once
-        for each pixel of the groups, in axon order; the pixel spikes iff the draw (the
+        for each pixel of the runs, in axon order; the pixel spikes iff the draw (the
         state's top :data:`ENCODER_DRAW` bits) is below its value, and a spike is its axon's
-        event on every tile of ``tiles``, as INPUT's are. Raises :class:`ProtocolError` for
+        event on every tile of ``tiles``, as INPUT's are (the pixels: :func:`parse_pixel_runs`). Raises :class:`ProtocolError` for
         what the chip refuses, in the chip's order: LENGTH (no room for the head), ARGUMENT
         (no tile, too many ticks), ADDRESS (a tile past the last), ARGUMENT (too many drain
         ticks, an unknown flag, a report of no membrane or of more than :data:`MAX_REPORT`),
-        ADDRESS (a report of membranes the tile lacks), LENGTH (groups that do not end with
+        ADDRESS (a report of membranes the tile lacks), LENGTH (runs that do not end with
         the payload), ADDRESS (an axon some tile of the set lacks)."""
         if not self.encoder:
             raise ProtocolError(Status.COMMAND, "this chip has no encoder (INFO's features)")
@@ -366,7 +370,7 @@ class ChipInfo:
         if report and (tile >= len(self.tiles) or count > self.tiles[tile].neurons):
             raise ProtocolError(Status.ADDRESS, f"ENCODE reporting {count} membranes of tile "
                                                 f"{tile}")
-        entries = parse_pixel_groups(payload[ENCODE_HEAD.size:])
+        entries = parse_pixel_runs(payload[ENCODE_HEAD.size:])
         self.input_events(tiles, [axon for axon, _ in entries])   # ADDRESS for a missing axon
         places = [(k % self.cols, k // self.cols) for k in range(len(self.tiles))
                   if tiles >> k & 1]
