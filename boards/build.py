@@ -227,7 +227,15 @@ def _utilisation(log: str) -> list[tuple[str, int, int]]:
 
 
 def _diagnosis(directory: Path) -> str:
-    """What went wrong, from nextpnr's log: resources over capacity, else its first error."""
+    """What went wrong: yosys's first error, else from nextpnr's log resources over capacity
+    or its first error. (A build directory used before may hold an older nextpnr log: yosys's
+    own log is read first.)"""
+    synthesis = directory / "top.rpt"
+    if synthesis.exists():
+        errors = re.findall(r"^ERROR: (.*)$", synthesis.read_text(errors="replace"),
+                            re.MULTILINE)
+        if errors:
+            return f"yosys failed: {errors[0]}"
     log = directory / "top.tim"
     if not log.exists():
         return "yosys failed (no nextpnr log)"

@@ -20,7 +20,7 @@ The protocol is defined once, in :mod:`spikefab.firmware.protocol`; this is its 
   its CRC.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -139,8 +139,17 @@ class HostLink(wiring.Component):
         if self.rx_queue:
             m.submodules.rx_queue = rx_queue = SyncFIFOBuffered(width=8, depth=self.rx_queue)
             wiring.connect(m, wiring.flipped(self.rx), rx_queue.w_stream)
-            wiring.connect(m, rx_queue.r_stream, receiver.bytes)
-            queued = rx_queue.r_rdy
+            # The queue's block RAM hands its byte over late in the cycle (about 6 ns on the
+            # ECP5), and the receiver's unescaping and CRC follow it: a register after it
+            # starts the receiver's path afresh (taking a byte whenever it is empty or being
+            # emptied, so a byte a cycle still gets through).
+            held, byte = Signal(), Signal(8)
+            queue_out = rx_queue.r_stream
+            m.d.comb += [queue_out.ready.eq(~held | receiver.bytes.ready),
+                         receiver.bytes.valid.eq(held), receiver.bytes.payload.eq(byte)]
+            with m.If(queue_out.ready):
+                m.d.sync += [held.eq(queue_out.valid), byte.eq(queue_out.payload)]
+            queued = rx_queue.r_rdy | held
         else:
             wiring.connect(m, wiring.flipped(self.rx), receiver.bytes)
             queued = 0

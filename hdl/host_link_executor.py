@@ -109,7 +109,9 @@ class CommandExecutor(wiring.Component):
     busy : Out(1)
         A frame is being executed or answered.
     nak : Out(1)
-        One cycle for every NAK sent.
+        One cycle for every NAK sent, the cycle after its last byte is taken (registered: it
+        leaves for a board's LED, across the die, from the end of the response's byte
+        multiplexer).
     """
 
     #: The states that send each piece of the response (:attr:`piece_states` adds the
@@ -321,6 +323,7 @@ class CommandExecutor(wiring.Component):
             skip=skip, bad_frame=bad_frame, refused=refused, runs=runs,
             line_errors=line_errors, scan=scan)
         self._response(m, s)
+        m.d.sync += self.nak.eq(0)
         if info.encoder:
             self._encoder_logic(m, scan)
         with m.FSM() as fsm:
@@ -521,8 +524,7 @@ class CommandExecutor(wiring.Component):
             send("ok", remaining == 0, "OUTPUTS")
         with m.State("NAK"):
             with m.If(send("nak", 1, "FINISH")):
-                m.d.sync += naks.eq(naks + 1)
-                m.d.comb += self.nak.eq(1)
+                m.d.sync += [naks.eq(naks + 1), self.nak.eq(1)]
         with m.State("RESPOND_OK"):
             send("ok", 1, "FINISH")
         with m.State("FINISH"):   # the sender has every byte: release the frame

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from .core_rtl import core_build, simulate_core
-from .encoding import rate_encode
+from .encoding import encode, rate_encode
 from .golden import CoreModel, NeuronConfig
 from ..hdl.abi import CoreShape, ResetMode
 from .scenario import CoreScenario
@@ -81,9 +81,9 @@ def _golden_vs_snntorch_here(steps: int = 25, repeats: int = 3, seed: int = 0) -
     from ..hdl.profiles import get_profile
     torch.set_num_threads(1)
     data = bundled_slice()
-    spikes = rate_encode(data.images, steps, seed, data.indices)
-    count = spikes.shape[1]
     image, _ = load_network("mnist-accurate", profile="icebreaker", seed=seed)
+    spikes = encode(data.images, steps, seed, data.indices, encoder=image.encoder)
+    count = spikes.shape[1]
     golden = GoldenChip(get_profile("icebreaker").info())
     golden.load(image)
     golden_best = min(golden.run(spikes, outputs=False).seconds for _ in range(repeats))
@@ -287,7 +287,8 @@ def transport_figures(model: str, *, images: int = 50, seed: int = 0) -> dict:
     profile = get_profile("icebreaker")
     image, steps = load_network(model, profile="icebreaker", seed=seed)
     data = bundled_slice()
-    spikes = rate_encode(data.images[:images], steps, seed, data.indices[:images])
+    spikes = encode(data.images[:images], steps, seed, data.indices[:images],
+                    encoder=image.encoder)
     figures, results = {"model": model, "steps": steps, "images": images}, {}
     for name, transport_class in (("cocotb", SimTransport), ("sim", FastTransport)):
         with transport_class(profile) as transport:
@@ -342,7 +343,7 @@ def mnist_figures(model: str, *, sim_images: int = 10, repeats: int = 3, seed: i
     image, steps = load_network(model, profile="icebreaker", seed=seed)
     data = bundled_slice()
     t0 = time.perf_counter()
-    spikes = rate_encode(data.images, steps, seed, data.indices)
+    spikes = encode(data.images, steps, seed, data.indices, encoder=image.encoder)
     encode_seconds = time.perf_counter() - t0
     golden = GoldenChip(profile.info())
     golden.load(image)
@@ -609,7 +610,8 @@ def noisy_line_figures(model: str = "mnist-fast", *, rate: float = 0.01, images:
     from .standin import BoardStandIn, LineFaults
     image, steps = load_network(model, profile=None, seed=seed)
     data = bundled_slice()
-    spikes = rate_encode(data.images[:images], steps, seed, data.indices[:images])
+    spikes = encode(data.images[:images], steps, seed, data.indices[:images],
+                    encoder=image.encoder)
     info = image.chip_profile().info()
     golden = GoldenChip(info)
     golden.load(image)

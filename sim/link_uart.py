@@ -11,9 +11,17 @@ messages of :mod:`spikefab.sim.link_rtl` like the ``sim`` harness (so
 :class:`~spikefab.sim.link_fast.FastLink` drives it), and one more, :data:`LINE_COUNTS`: the
 cycles each line was busy, and those with neither busy (the chip's own time).
 
-The host it plays is ideal: it starts a request in the cycle after the last stop bit of the
-previous answer. A real host adds a turnaround between an answer and its next request (a
-USB-serial adapter's latency, the operating system's scheduling), which this does not model.
+Two ways to drive it: :class:`UartTransport` sends a frame and runs the clock until its answer
+is complete (:data:`~spikefab.sim.link_rtl.REQUEST_HEAD`), one frame at a time; and
+:class:`UartLineTransport` is a board's serial port, with ``send``, ``read_frame`` and
+``drain`` as the driver's ``SerialTransport`` has them (:data:`SEND`, :data:`RECEIVE`,
+:data:`DRAIN`): the host's transmitter keeps a queue of bytes that outlives each message, so a
+host can send requests ahead while the chip works on one (``Link.stream``).
+
+The host it plays is ideal: what it sends after an answer starts in the cycle after that
+answer's last stop bit, and the clock stands still between messages. A real host adds a
+turnaround between an answer and its next request (a USB-serial adapter's latency, the
+operating system's scheduling), which this does not model.
 
 Builds are cached like :class:`~spikefab.sim.link_fast.HarnessBuild`'s (by the Verilog, the
 harness source, the Verilator version and the flags), with the same Verilator flags.
@@ -27,6 +35,7 @@ import json
 import os
 import struct
 import subprocess
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +47,12 @@ from amaranth.lib.wiring import In, Out
 from ..firmware.protocol import SlipDecoder
 from ..hdl.uart import UART
 from .link_fast import VERILATOR_FLAGS, FastLink, HarnessBuild
-from .link_rtl import (ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, START_DELAY, LinkTransport)
+from .link_rtl import ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, START_DELAY, LinkTransport
 from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
 
-__all__ = ["UART_HARNESS_SOURCE", "LINE_COUNTS", "LINE_COUNTS_HEAD", "UartPort", "uart_build",
-           "UartHarnessBuild", "UartLink", "LineExchange", "UartTransport"]
+__all__ = ["UART_HARNESS_SOURCE", "LINE_COUNTS", "LINE_COUNTS_HEAD", "SEND", "SEND_HEAD",
+           "RECEIVE", "DRAIN", "CYCLES_HEAD", "UartPort", "uart_build", "UartHarnessBuild",
+           "UartLink", "LineExchange", "UartTransport", "LineFrame", "UartLineTransport"]
 
 UART_HARNESS_SOURCE = Path(__file__).parent / "harness" / "uart_main.cpp"
 
@@ -53,6 +63,23 @@ LINE_COUNTS = 0xFFFF_FFFD
 #: Clock cycles since the start in which the host was sending (rx busy), the chip was sending
 #: (tx busy), and neither was.
 LINE_COUNTS_HEAD = struct.Struct("<QQQ")
+#: Request lengths for a host that drives the line as a board's serial port (the harness
+#: keeps a queue of bytes to send across messages):
+#:
+#: * ``SEND``, then :data:`SEND_HEAD` (a length) and the bytes: queued behind any still being
+#:   sent, answered at once with no bytes (no cycle passes);
+#: * ``RECEIVE``, then :data:`CYCLES_HEAD` (most cycles to run): the clock runs until a whole
+#:   frame from the chip has been received, or that many cycles passed without one. Answered
+#:   with ``ANSWER_HEAD``, :data:`LINE_COUNTS_HEAD`, then the bytes received since the previous
+#:   frame up to this one's closing END (none when no frame came in time); the cycle count is
+#:   that of the end of the frame's last stop bit;
+#: * ``DRAIN``, then :data:`CYCLES_HEAD` (quiet cycles): the clock runs until the chip's line
+#:   has been idle that long; answered with the bytes thrown away (a half frame included).
+SEND = 0xFFFF_FFFC
+RECEIVE = 0xFFFF_FFFB
+DRAIN = 0xFFFF_FFFA
+SEND_HEAD = struct.Struct("<I")
+CYCLES_HEAD = struct.Struct("<Q")
 
 
 class UartPort(wiring.Component):
@@ -190,9 +217,14 @@ class UartLink(FastLink):
     :meth:`exchange` sends one frame's bytes bit by bit and returns the chip's answer:
     :attr:`cycles` is the clock cycles since the start as of the end of the answer's last stop
     bit, :attr:`rx_busy`, :attr:`tx_busy` and :attr:`quiet` the cycles since the start with the
-    host sending, the chip sending, and neither. One frame at a time, as a board's serial
-    transport sends them: the chip's frame receiver takes no byte while it executes a frame,
-    and a UART's receive queue (2 bytes) would lose the next frame's.
+    host sending, the chip sending, and neither. One frame per exchange: the exchange counts
+    the frames of its own bytes and waits for as many answers, and the chip's frame receiver
+    takes no byte while it executes a frame (what the chip's queue, if it has one, does for a
+    host that sends ahead is :meth:`send` and :meth:`receive`'s to show).
+
+    :meth:`send`, :meth:`receive` and :meth:`drain` drive the line as a board's serial port
+    does: bytes queued on the host's transmitter, frames read as they come. Once they are in
+    use, :meth:`exchange` and :meth:`idle` need the line settled (everything sent answered).
 
     Parameters
     ----------
@@ -223,6 +255,36 @@ class UartLink(FastLink):
                                   f"not {LINE_COUNTS_HEAD.size}")
         self.rx_busy, self.tx_busy, self.quiet = LINE_COUNTS_HEAD.unpack(self._recv(length))
         return answer
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` on the host's transmitter, behind whatever it is still sending; no
+        time passes."""
+        if not data:
+            return
+        self._send(REQUEST_HEAD.pack(SEND) + SEND_HEAD.pack(len(data)) + bytes(data))
+        length, self.cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
+        if length:
+            raise SimulationError(f"the UART harness answered a SEND with {length} bytes")
+
+    def receive(self, cycles: int) -> bytes | None:
+        """Run the clock until a whole frame from the chip has come, at most ``cycles``
+        cycles: the bytes since the previous frame up to its closing END, or None if none came
+        in time. :attr:`cycles` and the line counts are those at the end of its last stop bit
+        (or of the wait)."""
+        if cycles < 0:
+            raise ValueError(f"cannot wait {cycles} cycles for a frame")
+        self._send(REQUEST_HEAD.pack(RECEIVE) + CYCLES_HEAD.pack(cycles))
+        length, self.cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
+        self.rx_busy, self.tx_busy, self.quiet = LINE_COUNTS_HEAD.unpack(
+            self._recv(LINE_COUNTS_HEAD.size))
+        return self._recv(length) if length else None
+
+    def drain(self, cycles: int) -> bytes:
+        """Run the clock until the chip's line has been idle ``cycles`` cycles: the bytes
+        thrown away (a half frame received before included)."""
+        self._send(REQUEST_HEAD.pack(DRAIN) + CYCLES_HEAD.pack(max(0, cycles)))
+        length, self.cycles = ANSWER_HEAD.unpack(self._recv(ANSWER_HEAD.size))
+        return self._recv(length)
 
 
 @dataclass(frozen=True)
@@ -269,3 +331,106 @@ class UartTransport(LinkTransport):
         self.exchanges.append(LineExchange(command, len(data), len(answer), cycles, rx_busy,
                                            tx_busy, quiet))
         return answer
+
+
+@dataclass(frozen=True)
+class LineFrame:
+    """One frame a :class:`UartLineTransport` read from the chip, and the line as its last stop
+    bit ended (every count since the start of the simulation, so that a span's time is the
+    difference of its ends')."""
+    seq: int | None       #: the answer's seq (None: no readable frame)
+    command: int | None   #: the command of the request it answers (None: none sent with its seq)
+    sent: int             #: bytes of that request
+    received: int         #: bytes from the chip since the previous frame, up to its closing END
+    cycles: int
+    rx_busy: int          #: cycles the host was sending
+    tx_busy: int          #: cycles the chip was sending
+    quiet: int            #: cycles with neither line busy
+
+
+class UartLineTransport:
+    """A chip behind its board's UART as a board's serial line: ``send``, ``read_frame``,
+    ``drain``, ``timeout`` and ``port`` as the driver's ``SerialTransport`` has them, so the
+    driver's :class:`~spikefab.firmware.driver.Link` drives it as it drives a board (request by
+    request, and ``Link.stream``'s requests sent ahead as far as the chip's queue takes them).
+
+    Time is the simulation's: ``read_frame(timeout)`` runs the clock for at most ``timeout``
+    seconds at the board's clock and returns None when no frame came in them, as a board's
+    port does on its timeout; between calls no time passes (the host is ideal).
+
+    :attr:`frames` lists a :class:`LineFrame` per frame read, in order.
+
+    Parameters
+    ----------
+    build : RTLBuild or UartHarnessBuild
+        From :func:`uart_build`.
+    timeout : float
+        Seconds (simulated) the driver waits for an answer: ``SerialTransport``'s default.
+    """
+    window = 1
+
+    def __init__(self, build, *, timeout: float = 2.0, **kwargs):
+        self.link = UartLink(build, **kwargs)
+        self.divisor = self.link.divisor
+        self.clock_hz = self.link.clock_hz
+        self.timeout = timeout
+        self.port = f"uart-sim:{getattr(build, 'label', None) or self.link.build.directory.name}"
+        self.frames: list[LineFrame] = []
+        self._decoder = SlipDecoder()
+        self._pending: list = []                 # frames cut, not yet read
+        self._unanswered = deque()               # (seq, command, bytes) of requests sent
+
+    def cycles(self, seconds: float) -> int:
+        """``seconds`` at the board's clock, in whole cycles."""
+        return max(0, round(seconds * self.clock_hz))
+
+    def send(self, data: bytes) -> None:
+        # Whose answer each frame read is (by seq, the oldest request first): its bytes go to
+        # the first request of the data, so that the requests' bytes add up to those sent.
+        size = len(data)
+        for body, _ in SlipDecoder().feed(data):
+            if len(body) >= 2:
+                self._unanswered.append((body[0], body[1], size))
+                size = 0
+        self.link.send(data)
+
+    def read_frame(self, timeout: float):
+        """The next frame the chip sends, ``(body, error)``, or None after ``timeout``
+        simulated seconds without one."""
+        if not self._pending:
+            data = self.link.receive(self.cycles(timeout))
+            if data is None:
+                return None
+            frames = self._decoder.feed(data)
+            if len(frames) != 1:
+                raise SimulationError(f"the UART harness said a frame was complete, but its "
+                                      f"{len(data)} bytes hold {len(frames)}")
+            (body, _), = frames
+            seq = body[0] if body else None
+            request = next((r for r in self._unanswered if r[0] == seq), None)
+            if request is not None:
+                self._unanswered.remove(request)
+            command, sent = (request[1], request[2]) if request else (None, 0)
+            link = self.link
+            self.frames.append(LineFrame(seq, command, sent, len(data), link.cycles,
+                                         link.rx_busy, link.tx_busy, link.quiet))
+            self._pending += frames
+        return self._pending.pop(0)
+
+    def drain(self, quiet: float = 0.02) -> int:
+        """Throw away whatever the chip is still sending, until its line has been quiet for
+        ``quiet`` simulated seconds; the bytes thrown away (frames already cut included)."""
+        dropped = sum(len(body) + 1 for body, _ in self._pending)
+        self._pending.clear()
+        dropped += len(self.link.drain(self.cycles(quiet)))
+        self._decoder.discard()
+        return dropped
+
+    def close(self) -> None:
+        self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

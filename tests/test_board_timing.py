@@ -5,24 +5,36 @@ The chip behind its board's UART must answer every request as the golden LinkMod
 CRC and a half frame left to the board's inter-byte timeout included, with no byte lost on
 either line; each line must be busy exactly 10 bit times of the board's divisor per byte it
 carried, a request must take at least the bit times of its bytes both ways, and the chip's own
-clock (STATUS) must have counted the harness's cycles. Then MNIST images of the smallest
-shipped model run over it equal to the golden model, and the figures add up.
+clock (STATUS) must have counted the harness's cycles. The same holds for a host that drives
+the line as a board's serial port (UartLineTransport), sending requests ahead into the chip's
+queue: then whole-image ENCODEs streamed by the driver equal golden in fewer cycles than one at
+a time, and a read with nothing to come returns None at its timeout. Then MNIST images of the
+smallest shipped model run over it equal to the golden model, and the figures add up.
 """
 
 import dataclasses
 import random
+from collections import deque
 
+import numpy as np
 import pytest
 
 from spikefab.boards.top import BOARDS
+from spikefab.firmware.compiler import compile_model
+from spikefab.firmware.driver import Link, LinkChip
+from spikefab.firmware.model import random_model
 from spikefab.firmware.protocol import SlipDecoder, frame, parse_body
 from spikefab.hdl.abi import (Command, LinkStatus, Region, Register, Status, pack_event_word,
                               route_entry)
 from spikefab.sim.board_timing import board_timing_figures, board_timing_table, board_uart_build
+from spikefab.sim.encoding import Pixels
+from spikefab.sim.golden_chip import GoldenChip
 from spikefab.sim.link_fast import FastLink
 from spikefab.sim.link_model import LinkModel
 from spikefab.sim.link_rtl import POWER_ON_RESET, START_DELAY
-from spikefab.sim.link_uart import UartHarnessBuild, UartLink
+from spikefab.sim.link_uart import (UartHarnessBuild, UartLineTransport, UartLink,
+                                    UartTransport)
+from spikefab.sim.runner import SimulationError
 
 from conftest import raises_in_constructor, record_checked
 
@@ -153,6 +165,146 @@ def test_fast_link_drives_the_uart_harness_and_one_frame_goes_at_a_time():
         with pytest.raises(ValueError, match="2 frames in one exchange: a UART link carries "
                                              "one frame at a time"):
             link.exchange(frame(1, Command.INFO) + frame(2, Command.STATUS))
+
+
+def _compare(got, want, what, where):
+    """A chip's answer frame against the link model's, as the one-at-a-time test compares
+    them: OUTPUTS's events in any order, STATUS but its clock (no byte lost on the line)."""
+    (seq, status, payload), = got
+    (want_seq, want_status, want_payload), = want
+    if what == "OUTPUTS":
+        assert (seq, status) == (want_seq, want_status) == (seq, Status.OK), where
+        assert sorted(payload[k:k + 4] for k in range(0, len(payload), 4)) == sorted(
+            want_payload[k:k + 4] for k in range(0, len(want_payload), 4)), where
+        return len(payload) // 4
+    if what == "STATUS":
+        chip = LinkStatus.decode(payload)
+        assert dataclasses.replace(chip, cycles=0) == LinkStatus.decode(want_payload), where
+        assert chip.line_errors == 0, f"{where}: the UART lost bytes"
+    else:
+        assert got == want, where
+    return 0
+
+
+def test_the_line_transport_answers_like_the_link_model_with_requests_sent_ahead(
+        tiny_build, base_seed):
+    """Requests sent ahead as Link.stream sends them (the bytes waiting behind the request the
+    chip holds fit its queue) are answered, in order, as the link model answers them one at a
+    time; the host's bytes go out one after the other (rx busy exactly 10 bit times per byte
+    sent, none lost: STATUS counts no line error), and the host sends while the chip answers
+    (both lines busy at once)."""
+    build = tiny_build
+    seed = base_seed + 72
+    model = LinkModel(build.info)
+    requests = _requests(build.info, random.Random(seed))
+    room = build.info.rx_queue
+    assert room, "the tiny chip has a queue: the check needs one"
+    divisor, outputs, most_waiting = build.divisor, 0, 0
+    with UartLineTransport(build) as transport:
+        link, waiting, k = transport.link, deque(), 0
+        while k < len(requests) or waiting:
+            while k < len(requests) and (not waiting or sum(
+                    len(data) for _, data in list(waiting)[1:]) + len(requests[k][1]) <= room):
+                transport.send(requests[k][1])
+                waiting.append(requests[k])
+                k += 1
+            most_waiting = max(most_waiting, len(waiting))
+            what, data = waiting.popleft()
+            where = f"{build.board}, seed {seed}, {what}"
+            got = transport.read_frame(transport.timeout)
+            assert got is not None, f"{where}: no answer in {transport.timeout} s"
+            outputs += _compare([parse_body(*got)], _frames(model.receive(data)), what, where)
+            record = transport.frames[-1]
+            assert (record.command, record.sent) == (data[2], len(data)), where
+        sent = sum(len(data) for _, data in requests)
+        received = sum(f.received for f in transport.frames)
+        assert link.rx_busy == sent * BITS * divisor, "two bytes at once on the host's line"
+        assert link.tx_busy == received * BITS * divisor
+        assert link.rx_busy + link.tx_busy + link.quiet > link.cycles, \
+            "the host never sent while the chip answered: nothing was streamed"
+    assert most_waiting >= 3, f"at most {most_waiting} requests in flight: too few sent ahead"
+    assert outputs > 0, f"seed {seed}: the tick made no spike reach the host: the check " \
+                        f"proves too little"
+    record_checked(f"uart-line-{build.board}", uart_line_requests=len(requests))
+
+
+def _pixels(seed, steps, images, inputs):
+    """Images for the chip's encoder: a third of the pixels lit, a few at 255."""
+    rng = np.random.default_rng(seed)
+    images_ = rng.integers(1, 256, size=(images, inputs)) * (rng.random((images, inputs)) < 0.3)
+    return Pixels.of(images_.astype(np.uint8), steps, seed)
+
+
+def test_streamed_encodes_over_the_uart_equal_golden_in_fewer_cycles(base_seed):
+    """Whole-image ENCODEs on the tiny chip (a 64-byte queue): the driver over the line streams
+    them, the next sent while the chip runs one; the results equal golden's as one at a time,
+    in fewer cycles. Loading, one request at a time either way, takes the same cycles over the
+    line as by exchanges."""
+    seed = base_seed + 74
+    build = board_uart_build("icebreaker", profile="tiny")
+    info = build.info
+    assert info.encoder and info.rx_queue == 64
+    image = compile_model(random_model([40, 12, 6], seed=seed), "tiny")
+    pixels = _pixels(seed, 6, 8, image.inputs)
+    golden = GoldenChip(info)
+    golden.load(image)
+    want = golden.run(pixels)
+    assert want.counts.sum() > 0, f"the network never answered (seed {seed})"
+    runs = {}
+    for name, transport in (("one at a time", UartTransport(build)),
+                            ("streamed", UartLineTransport(build))):
+        with transport:
+            link = transport.link
+            chip = LinkChip(Link(transport), target="uart")
+            chip.load(image)
+            loaded = link.cycles
+            got = chip.run(pixels)
+            runs[name] = (loaded, link.cycles - loaded,
+                          link.rx_busy + link.tx_busy + link.quiet - link.cycles)
+            assert np.array_equal(got.predictions, want.predictions), (name, seed)
+            assert np.array_equal(got.counts, want.counts), (name, seed)
+            assert np.array_equal(got.final_v, want.final_v), (name, seed)
+            assert got.sops == want.sops, (name, seed)
+            assert all(sorted(a) == sorted(b) for a, b in zip(got.outputs, want.outputs))
+            assert got.link["retries"] == got.link["stray"] == 0, (name, got.link)
+            if name == "streamed":
+                sent = sum(f.sent for f in transport.frames)
+                assert link.rx_busy == sent * BITS * build.divisor, \
+                    "two bytes at once on the host's line"
+    (loaded, one, overlap_one), (loaded_line, streamed, overlap) = runs.values()
+    assert loaded_line == loaded, "one request at a time, the line took other cycles"
+    assert overlap_one == 0 and overlap > 0, runs
+    assert streamed < one, f"seed {seed}: streamed took {streamed} cycles, one at a time {one}"
+    record_checked("uart-stream", uart_streamed_images=len(pixels))
+
+
+def test_a_read_with_nothing_to_come_times_out_in_simulated_time():
+    """read_frame with no request outstanding returns None after its timeout at the board's
+    clock, the line quiet; drain throws away an answer nobody read; exchanges need a settled
+    line, and a line-level request after one takes its cycles as a board's would."""
+    build = board_uart_build("icebreaker", profile="tiny")
+    model = LinkModel(build.info)
+    with UartLineTransport(build) as transport:
+        link = transport.link
+        for timeout in (2e-4, 0.0):
+            before = (link.cycles, link.quiet)
+            assert transport.read_frame(timeout) is None
+            assert link.cycles - before[0] == link.quiet - before[1] \
+                == round(timeout * build.clock_hz), timeout
+        info = frame(1, Command.INFO)
+        transport.send(info)
+        assert transport.read_frame(0.0) is None   # no time passed: nothing came yet
+        with pytest.raises(SimulationError, match="a REQUEST while the line is in use"):
+            link.exchange(frame(2, Command.STATUS))
+    with UartLineTransport(build) as transport:
+        link = transport.link
+        transport.send(info)
+        want = model.receive(info)
+        assert transport.drain(quiet=1e-4) == len(want), "the answer was not thrown away"
+        assert transport.read_frame(1e-4) is None
+        assert link.cycles >= len(info + want) * BITS * build.divisor \
+            + round(1e-4 * build.clock_hz) * 2
+        assert _frames(link.exchange(info)) == _frames(model.receive(info))
 
 
 def test_mnist_images_over_the_uart_equal_golden_and_the_figures_add_up():

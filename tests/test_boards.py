@@ -105,6 +105,9 @@ def test_a_design_too_large_is_diagnosed(tmp_path):
                                     "ICESTORM_RAM 36/30")
     (tmp_path / "top.tim").write_text("ERROR: Max frequency for clock 'clk': 61.64 MHz\n")
     assert _diagnosis(tmp_path) == "Max frequency for clock 'clk': 61.64 MHz"
+    # Yosys stopped: its error, not that of the nextpnr log an earlier build left.
+    (tmp_path / "top.rpt").write_text("-- Running command --\nERROR: Assert `x' failed.\n")
+    assert _diagnosis(tmp_path) == "yosys failed: Assert `x' failed."
 
 
 def test_program_without_a_board_fails_clearly(tmp_path):
