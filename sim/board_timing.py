@@ -245,15 +245,16 @@ def main(argv=None) -> None:
     parser.add_argument("--baud", type=int, default=3_000_000)
     parser.add_argument("--boards", default=",".join(BOARDS))
     parser.add_argument("--models", default=",".join(BOARD_TIMING_MODELS))
-    parser.add_argument("--hosts", default=",".join(BOARD_TIMING_HOSTS),
-                        help="one or both of: " + ", ".join(BOARD_TIMING_HOSTS))
+    names = [host.replace(" ", "-") for host in BOARD_TIMING_HOSTS]
+    parser.add_argument("--hosts", default=",".join(names),
+                        help=f"some of {','.join(names)} (default: both)")
     args = parser.parse_args(argv)
     hosts = args.hosts.split(",")
-    unknown = [h for h in hosts if h not in BOARD_TIMING_HOSTS]
+    unknown = [h for h in hosts if h not in names]
     if unknown:
-        parser.error(f"--hosts takes some of {', '.join(BOARD_TIMING_HOSTS)}; not {unknown}")
+        parser.error(f"--hosts takes some of {','.join(names)}; not {','.join(unknown)}")
     rows = [board_timing_figures(board, model, images=args.images, baud=args.baud,
-                                 stream=host == BOARD_TIMING_HOSTS[1])
+                                 stream=host == names[1])
             for board in args.boards.split(",") for model in args.models.split(",")
             for host in hosts]
     print(board_timing_table(rows))

@@ -217,10 +217,10 @@ class UartLink(FastLink):
     :meth:`exchange` sends one frame's bytes bit by bit and returns the chip's answer:
     :attr:`cycles` is the clock cycles since the start as of the end of the answer's last stop
     bit, :attr:`rx_busy`, :attr:`tx_busy` and :attr:`quiet` the cycles since the start with the
-    host sending, the chip sending, and neither. One frame per exchange: the exchange counts
-    the frames of its own bytes and waits for as many answers, and the chip's frame receiver
-    takes no byte while it executes a frame (what the chip's queue, if it has one, does for a
-    host that sends ahead is :meth:`send` and :meth:`receive`'s to show).
+    host sending, the chip sending, and neither. One frame per exchange, as a board's serial
+    transport sends requests it does not stream: the chip's frame receiver takes no byte
+    while it executes a frame, so without a queue in front of it (``ChipInfo.rx_queue``) the
+    UART's 2 bytes would lose the next frame's.
 
     :meth:`send`, :meth:`receive` and :meth:`drain` drive the line as a board's serial port
     does: bytes queued on the host's transmitter, frames read as they come. Once they are in
@@ -376,9 +376,10 @@ class UartLineTransport:
         self.timeout = timeout
         self.port = f"uart-sim:{getattr(build, 'label', None) or self.link.build.directory.name}"
         self.frames: list[LineFrame] = []
+        # The harness hands over one whole frame at a time, so the decoder never holds more
+        # than the frames' bytes between two calls.
         self._decoder = SlipDecoder()
-        self._pending: list = []                 # frames cut, not yet read
-        self._unanswered = deque()               # (seq, command, bytes) of requests sent
+        self._unanswered = deque()   # (seq, command, bytes) of requests sent, not yet answered
 
     def cycles(self, seconds: float) -> int:
         """``seconds`` at the board's clock, in whole cycles."""
@@ -397,32 +398,28 @@ class UartLineTransport:
     def read_frame(self, timeout: float):
         """The next frame the chip sends, ``(body, error)``, or None after ``timeout``
         simulated seconds without one."""
-        if not self._pending:
-            data = self.link.receive(self.cycles(timeout))
-            if data is None:
-                return None
-            frames = self._decoder.feed(data)
-            if len(frames) != 1:
-                raise SimulationError(f"the UART harness said a frame was complete, but its "
-                                      f"{len(data)} bytes hold {len(frames)}")
-            (body, _), = frames
-            seq = body[0] if body else None
-            request = next((r for r in self._unanswered if r[0] == seq), None)
-            if request is not None:
-                self._unanswered.remove(request)
-            command, sent = (request[1], request[2]) if request else (None, 0)
-            link = self.link
-            self.frames.append(LineFrame(seq, command, sent, len(data), link.cycles,
-                                         link.rx_busy, link.tx_busy, link.quiet))
-            self._pending += frames
-        return self._pending.pop(0)
+        data = self.link.receive(self.cycles(timeout))
+        if data is None:
+            return None
+        frames = self._decoder.feed(data)
+        if len(frames) != 1:
+            raise SimulationError(f"the UART harness said a frame was complete, but its "
+                                  f"{len(data)} bytes hold {len(frames)}")
+        (body, error), = frames
+        seq = body[0] if body else None
+        request = next((r for r in self._unanswered if r[0] == seq), None)
+        if request is not None:
+            self._unanswered.remove(request)
+        command, sent = (request[1], request[2]) if request else (None, 0)
+        link = self.link
+        self.frames.append(LineFrame(seq, command, sent, len(data), link.cycles, link.rx_busy,
+                                     link.tx_busy, link.quiet))
+        return body, error
 
     def drain(self, quiet: float = 0.02) -> int:
         """Throw away whatever the chip is still sending, until its line has been quiet for
-        ``quiet`` simulated seconds; the bytes thrown away (frames already cut included)."""
-        dropped = sum(len(body) + 1 for body, _ in self._pending)
-        self._pending.clear()
-        dropped += len(self.link.drain(self.cycles(quiet)))
+        ``quiet`` simulated seconds; the bytes thrown away (a half frame included)."""
+        dropped = len(self.link.drain(self.cycles(quiet)))
         self._decoder.discard()
         return dropped
 
