@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from ..firmware.protocol import SlipDecoder
 from ..hdl.uart import UART
 from .link_fast import VERILATOR_FLAGS, FastLink, HarnessBuild
-from .link_rtl import ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, START_DELAY, LinkTransport
+from .link_rtl import ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, LinkTransport
 from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
 
 __all__ = ["UART_HARNESS_SOURCE", "LINE_COUNTS", "LINE_COUNTS_HEAD", "SEND", "SEND_HEAD",
