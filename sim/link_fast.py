@@ -32,9 +32,11 @@ from .link_rtl import (ANSWER_HEAD, CHUNK, END_OF_RUN, IDLE, IDLE_HEAD, POWER_ON
                        link_build)
 from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
 
-__all__ = ["HARNESS_SOURCE", "HarnessBuild", "FastLink", "FastTransport"]
+__all__ = ["HARNESS_SOURCE", "HARNESS_HEADER", "HarnessBuild", "FastLink", "FastTransport"]
 
 HARNESS_SOURCE = Path(__file__).parent / "harness" / "link_main.cpp"
+#: What the harnesses share (the message stream with Python): included by each.
+HARNESS_HEADER = Path(__file__).parent / "harness" / "messages.h"
 
 #: Verilator's options for the harness: its own build flow (--build) and -O3. The C++
 #: compiler's -O2 comes after Verilator's default -Os (verilated.mk puts OPT_FAST first), which
@@ -55,22 +57,26 @@ class HarnessBuild:
         several clock domains needs the cocotb bench, which runs a clock per domain).
     """
 
-    def __init__(self, build: RTLBuild):
+    def __init__(self, build: RTLBuild, *, source: Path = HARNESS_SOURCE,
+                 flags: tuple = VERILATOR_FLAGS, kind: str = "harness"):
         if build.domains:
             raise SimulationError(f"{build.label}: a chip with several clock domains runs "
                                   f"only in the cocotb bench (SimLink), not the C++ harness")
         self.verilog = build.verilog
         self.toplevel = build.toplevel
         self.timeout_log2 = build.timeout_log2
-        self.source = HARNESS_SOURCE.read_text()
+        self.source_path = source
+        self.source = source.read_text()
+        self.header = HARNESS_HEADER.read_text()
+        self.flags = tuple(flags)
         version = importlib.metadata.version("verilator")
         key = hashlib.sha256(json.dumps([
-            self.verilog, self.source, version, VERILATOR_FLAGS,
+            self.verilog, self.source, self.header, version, self.flags,
         ]).encode()).hexdigest()[:16]
         # LABEL-verilator-harness-...: the CLI's "already built?" check (firmware/cli_args.py:
         # _rtl_cached(harness=True)) globs for it.
-        self.directory = build_dir_root() / "rtl" / f"{build.label}-verilator-harness-{key}"
-        self.executable = self.directory / "link_main"
+        self.directory = build_dir_root() / "rtl" / f"{build.label}-verilator-{kind}-{key}"
+        self.executable = self.directory / source.stem
         self.log = self.directory / "build.log"
 
     def build(self) -> "HarnessBuild":
@@ -81,10 +87,11 @@ class HarnessBuild:
     def _compile(self) -> None:
         source = self.directory / f"{self.toplevel}.v"
         source.write_text(self.verilog)
-        harness = self.directory / HARNESS_SOURCE.name
+        harness = self.directory / self.source_path.name
         harness.write_text(self.source)
+        (self.directory / HARNESS_HEADER.name).write_text(self.header)
         env = {**os.environ, **_build_environment("verilator")}
-        command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *VERILATOR_FLAGS,
+        command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *self.flags,
                    "--top-module", self.toplevel, "--prefix", "Vtop",
                    "-Mdir", str(self.directory / "obj"), "-o", str(self.executable),
                    "-j", str(os.cpu_count() or 1), str(harness), str(source)]

@@ -28,7 +28,7 @@ from .runner import RTLBuild, SimulationError
 
 __all__ = ["CHUNK", "REQUEST_HEAD", "ANSWER_HEAD", "END_OF_RUN", "IDLE", "IDLE_HEAD",
            "REQUEST_TIMEOUT", "SIM_TIMEOUT_LOG2", "POWER_ON_RESET",
-           "START_DELAY", "idle_drops", "ChunkedPort",
+           "START_DELAY", "idle_drops", "power_on_reset", "ChunkedPort",
            "SimLink", "link_build", "LinkTransport", "SimTransport"]
 
 CHUNK = 64
@@ -71,6 +71,24 @@ POWER_ON_RESET = 4
 START_DELAY = 8
 
 
+def power_on_reset(m: Module, clk) -> None:
+    """The ``sync`` domain of a design on one clock, ``clk``, with its reset from a power-on
+    counter inside the design, high for the first :data:`POWER_ON_RESET` rising edges (what
+    the benches held an ``rst`` input for). A reset input feeds every register's next state,
+    and Verilator evaluates logic that depends on an input at every eval, twice a cycle:
+    without it the C++ harnesses run the chip about 1.5 times faster."""
+    m.domains.sync = ClockDomain("sync")
+    m.d.comb += ClockSignal("sync").eq(clk)
+    m.domains.por = ClockDomain("por", reset_less=True, local=True)
+    m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+    edges = Signal(range(POWER_ON_RESET))
+    reset = Signal(init=1)
+    with m.If(edges != POWER_ON_RESET - 1):
+        m.d.por += edges.eq(edges + 1)
+    m.d.por += reset.eq(edges != POWER_ON_RESET - 1)
+    m.d.comb += ResetSignal("sync").eq(reset)
+
+
 class ChunkedPort(wiring.Component):
     """:data:`CHUNK` bytes per handshake into and out of a byte-stream design.
 
@@ -105,21 +123,7 @@ class ChunkedPort(wiring.Component):
         m = Module()
         m.submodules.system = system = self.system
         if self.power_on_reset:
-            # One clock: the reset comes from a power-on counter inside the design, high for
-            # the first POWER_ON_RESET rising edges (what the benches held an ``rst`` input
-            # for). A reset input feeds every register's next state, and Verilator evaluates
-            # logic that depends on an input at every eval, twice a cycle: without it the C++
-            # harness runs the chip about 1.5 times faster.
-            m.domains.sync = ClockDomain("sync")
-            m.d.comb += ClockSignal("sync").eq(self.clk)
-            m.domains.por = ClockDomain("por", reset_less=True, local=True)
-            m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
-            edges = Signal(range(POWER_ON_RESET))
-            reset = Signal(init=1)
-            with m.If(edges != POWER_ON_RESET - 1):
-                m.d.por += edges.eq(edges + 1)
-            m.d.por += reset.eq(edges != POWER_ON_RESET - 1)
-            m.d.comb += ResetSignal("sync").eq(reset)
+            power_on_reset(m, self.clk)
         if self.one_clock:
             # Every core on the mesh's clock: one clock for the simulator to toggle, which is
             # several times faster than one per domain. (The barrier's GALS proof is elsewhere.)

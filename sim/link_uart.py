@@ -29,12 +29,7 @@ harness source, the Verilator version and the flags), with the same Verilator fl
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import os
 import struct
-import subprocess
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 from ..firmware.protocol import SlipDecoder
 from ..hdl.uart import UART
 from .link_fast import VERILATOR_FLAGS, FastLink, HarnessBuild
-from .link_rtl import ANSWER_HEAD, POWER_ON_RESET, REQUEST_HEAD, LinkTransport
-from .runner import RTLBuild, SimulationError, _build_environment, build_dir_root, cached_build
+from .link_rtl import ANSWER_HEAD, REQUEST_HEAD, LinkTransport, power_on_reset
+from .runner import RTLBuild, SimulationError
 
 __all__ = ["UART_HARNESS_SOURCE", "LINE_COUNTS", "LINE_COUNTS_HEAD", "SEND", "SEND_HEAD",
            "RECEIVE", "DRAIN", "CYCLES_HEAD", "UartPort", "uart_build", "UartHarnessBuild",
@@ -122,16 +117,7 @@ class UartPort(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += ClockSignal("sync").eq(self.clk)
-        m.domains.por = ClockDomain("por", reset_less=True, local=True)
-        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
-        edges = Signal(range(POWER_ON_RESET))
-        reset = Signal(init=1)
-        with m.If(edges != POWER_ON_RESET - 1):
-            m.d.por += edges.eq(edges + 1)
-        m.d.por += reset.eq(edges != POWER_ON_RESET - 1)
-        m.d.comb += ResetSignal("sync").eq(reset)
+        power_on_reset(m, self.clk)
 
         m.submodules.system = system = self.system
         m.submodules.uart = uart = UART(self.divisor, fifo_depth=self.rx_fifo_depth)
@@ -168,47 +154,10 @@ class UartHarnessBuild(HarnessBuild):
     :class:`~spikefab.sim.link_fast.HarnessBuild`'s flags and the divisor."""
 
     def __init__(self, build: RTLBuild):
-        self.verilog = build.verilog
-        self.toplevel = build.toplevel
-        self.timeout_log2 = build.timeout_log2
+        super().__init__(build, source=UART_HARNESS_SOURCE, kind="uart-harness",
+                         flags=(*VERILATOR_FLAGS, "-CFLAGS", f"-DDIVISOR={build.divisor}"))
         self.divisor = build.divisor
         self.clock_hz = build.clock_hz
-        self.source = UART_HARNESS_SOURCE.read_text()
-        self.flags = (*VERILATOR_FLAGS, "-CFLAGS", f"-DDIVISOR={build.divisor}")
-        version = importlib.metadata.version("verilator")
-        key = hashlib.sha256(json.dumps([
-            self.verilog, self.source, version, self.flags,
-        ]).encode()).hexdigest()[:16]
-        self.directory = build_dir_root() / "rtl" / f"{build.label}-verilator-uart-harness-{key}"
-        self.executable = self.directory / "uart_main"
-        self.log = self.directory / "build.log"
-
-    def build(self) -> "UartHarnessBuild":
-        cached_build(self.directory, self._compile)
-        return self
-
-    def _compile(self) -> None:
-        source = self.directory / f"{self.toplevel}.v"
-        source.write_text(self.verilog)
-        harness = self.directory / UART_HARNESS_SOURCE.name
-        harness.write_text(self.source)
-        env = {**os.environ, **_build_environment("verilator")}
-        command = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *self.flags,
-                   "--top-module", self.toplevel, "--prefix", "Vtop",
-                   "-Mdir", str(self.directory / "obj"), "-o", str(self.executable),
-                   "-j", str(os.cpu_count() or 1), str(harness), str(source)]
-        with open(self.log, "w") as log:
-            log.write(" ".join(command) + "\n\n")
-            log.flush()
-            try:
-                done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=self.directory)
-            except OSError as exc:
-                raise SimulationError(f"building {self.directory.name} failed: {exc}; "
-                                      f"see {self.log}") from None
-        if done.returncode or not self.executable.exists():
-            raise SimulationError(f"building {self.directory.name} failed (Verilator "
-                                  f"exited with {done.returncode}); see {self.log}")
 
 
 class UartLink(FastLink):
