@@ -1,7 +1,7 @@
 // What both C++ harnesses (link_main.cpp, uart_main.cpp) share: the message stream with
 // Python on stdin and stdout (sim/link_rtl.py defines the messages), its little-endian
-// fields, and how a harness gives up. Include it after defining HARNESS_NAME, which its
-// errors start with.
+// fields, how a harness gives up, and its main. Include it after verilated.h and after
+// defining HARNESS_NAME, which its errors start with.
 
 #ifndef SPIKEFAB_HARNESS_MESSAGES_H
 #define SPIKEFAB_HARNESS_MESSAGES_H
@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include <unistd.h>
 
@@ -69,6 +70,25 @@ uint64_t le64(const uint8_t *p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4
 
 void put_le(uint8_t *p, uint64_t value, int bytes) {
     for (int k = 0; k < bytes; ++k) p[k] = uint8_t(value >> (8 * k));
+}
+
+// A harness's main: its argument (the cycles a request may take after its last byte before
+// it counts as a hang), stdout kept for the messages (anything the model prints goes to
+// stderr), then Harness(context, timeout).reset() and .serve().
+template <class Harness>
+int harness_main(int argc, char **argv, const char *usage) {
+    if (argc < 2) fail(usage);
+    uint64_t request_timeout = std::strtoull(argv[1], nullptr, 10);
+    out_fd = ::dup(1);
+    if (out_fd < 0 || ::dup2(2, 1) < 0) fail("cannot set up stdout");
+    auto context = std::make_unique<VerilatedContext>();
+    context->commandArgs(argc, argv);
+    {
+        Harness harness(context.get(), request_timeout);
+        harness.reset();
+        harness.serve();
+    }
+    return 0;
 }
 
 }  // namespace

@@ -375,17 +375,5 @@ class Harness {
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 2) fail("usage: uart_main REQUEST_TIMEOUT_CYCLES");
-    uint64_t request_timeout = std::strtoull(argv[1], nullptr, 10);
-    // Keep stdout for the messages; anything the model prints goes to stderr.
-    out_fd = ::dup(1);
-    if (out_fd < 0 || ::dup2(2, 1) < 0) fail("cannot set up stdout");
-    auto context = std::make_unique<VerilatedContext>();
-    context->commandArgs(argc, argv);
-    {
-        Harness harness(context.get(), request_timeout);
-        harness.reset();
-        harness.serve();
-    }
-    return 0;
+    return harness_main<Harness>(argc, argv, "usage: uart_main REQUEST_TIMEOUT_CYCLES");
 }
