@@ -33,9 +33,9 @@ from typing import Protocol
 import numpy as np
 
 from ..hdl.abi import (ADDRESS, ADDRESS_BYTES, COUNTER_BITS, EVENT, INPUT_HEAD, MAX_OUTPUTS,
-                       MAX_PAYLOAD, MAX_RUN_TICKS, OUTPUT_BYTES, OUTPUTS_MAX, READ_COUNT, RUN_TICKS, TICK_BITS,
-                       ChipInfo, Command, LinkStatus, ProtocolError, Region, Register, Status,
-                       to_signed)
+                       MAX_PAYLOAD, MAX_RUN_TICKS, OUTPUT_BYTES, OUTPUTS_MAX, READ_COUNT,
+                       RUN_TICKS, TICK_BITS, ChipInfo, Command, LinkStatus, ProtocolError, Region,
+                       Register, Status, to_signed)
 from ..sim.encoding import Pixels
 from ..sim.golden import decode
 from .protocol import (AXONS_PER_INPUT, EVENTS_PER_RUN, SlipDecoder, encode_payload, frame,

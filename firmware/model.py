@@ -269,8 +269,8 @@ class Model:
         if unknown:
             raise ModelError(f"unexpected key{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(repr, unknown))} (layers = {count}; the format's "
-                             f"keys are format, version, layers, w_bits, v_bits, steps, encoder, name "
-                             f"and weights/bias/recurrent/threshold/leak/reset_<layer>)")
+                             f"keys are format, version, layers, w_bits, v_bits, steps, encoder, "
+                             f"name and weights/bias/recurrent/threshold/leak/reset_<layer>)")
         layers = []
         for l in range(count):
             for part in ("weights", "threshold", "leak", "reset"):

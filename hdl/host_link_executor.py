@@ -9,8 +9,9 @@ from amaranth.lib.wiring import In, Out
 
 from .abi import (ADDRESS_BYTES, AXON_BITS, ENCODE_HEAD, ENCODER_DRAW, ENCODER_SHIFTS,
                   INPUT_HEAD, MAX_FRAME, MAX_OUTPUTS, MAX_PAYLOAD, MAX_REPORT, MAX_RUN_TICKS,
-                  NO_SEQ, OUTPUT_BYTES, REPORT_BYTES, RUN_ANSWER, AERPacket, ChipInfo, Command, EncodeFlag,
-                  EventWord, OutputRecord, PacketKind, Region, Status, report_outputs)
+                  NO_SEQ, OUTPUT_BYTES, REPORT_BYTES, RUN_ANSWER, AERPacket, ChipInfo, Command,
+                  EncodeFlag, EventWord, OutputRecord, PacketKind, Region, Status,
+                  report_outputs)
 from .core import Handshake
 from .counter import Counter
 from .host_link_checks import HEADER_PAYLOAD_BYTES, RequestCheck
@@ -55,7 +56,9 @@ class CommandExecutor(wiring.Component):
     command goes through the chip bus one word at a time; RUN injects its events into the host
     port (INPUT each axon to every tile it names, in tile order), raises ``tick`` once per
     tick, and answers once the chip is quiet and its last outputs have landed in the output
-    queue. The response goes out piece by piece (``piece``, ``values``: see
+    queue. ENCODE (on a chip with the encoder) draws its spikes from the frame's pixels tick
+    by tick, after RESET's work if it asks, and reports its outputs and membranes if it asks
+    (:meth:`_encode`). The response goes out piece by piece (``piece``, ``values``: see
     :class:`~spikefab.hdl.host_link_frames.ResponsePath`); once the sender has every byte, the
     frame is released (``frame.ready``).
 
@@ -376,7 +379,8 @@ class CommandExecutor(wiring.Component):
         def send(name, last, next_state, when=None):
             """Offer the piece ``name`` of the response (the state's, in :attr:`PIECE_STATES`),
             the response's last if ``last``, then go to ``next_state`` (a state, or a function
-            that picks one); ``name`` and the state are one of :attr:`piece_states`. Returns the condition of the cycle the piece's last byte is taken.
+            that picks one); ``name`` and the state are one of :attr:`piece_states`. Returns
+            the condition of the cycle the piece's last byte is taken.
             """
             s.sent.add(name)
             offer = C(1) if when is None else when

@@ -145,7 +145,8 @@ def tiny_build():
     assert profile.encoder
     chip = profile.chip(clocking=Clocking.SINGLE)
     return link_build(chip, output_depth=profile.output_depth, encoder=True,
-                      rx_queue=profile.rx_queue, label=f"link-{profile.name}-{chip.clocking.value}")
+                      rx_queue=profile.rx_queue,
+                      label=f"link-{profile.name}-{chip.clocking.value}")
 
 
 def test_rtl_encode_equals_model(tiny_build, base_seed):

@@ -35,7 +35,8 @@ def build():
     profile = get_profile("tiny")
     chip = profile.chip(clocking=Clocking.SINGLE)
     return link_build(chip, output_depth=profile.output_depth, encoder=profile.encoder,
-                      rx_queue=profile.rx_queue, label=f"link-{profile.name}-{chip.clocking.value}")
+                      rx_queue=profile.rx_queue,
+                      label=f"link-{profile.name}-{chip.clocking.value}")
 
 
 def _address(tile, region, offset):

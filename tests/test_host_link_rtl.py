@@ -1,11 +1,12 @@
 """The RTL host link (cocotb + Verilator) answers exactly as the golden LinkModel does.
 
 Two chips (2 x 1 meshes, the cores on clocks 9.7x and 1.7x slower than the mesh; one with
-narrow memory words, one with the ULX3S profile's 16-byte words and registered synapse reads)
-each get a seeded sequence of requests: every command, random memory traffic over every region,
-a network that spikes (fed by RUN, INPUT and ENCODE, the chip's encoder), and every kind of bad frame. Each answer must equal the model's byte for byte (OUTPUTS: the
-same events; their order within a tick may differ), and after every bad frame the whole chip
-state, read back, must be unchanged.
+narrow memory words, one with the ULX3S profile's 16-byte words, registered synapse reads and a
+queue of request bytes), both with the encoder, each get a seeded sequence of requests: every
+command, random memory traffic over every region, a network that spikes (fed by RUN, INPUT and
+ENCODE), and every kind of bad frame. Each answer must equal the model's byte for byte
+(OUTPUTS, and ENCODE's report: the same events; their order within a tick may differ), and
+after every bad frame the whole chip state, read back, must be unchanged.
 """
 
 import dataclasses

@@ -16,8 +16,9 @@ __all__ = ["golden_evaluate"]
 def golden_evaluate(model: Model, images, labels, indices=None, *, steps: int | None = None,
                     seed: int = 0, profile: str = "icebreaker") -> dict:
     """Accuracy of ``model`` on the golden model, as ``spikefab run --target golden`` measures
-    it: rate-encoded with the model's encoder and ``seed``, keyed on ``indices``, compiled for ``profile`` and run on
-    :class:`spikefab.firmware.driver.GoldenChip` (the golden chip model).
+    it: rate-encoded with the model's encoder and ``seed``, keyed on ``indices``, compiled for
+    ``profile`` and run on :class:`spikefab.firmware.driver.GoldenChip` (the golden chip
+    model).
 
     A model that does not fit ``profile`` runs on :meth:`Model.forward` instead (the integer
     network simulator the golden chip model equals).

@@ -342,8 +342,9 @@ class ChipInfo:
         ticks, the generator (:func:`encoder_step`, from the request's ``state``) steps once
         for each pixel of the runs, in axon order; the pixel spikes iff the draw (the
         state's top :data:`ENCODER_DRAW` bits) is below its value, and a spike is its axon's
-        event on every tile of ``tiles``, as INPUT's are (the pixels: :func:`parse_pixel_runs`). Raises :class:`ProtocolError` for
-        what the chip refuses, in the chip's order: LENGTH (no room for the head), ARGUMENT
+        event on every tile of ``tiles``, as INPUT's are (the pixels:
+        :func:`parse_pixel_runs`). Raises :class:`ProtocolError` for what the chip refuses,
+        in the chip's order: LENGTH (no room for the head), ARGUMENT
         (no tile, too many ticks), ADDRESS (a tile past the last), ARGUMENT (too many drain
         ticks, an unknown flag, a report of no membrane or of more than :data:`MAX_REPORT`),
         ADDRESS (a report of membranes the tile lacks), LENGTH (runs that do not end with
