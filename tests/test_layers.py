@@ -37,8 +37,10 @@ LAYERS = {
         "targets", "cli", "cli_args", "run", "shard", "verify", "plot", "importers", "importers.common",
         "importers.nir_graph", "importers.snntorch_state", "train", "train.config",
         "train.network", "train.data", "train.trainer", "train.evaluate", "train.command")},
-    **{f"sim.{name}": 4 for name in ("demo", "benchmarks", "standin", "board_timing")},
-    **{f"boards.{name}": 4 for name in ("clocks", "synthesis", "top", "build", "netlist")},
+    **{f"sim.{name}": 4 for name in (
+        "demo", "benchmarks", "standin", "board_timing", "chip_cycles")},
+    **{f"boards.{name}": 4 for name in (
+        "clocks", "synthesis", "top", "build", "netlist", "logic_depth")},
 }
 
 #: Modules that may import only from these packages/modules (prefixes), beyond their layer rule:
