@@ -233,6 +233,12 @@ class CommandExecutor(wiring.Component):
         last_seq, last_cmd = Signal(8, init=NO_SEQ), Signal(4)
         is_repeat, skip, bad_frame, refused, runs = (
             Signal(name=n) for n in ("is_repeat", "skip", "bad_frame", "refused", "runs"))
+        # Which command it is, for the states after DECIDE that ask, and the count DECIDE
+        # starts the word or event count at: chosen by the command in CHECK and registered, as
+        # decoding the header in DECIDE would stand ahead of the count's enable and value, the
+        # UP5K's longest paths (BENCHMARKS.md, "The UP5K's clock").
+        is_write, is_status, is_outputs, counts = Signal(), Signal(), Signal(), Signal()
+        count = Signal.like(remaining)
         line_errors = Signal(16)
         m.d.sync += line_errors.eq(line_errors + self.line_error)
         # The clock count: in a DSP block where the chip's counters are (an iCE40).
@@ -323,7 +329,8 @@ class CommandExecutor(wiring.Component):
             cycles_q=cycles_q, outputs_fewer=outputs_fewer, outputs_none=outputs_none, p=p,
             gather=gather, inputting=inputting, input_tiles=input_tiles, fanout=fanout,
             lowest=lowest, last_seq=last_seq, last_cmd=last_cmd, is_repeat=is_repeat,
-            skip=skip, bad_frame=bad_frame, refused=refused, runs=runs,
+            skip=skip, bad_frame=bad_frame, refused=refused, runs=runs, is_write=is_write,
+            is_status=is_status, is_outputs=is_outputs, counts=counts, count=count,
             line_errors=line_errors, scan=scan)
         self._response(m, s)
         m.d.sync += self.nak.eq(0)
@@ -427,7 +434,26 @@ class CommandExecutor(wiring.Component):
             m.d.sync += [s.is_repeat.eq(repeat), s.skip.eq(repeat & ~pure),
                          s.bad_frame.eq(rx_status != Status.OK),
                          s.refused.eq((rx_status != Status.OK) | (s.seq == NO_SEQ)),
-                         s.runs.eq((cmd == Command.RUN) | (cmd == Command.INPUT))]
+                         s.runs.eq((cmd == Command.RUN) | (cmd == Command.INPUT)),
+                         s.is_write.eq(cmd == Command.WRITE),
+                         s.is_status.eq(cmd == Command.STATUS),
+                         s.is_outputs.eq(cmd == Command.OUTPUTS)]
+            m.d.sync += s.counts.eq(cmd.matches(Command.WRITE, Command.FILL, Command.READ,
+                                                Command.RUN, Command.INPUT, Command.OUTPUTS))
+            with m.Switch(cmd):
+                with m.Case(Command.WRITE):
+                    m.d.sync += s.count.eq(request.write_count)
+                with m.Case(Command.FILL):
+                    m.d.sync += s.count.eq(p(6, 4))
+                with m.Case(Command.READ):
+                    m.d.sync += s.count.eq(p(6, 2))
+                with m.Case(Command.RUN):
+                    m.d.sync += s.count.eq((request.payload_length - 2) >> 1)
+                with m.Case(Command.INPUT):
+                    m.d.sync += s.count.eq((request.payload_length - INPUT_HEAD.size) >> 1)
+                with m.Case(Command.OUTPUTS):
+                    # The request's field holds still, and so does the queue between frames.
+                    m.d.sync += s.count.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
             m.next = "DECIDE"
             if self.info.encoder:
                 # ENCODE's pixel runs, checked in a scan of their own before DECIDE: a frame
@@ -459,6 +485,8 @@ class CommandExecutor(wiring.Component):
                 m.next = "NAK"
             with m.Elif(s.skip):
                 # The first answer again, nothing executed.
+                with m.If(s.is_outputs):
+                    m.d.sync += remaining.eq(self.taken)
                 with m.Switch(cmd):
                     with m.Case(Command.RUN, Command.INPUT):
                         m.next = "RUN_ANSWER"
@@ -468,7 +496,6 @@ class CommandExecutor(wiring.Component):
                         m.next = "RUN_ANSWER"
                     with m.Case(Command.OUTPUTS):
                         m.d.comb += self.rewind.eq(1)
-                        m.d.sync += remaining.eq(self.taken)
                         m.next = "OUTPUTS_AGAIN"
                     with m.Default():
                         m.next = "RESPOND_OK"
@@ -476,6 +503,8 @@ class CommandExecutor(wiring.Component):
                 with m.If(~s.is_repeat):
                     m.d.comb += self.commit.eq(1)
                     m.d.sync += [s.last_seq.eq(s.seq), s.last_cmd.eq(cmd[:4])]
+                with m.If(s.counts):
+                    m.d.sync += remaining.eq(s.count)
                 with m.Switch(cmd):
                     with m.Case(Command.INFO):
                         m.d.sync += s.rom_addr.eq(0)
@@ -484,26 +513,20 @@ class CommandExecutor(wiring.Component):
                         m.d.sync += s.cycles_q.eq(s.cycles)
                         send("ok", 0, "SEND_TICKS")
                     with m.Case(Command.WRITE):
-                        m.d.sync += [ptr.eq(2 + ADDRESS_BYTES),
-                                     remaining.eq(request.write_count)]
+                        m.d.sync += ptr.eq(2 + ADDRESS_BYTES)
                         m.next = "GATHER_WORD"
                     with m.Case(Command.FILL):
-                        m.d.sync += [ptr.eq(2 + ADDRESS_BYTES + 4), remaining.eq(p(6, 4))]
+                        m.d.sync += ptr.eq(2 + ADDRESS_BYTES + 4)
                         m.next = "GATHER_WORD"
                     with m.Case(Command.READ):
-                        m.d.sync += remaining.eq(p(6, 2))
                         send("ok", 0, "READ_REQUEST")
                     with m.Case(Command.RUN):
                         m.d.comb += self.mark.eq(1)
-                        m.d.sync += [ptr.eq(4),
-                                     remaining.eq((request.payload_length - 2) >> 1),
-                                     s.ticks_left.eq(p(0, 2))]
+                        m.d.sync += [ptr.eq(4), s.ticks_left.eq(p(0, 2))]
                         m.next = "EVENTS"
                     with m.Case(Command.INPUT):
                         m.d.comb += self.mark.eq(1)
                         m.d.sync += [ptr.eq(2 + INPUT_HEAD.size),
-                                     remaining.eq((request.payload_length
-                                                   - INPUT_HEAD.size) >> 1),
                                      s.ticks_left.eq(p(8, 2)), s.inputting.eq(1),
                                      s.input_tiles.eq(p(0, 8))]
                         m.next = "EVENTS"
@@ -518,7 +541,6 @@ class CommandExecutor(wiring.Component):
                             with m.Else():
                                 m.next = "ENCODE_START"
                     with m.Case(Command.OUTPUTS):
-                        m.d.sync += remaining.eq(Mux(s.outputs_fewer, p(0, 2), self.pending))
                         send("ok", s.outputs_none, "OUTPUTS")
                     with m.Case(Command.RESET):
                         m.d.sync += s.resetting.eq(1)
@@ -537,7 +559,7 @@ class CommandExecutor(wiring.Component):
 
     def _answer_info_and_status(self, m, s):
         """INFO's answer; STATUS's, and the part of RUN's it shares."""
-        send, rom_addr, cmd = s.send, s.rom_addr, s.cmd
+        send, rom_addr = s.send, s.rom_addr
         # INFO: the ROM, a byte at a time.
         with m.State("INFO_READ"):
             m.next = "INFO_SEND"
@@ -551,7 +573,7 @@ class CommandExecutor(wiring.Component):
         # STATUS and RUN's answer (both after an OK header): the pieces they have in
         # common, ticks and pending, are sent by the same states, so that the byte
         # multiplexer has them once.
-        is_status = cmd == Command.STATUS
+        is_status = s.is_status
 
         def after_ticks():
             with m.If(is_status):
@@ -582,7 +604,7 @@ class CommandExecutor(wiring.Component):
 
     def _access_memory(self, m, s):
         """WRITE, FILL and READ (and RESET's clearing) on the chip bus, a word at a time."""
-        info, cmd, req = self.info, s.cmd, self.bus.req.payload
+        info, req = self.info, self.bus.req.payload
         n_tiles = len(info.tiles)
         tile, region, offset, remaining = s.tile, s.region, s.offset, s.remaining
         # WRITE and FILL (and RESET's clearing) go through the bus one word at a time.
@@ -594,7 +616,7 @@ class CommandExecutor(wiring.Component):
                 m.d.sync += [offset.eq(offset + 1), remaining.eq(remaining - 1)]
                 with m.If(remaining == 1):
                     m.next = "WRITTEN"
-                with m.Elif(cmd == Command.WRITE):
+                with m.Elif(s.is_write):
                     m.next = "GATHER_WORD"
         with m.State("WRITTEN"):
             with m.If(~s.resetting):

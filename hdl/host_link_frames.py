@@ -62,8 +62,9 @@ class FrameReceiver(wiring.Component):
     read_addr : In(FRAME_ADDR_BITS), read_data : Out(8)
         The buffer's read port (``read_data`` is the byte at last cycle's ``read_addr``).
     store : Out(1), store_addr : Out(FRAME_ADDR_BITS), store_data : Out(8)
-        The buffer's write port: ``store_data`` is written at ``store_addr`` this cycle (an
-        unescaped byte of the frame being received), for checks made as the frame arrives.
+        The buffer's write port: with ``store``, ``store_data`` is written at ``store_addr``
+        this cycle (an unescaped byte of the frame being received), for checks made as the
+        frame arrives; without it the other two mean nothing.
     silence : In(1)
         The timeout's strobe.
     timed_out : Out(1)
@@ -97,8 +98,12 @@ class FrameReceiver(wiring.Component):
 
         byte = self.bytes.payload
         store = Signal()
+        # The byte to store if one is stored (the unescaped byte after an ESC), whether or
+        # not one is: gated by ``store``, it and the write data would follow the whole
+        # decision on the byte and the queue's handshake into the event checks' register.
         value = Signal(8)
-        m.d.comb += self.bytes.ready.eq(~held)
+        m.d.comb += [value.eq(Mux(escaped, Mux(byte == ESC_END, END, ESC), byte)),
+                     self.bytes.ready.eq(~held)]
         with m.If(self.bytes.valid & ~held):
             with m.If(byte == END):
                 m.d.sync += escaped.eq(0)
@@ -109,18 +114,19 @@ class FrameReceiver(wiring.Component):
             with m.Elif(escaped):
                 m.d.sync += escaped.eq(0)
                 with m.If(byte == ESC_END):
-                    m.d.comb += [store.eq(1), value.eq(END)]
+                    m.d.comb += store.eq(1)
                 with m.Elif(byte == ESC_ESC):
-                    m.d.comb += [store.eq(1), value.eq(ESC)]
+                    m.d.comb += store.eq(1)
                 with m.Elif(error == 0):
                     m.d.sync += error.eq(Status.ESCAPE)
             with m.Elif(byte == ESC):
                 m.d.sync += escaped.eq(1)
             with m.Else():
-                m.d.comb += [store.eq(1), value.eq(byte)]
+                m.d.comb += store.eq(1)
+        m.d.comb += [wr.addr.eq(length), wr.data.eq(value)]
         with m.If(store):
             with m.If(length < MAX_FRAME):
-                m.d.comb += [wr.addr.eq(length), wr.data.eq(value), wr.en.eq(1)]
+                m.d.comb += wr.en.eq(1)
                 m.d.sync += [length.eq(length + 1), crc.eq(_crc_byte(m, crc, value))]
             with m.Elif(error == 0):
                 m.d.sync += error.eq(Status.OVERSIZE)

@@ -105,8 +105,13 @@ class OutputQueue(wiring.Component):
         pushed = Signal(range(depth + 1))    # events from marked to write
         m.d.comb += [self.pending.eq(unsent), self.taken.eq(sent), self.host_out.ready.eq(1)]
 
+        # Room for unsent events, ``depth - sent``, kept as a register of its own, so that
+        # whether the queue is full is an equality of two registers: an adder there would
+        # stand between the chip's output handshake and the next counts, on the UP5K's
+        # longest paths (BENCHMARKS.md, "The UP5K's clock").
+        room = Signal(range(depth + 1), init=depth)
         full = Signal()
-        m.d.comb += full.eq(unsent + sent == depth)
+        m.d.comb += full.eq(unsent == room)
         push = self.host_out.valid & ~full
         drop = self.host_out.valid & full
         m.d.comb += [wp.addr.eq(write), wp.data.eq(self.host_out.payload), wp.en.eq(push)]
@@ -128,18 +133,26 @@ class OutputQueue(wiring.Component):
                 m.d.sync += self.overflowed.eq(1)
 
         # An event arriving is kept whatever else happens in its cycle (``events.valid`` is low
-        # while the others act, so none is taken then).
+        # while the others act, so none is taken then). The unsent count is what the others
+        # leave plus the event arriving, added last: the arrival is known late in the cycle
+        # (the chip's handshake, then whether the queue is full), the rest from registers.
+        base = Signal.like(unsent)
+        m.d.sync += unsent.eq(base + (push & ~self.rollback))
         with m.If(self.rollback):
-            m.d.sync += [write.eq(marked), unsent.eq(unsent - pushed), pushed.eq(0),
-                         self.overflowed.eq(0)]
+            m.d.comb += base.eq(unsent - pushed)
+            m.d.sync += [write.eq(marked), pushed.eq(0), self.overflowed.eq(0)]
         with m.Elif(self.clear):
-            m.d.sync += [read.eq(write), head.eq(write), unsent.eq(push), sent.eq(0)]
+            m.d.comb += base.eq(0)
+            m.d.sync += [read.eq(write), head.eq(write), sent.eq(0), room.eq(depth)]
         with m.Elif(self.rewind):
-            m.d.sync += [read.eq(head), unsent.eq(unsent + sent + push), sent.eq(0)]
+            m.d.comb += base.eq(unsent + sent)
+            m.d.sync += [read.eq(head), sent.eq(0), room.eq(depth)]
         with m.Elif(self.commit):
-            m.d.sync += [head.eq(read), unsent.eq(unsent + push), sent.eq(0)]
+            m.d.comb += base.eq(unsent)
+            m.d.sync += [head.eq(read), sent.eq(0), room.eq(depth)]
         with m.Else():
-            m.d.sync += [unsent.eq(unsent + push - took), sent.eq(sent + took)]
+            m.d.comb += base.eq(unsent - took)
+            m.d.sync += [sent.eq(sent + took), room.eq(room - took)]
             with m.If(took):
                 m.d.sync += read.eq(advance(read))
 
