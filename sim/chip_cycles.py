@@ -154,8 +154,13 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default="mnist-fast,mnist-accurate")
     parser.add_argument("--images", type=int, default=10)
     args = parser.parse_args(argv)
-    rows = [chip_cycle_figures(p, m, images=args.images)
-            for p in args.profiles.split(",") for m in args.models.split(",")]
+    if args.images < 1:
+        parser.error(f"--images must be at least 1, not {args.images}")
+    try:
+        rows = [chip_cycle_figures(p, m, images=args.images)
+                for p in args.profiles.split(",") for m in args.models.split(",")]
+    except ValueError as exc:   # an unknown profile or model, or a model too big for a chip
+        parser.error(str(exc))
     print(chip_cycle_table(rows))
 
 

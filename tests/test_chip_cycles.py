@@ -1,10 +1,11 @@
 """The per-command cycle breakdown (sim/chip_cycles.py): every frame accounted for, once."""
 
 import numpy as np
+import pytest
 
 from spikefab.firmware.protocol import frame
 from spikefab.hdl.abi import Command
-from spikefab.sim.chip_cycles import FrameByFrame, chip_cycle_figures
+from spikefab.sim.chip_cycles import FrameByFrame, chip_cycle_figures, main
 
 
 class _Counting:
@@ -61,3 +62,15 @@ def test_the_breakdown_adds_up_to_the_chips_own_count(base_seed):
     # A layer-1 event reads its 128 weights 8 per cycle: no RUN can beat 16 cycles an event.
     assert r["run_fit"]["requests"] == 2 * (r["steps"] + 1), seed
     assert r["run_fit"]["per_event"] > 128 / 8 - 0.5, (seed, r["run_fit"])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--profiles", "nope"], "unknown chip profile 'nope'"),
+    (["--profiles", "icebreaker", "--models", "nope"], "--model 'nope': no such file"),
+    (["--images", "0"], "--images must be at least 1, not 0"),
+])
+def test_bad_arguments_are_refused_clearly(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
