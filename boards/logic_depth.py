@@ -173,7 +173,7 @@ def _last_port(cell, arrival_entry) -> str:
     if pred is None:
         return "I3"
     for port, bits in cell["connections"].items():
-        if pred[1] in bits and port in UP5K["lut"]:
+        if pred[1] in bits and port in _COMBINATIONAL["SB_LUT4"][1]:
             return port
     return "I3"
 
